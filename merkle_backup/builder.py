@@ -1,0 +1,148 @@
+"""Seal a backup: one pass over the tarball, a sorted leaf table, a signed checkpoint.
+
+The steps, in order (docs/format.md §7.2):
+
+1. Read ``velero-backup.json``; refuse a backup whose phase is not final.
+2. Hash every other object in the backup's folder into a leaf.
+3. Stream the tarball once through the strict reader; hash every entry into a leaf; refuse any
+   entry the reader or the key grammar rejects.
+4. Sort the leaves by key; refuse two entries with one key (a duplicate path).
+5. Compute the Merkle root and sign the checkpoint.
+6. Write the seal atomically, never over an existing one unless asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from merkle_backup.archive import ArchiveReader, Limits
+from merkle_backup.core import tree
+from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint
+from merkle_backup.core.keys import PathError, key_for_bucket_object, key_for_tar_path
+from merkle_backup.core.leaf import LeafRecord, content_digest
+from merkle_backup.errors import ArchiveError, CannotCheck
+from merkle_backup.formats.seal import SealFile, encode_seal
+from merkle_backup.signing import public_key_of, sign
+from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
+
+
+class BackupSource(Protocol):
+    """What the builder and verifier need from a backup's storage (local or S3)."""
+
+    name: str
+
+    def describe(self) -> str: ...
+    def open_tarball(self): ...  # context manager yielding a binary stream
+    def object_names(self) -> list[str]: ...
+    def read_object(self, filename: str) -> bytes | None: ...
+    def read_seal(self) -> bytes: ...
+    def write_seal(self, data: bytes, *, replace: bool) -> str: ...
+
+
+@dataclass(frozen=True)
+class SealResult:
+    checkpoint: Checkpoint
+    seal_bytes: bytes
+    leaf_count: int
+    entries: int
+    bucket_objects: int
+
+
+def read_backup_identity(source: BackupSource) -> tuple[str, str, bytes | None]:
+    """(name, uid, velero-backup.json bytes) of a backup; uid "-" for a bare tarball."""
+    data = source.read_object(BACKUP_OBJECT)
+    if data is None:
+        if source.object_names():
+            raise CannotCheck(f"{source.describe()}: no {BACKUP_OBJECT} in the backup folder")
+        return source.name, UNKNOWN_UID, None
+    info = parse_backup_object(data, source.describe())
+    if info.name != source.name:
+        raise CannotCheck(
+            f"{source.describe()}: {BACKUP_OBJECT} names backup {info.name!r}, "
+            f"but the folder is {source.name!r}"
+        )
+    if not info.is_final:
+        raise CannotCheck(
+            f"backup {info.name} is in phase {info.phase or '(none)'!r}, not final "
+            "(Completed, PartiallyFailed, Failed): its tarball may still be rewritten"
+        )
+    return info.name, info.uid, data
+
+
+def hash_tarball(
+    source: BackupSource, limits: Limits, progress: Callable[[int], None] | None = None
+) -> tuple[list[LeafRecord], bytes, int]:
+    """Leaves of every tar entry (unsorted), the whole-file digest and size. Refuses bad entries."""
+    records: list[LeafRecord] = []
+    with source.open_tarball() as stream:
+        reader = ArchiveReader(stream, limits, progress)
+        for entry in reader:
+            if entry.problem is not None:
+                raise ArchiveError(entry.problem, entry.path)
+            try:
+                key = key_for_tar_path(entry.path)
+            except PathError as e:
+                raise ArchiveError(str(e), entry.path) from e
+            records.append(LeafRecord(key, entry.path, len(entry.data), content_digest(entry.data)))
+    return records, reader.archive_digest, reader.archive_size
+
+
+def sorted_leaves(records: list[LeafRecord]) -> list[LeafRecord]:
+    """Leaves in key order; two entries with one key cannot both be sealed (§3.2)."""
+    records = sorted(records, key=lambda r: r.key)
+    for previous, current in zip(records, records[1:]):
+        if previous.key == current.key:
+            raise ArchiveError("duplicate entry: the archive holds this path more than once", current.path)
+    return records
+
+
+def seal_backup(
+    source: BackupSource,
+    private_key: Ed25519PrivateKey,
+    *,
+    created_at: datetime,
+    limits: Limits = Limits(),
+    replace: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> SealResult:
+    # 1. The backup's identity; only a final backup can be sealed.
+    name, uid, _ = read_backup_identity(source)
+    # 2. Bucket objects beside the tarball (the seal itself excluded by object_names).
+    records: list[LeafRecord] = []
+    for filename in source.object_names():
+        data = source.read_object(filename)
+        if data is None:
+            raise CannotCheck(f"{source.describe()}: {filename} vanished while sealing")
+        try:
+            key = key_for_bucket_object(filename)
+        except PathError as e:
+            raise CannotCheck(f"{source.describe()}: {e}") from e
+        records.append(LeafRecord(key, filename, len(data), content_digest(data)))
+    bucket_objects = len(records)
+    # 3. Every tar entry, in one streaming pass.
+    entries, archive_digest, archive_size = hash_tarball(source, limits, progress)
+    records.extend(entries)
+    # 4. Canonical order.
+    leaves = [r.encode() for r in sorted_leaves(records)]
+    # 5. Root and signed checkpoint.
+    hasher = tree.BLAKE3
+    root = tree.root([hasher.leaf_hash(leaf) for leaf in leaves])
+    checkpoint = Checkpoint(
+        backup=name,
+        uid=uid,
+        tree_size=len(leaves),
+        root=root,
+        archive_digest=archive_digest,
+        archive_size=archive_size,
+        created=created_at.replace(microsecond=0),
+        key_id=public_key_of(private_key).key_id,
+    )
+    body = checkpoint.body()
+    seal_bytes = encode_seal(SealFile(checkpoint=body, signature=sign(private_key, body), leaves=leaves))
+    # 6. Atomic, conditional write.
+    source.write_seal(seal_bytes, replace=replace)
+    return SealResult(checkpoint, seal_bytes, len(leaves), len(entries), bucket_objects)

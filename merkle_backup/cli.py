@@ -1,0 +1,248 @@
+"""The command line: thin click commands around builder and verifier, and one error funnel.
+
+Exit codes (README, docs/format.md §9.3): 0 verified; 1 not authentic (tampering or corruption
+found); 2 usage; 3 could not check (missing file, unreadable input, bad key, I/O).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from merkle_backup.errors import Error, NotAuthentic
+
+EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_USAGE, EXIT_CANNOT_CHECK = 0, 1, 2, 3
+_MAX_SHOWN_FAILURES = 50
+
+
+def _funnel(command: Callable[..., int | None]) -> Callable[..., None]:
+    """Turn every deliberate error into one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        as_json = kwargs.get("as_json", False)
+        try:
+            code = command(*args, **kwargs) or EXIT_OK
+        except Error as e:
+            click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
+                       f"{e.diagnostics()}", err=True)
+            if as_json:
+                click.echo(json.dumps({"verified": False, "error": e.diagnostics(),
+                                       "exit_code": e.exit_code}))
+            code = e.exit_code
+        except KeyboardInterrupt:
+            click.echo("merkle-backup: interrupted", err=True)
+            code = 130
+        sys.exit(code)
+
+    return wrapper
+
+
+def _trust_option(f: Callable) -> Callable:
+    return click.option(
+        "--trust", "trust", multiple=True, required=True, type=click.Path(path_type=Path),
+        help="Trusted Ed25519 public key (PEM). Repeatable. Keys in the backup are never used.",
+    )(f)
+
+
+def _json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
+
+
+def _seal_option(f: Callable) -> Callable:
+    return click.option(
+        "--seal", "seal_path", type=click.Path(path_type=Path),
+        help="Seal file (default: <backup-dir>/<name>-merkle.seal, or X.seal beside a bare tarball X).",
+    )(f)
+
+
+def _limits_options(f: Callable) -> Callable:
+    f = click.option("--max-entry-size", type=click.IntRange(min=1), help="Largest entry in bytes (default 64 MiB).")(f)
+    f = click.option("--max-entries", type=click.IntRange(min=1), help="Most entries (default 5,000,000).")(f)
+    return f
+
+
+def _limits(max_entry_size: int | None, max_entries: int | None):
+    from merkle_backup.archive import Limits
+
+    overrides = {}
+    if max_entry_size:
+        overrides["max_entry_size"] = max_entry_size
+    if max_entries:
+        overrides["max_entries"] = max_entries
+    return Limits(**overrides)
+
+
+class _Progress:
+    """A progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.bar = None
+        if sys.stderr.isatty() and total > 0:
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr)
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if self.bar is None:
+            return None
+        self.bar.__enter__()
+        return self.bar.update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _open_source(backup: Path, seal_path: Path | None):
+    from merkle_backup.storage.local import LocalBackup
+
+    return LocalBackup(backup, seal_path)
+
+
+def _tarball_size(source) -> int:
+    try:
+        return source.tarball.stat().st_size
+    except (AttributeError, OSError):
+        return 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="merkle-backup")
+def main() -> None:
+    """Tamper-evident Velero backups: seal a backup once, prove any resource of it later.
+
+    \b
+    Exit codes: 0 verified; 1 not authentic (tampering or corruption found);
+                2 usage error; 3 could not check (missing file, bad key, I/O).
+    """
+
+
+@main.command()
+@click.argument("keyfile", type=click.Path(path_type=Path))
+@_funnel
+def keygen(keyfile: Path) -> None:
+    """Write a new Ed25519 key pair: KEYFILE (private, mode 0600) and KEYFILE.pub."""
+    from merkle_backup.signing import generate_keypair, load_public_key
+
+    private, public = generate_keypair(keyfile)
+    key = load_public_key(public)
+    click.echo(f"private key: {private}\npublic key:  {public}\nkey id:      {key.key_id.hex()}")
+
+
+@main.command()
+@click.argument("backup", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@_seal_option
+@click.option("--replace", is_flag=True, help="Overwrite an existing seal.")
+@_limits_options
+@_funnel
+def seal(backup: Path, key_path: Path, seal_path: Path | None, replace: bool,
+         max_entry_size: int | None, max_entries: int | None) -> None:
+    """Seal BACKUP (a backup folder or a .tar.gz) with a signed Merkle tree."""
+    from merkle_backup.builder import seal_backup
+    from merkle_backup.signing import load_private_key
+
+    private = load_private_key(key_path)
+    source = _open_source(backup, seal_path)
+    with _Progress("sealing", _tarball_size(source)) as progress:
+        result = seal_backup(source, private, created_at=datetime.now(timezone.utc),
+                             limits=_limits(max_entry_size, max_entries), replace=replace,
+                             progress=progress)
+    cp = result.checkpoint
+    click.echo(f"sealed {cp.backup} (uid {cp.uid}): {result.entries} tar entries and "
+               f"{result.bucket_objects} bucket objects, {cp.tree_size} leaves\n"
+               f"root {cp.root.hex()}\nseal {source.seal_path}")
+
+
+@main.command()
+@click.argument("backup", type=click.Path(path_type=Path))
+@_trust_option
+@click.option("--namespace", "namespaces", multiple=True, help="Verify only this namespace (exact name). Repeatable.")
+@click.option("--include-cluster-resources", is_flag=True, help="Also verify every cluster-scoped resource.")
+@click.option("--resource", "resources", multiple=True, help="Verify only this tar path. Repeatable.")
+@click.option("--uid", "expected_uid", help="The Backup object's metadata.uid in the cluster (catches replayed backups).")
+@_seal_option
+@_json_option
+@_limits_options
+@_funnel
+def verify(backup: Path, trust: tuple[Path, ...], namespaces: tuple[str, ...],
+           include_cluster_resources: bool, resources: tuple[str, ...], expected_uid: str | None,
+           seal_path: Path | None, as_json: bool, max_entry_size: int | None,
+           max_entries: int | None) -> int:
+    """Verify BACKUP against its seal: the whole backup, or chosen namespaces or resources."""
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.verifier import Scope, verify_backup
+
+    keys = [load_public_key(p) for p in trust]
+    source = _open_source(backup, seal_path)
+    scope = Scope(frozenset(namespaces), include_cluster_resources, frozenset(resources))
+    with _Progress("verifying", _tarball_size(source)) as progress:
+        report = verify_backup(source, keys, scope=scope, expected_uid=expected_uid,
+                               limits=_limits(max_entry_size, max_entries), progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_report(report)
+    return EXIT_OK if report.verified else EXIT_NOT_AUTHENTIC
+
+
+def _print_report(report) -> None:
+    verdict = "VERIFIED" if report.verified else "NOT AUTHENTIC"
+    click.echo(f"{verdict}: backup {report.backup} (uid {report.uid}), {report.scope}")
+    click.echo(f"  root {report.root.hex()}, {report.tree_size} leaves, {report.checked} in scope")
+    for failure in report.failures[:_MAX_SHOWN_FAILURES]:
+        detail = f"  ({failure.detail})" if failure.detail else ""
+        click.echo(f"  {failure.problem:<10} {failure.path}{detail}")
+    if len(report.failures) > _MAX_SHOWN_FAILURES:
+        click.echo(f"  ... and {len(report.failures) - _MAX_SHOWN_FAILURES} more (use --json for all)")
+    if report.out_of_scope_failures:
+        click.echo(f"  {report.out_of_scope_failures} problem(s) outside the chosen scope (not counted)")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+
+
+@main.command()
+@click.argument("seal_file", type=click.Path(path_type=Path))
+@_json_option
+@_funnel
+def inspect(seal_file: Path, as_json: bool) -> None:
+    """Show what a seal file claims. Nothing is verified: use `verify` for that."""
+    from merkle_backup.inspect import describe_seal
+
+    try:
+        data = seal_file.read_bytes()
+    except OSError as e:
+        from merkle_backup.errors import StorageError
+
+        raise StorageError(f"cannot read {seal_file}: {e.strerror or e}") from e
+    info = describe_seal(data)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo("UNVERIFIED seal contents (signature not checked; use `verify --trust`):")
+    for label in ("backup", "uid", "tree_size", "root", "archive_blake3", "archive_size", "created", "key_id"):
+        click.echo(f"  {label:<15}{info[label]}")
+    click.echo("  leaves by namespace:")
+    for namespace, count in info["leaves_by_namespace"].items():
+        click.echo(f"    {namespace or '(cluster, bucket, metadata)'}: {count}")
+    click.echo("checkpoint (the signed text):")
+    click.echo(info["checkpoint"], nl=False)
+    click.echo(f"signature {info['signature']}")
+
+
+@main.command()
+@_funnel
+def demo() -> int:
+    """Seal and verify a built-in example backup, then tamper with it and show the failure."""
+    from merkle_backup.demo import run_demo
+
+    return run_demo(click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

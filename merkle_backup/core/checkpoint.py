@@ -1,0 +1,116 @@
+"""The signed checkpoint: the exact text whose bytes are signed (docs/format.md §5).
+
+Modelled on C2SP tlog-checkpoint / signed-note: a line-based UTF-8 text whose first line is a
+fixed context string, so a signature made over any other text (another tool's note, another
+format version, a proof file) can never verify as a merkle-backup checkpoint. Every line is
+``<label> <value>\\n`` in a fixed order; parsing accepts exactly what ``body()`` writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+CONTEXT = "merkle-backup/checkpoint/v1"
+_LABELS = ("backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key")
+_BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+_UID = re.compile(r"(-|[A-Za-z0-9][A-Za-z0-9-]{0,63})\Z")
+_HEX32 = re.compile(r"[0-9a-f]{64}\Z")
+_DECIMAL = re.compile(r"(0|[1-9][0-9]{0,18})\Z")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
+UNKNOWN_UID = "-"
+
+
+class CheckpointError(ValueError):
+    """The text is not a checkpoint this version writes."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    backup: str          # the Velero Backup's metadata.name
+    uid: str             # its metadata.uid, or "-" when sealed from a bare tarball
+    tree_size: int
+    root: bytes          # 32 bytes
+    archive_digest: bytes  # BLAKE3-256 of the whole .tar.gz file
+    archive_size: int
+    created: datetime    # UTC, whole seconds
+    key_id: bytes        # SHA-256 of the raw 32-byte Ed25519 public key
+
+    def __post_init__(self) -> None:
+        if not _BACKUP_NAME.match(self.backup):
+            raise CheckpointError(f"backup name {self.backup!r} is not a valid Kubernetes name")
+        if not _UID.match(self.uid):
+            raise CheckpointError(f"backup uid {self.uid!r} is not a valid UID")
+        for label, value in (("root", self.root), ("archive-blake3", self.archive_digest),
+                             ("key", self.key_id)):
+            if len(value) != 32:
+                raise CheckpointError(f"{label} must be 32 bytes")
+        for label, number in (("tree-size", self.tree_size), ("archive-size", self.archive_size)):
+            if not 0 <= number < 2**63:
+                raise CheckpointError(f"{label} out of range")
+        if self.created.tzinfo is None or self.created.utcoffset() != timezone.utc.utcoffset(None):
+            raise CheckpointError("created must be a UTC time")
+
+    def body(self) -> bytes:
+        """The signed bytes (docs/format.md §5.1)."""
+        values = (
+            self.backup,
+            self.uid,
+            str(self.tree_size),
+            self.root.hex(),
+            self.archive_digest.hex(),
+            str(self.archive_size),
+            self.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            self.key_id.hex(),
+        )
+        lines = [CONTEXT] + [f"{label} {value}" for label, value in zip(_LABELS, values)]
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def parse_checkpoint(data: bytes) -> Checkpoint:
+    """Parse a checkpoint body; accepts exactly the bytes Checkpoint.body() writes."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError("checkpoint is not UTF-8") from e
+    if not text.endswith("\n"):
+        raise CheckpointError("checkpoint must end with a newline")
+    lines = text[:-1].split("\n")
+    if lines[0] != CONTEXT:
+        raise CheckpointError(f"checkpoint context is {lines[0][:60]!r}, expected {CONTEXT!r}")
+    if len(lines) != 1 + len(_LABELS):
+        raise CheckpointError(f"checkpoint has {len(lines)} lines, expected {1 + len(_LABELS)}")
+    values: dict[str, str] = {}
+    for label, line in zip(_LABELS, lines[1:]):
+        prefix = label + " "
+        if not line.startswith(prefix):
+            raise CheckpointError(f"checkpoint line {line[:60]!r} should start with {prefix!r}")
+        values[label] = line[len(prefix) :]
+    for label in ("root", "archive-blake3", "key"):
+        if not _HEX32.match(values[label]):
+            raise CheckpointError(f"checkpoint {label} is not 64 lowercase hex digits")
+    for label in ("tree-size", "archive-size"):
+        if not _DECIMAL.match(values[label]):
+            raise CheckpointError(f"checkpoint {label} is not a canonical decimal")
+    if not _TIME.match(values["created"]):
+        raise CheckpointError("checkpoint created is not YYYY-MM-DDTHH:MM:SSZ")
+    try:
+        created = datetime.strptime(values["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=timezone.utc
+        )
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint created: {e}") from e
+    checkpoint = Checkpoint(
+        backup=values["backup"],
+        uid=values["uid"],
+        tree_size=int(values["tree-size"]),
+        root=bytes.fromhex(values["root"]),
+        archive_digest=bytes.fromhex(values["archive-blake3"]),
+        archive_size=int(values["archive-size"]),
+        created=created,
+        key_id=bytes.fromhex(values["key"]),
+    )
+    if checkpoint.body() != data:  # belt and braces: exactly one encoding per checkpoint
+        raise CheckpointError("checkpoint is not in canonical form")
+    return checkpoint

@@ -1,0 +1,78 @@
+"""Every error merkle-backup raises on purpose.
+
+Two families, because callers and exit codes depend on the difference (docs/format.md §8):
+
+* ``NotAuthentic``: the input was checked and it is not what was sealed (exit 1).
+* ``CannotCheck``: the input could not be checked at all: missing file, unreadable or malformed
+  seal, bad key, I/O, an archive the sealer refuses (exit 3).
+
+Bugs are not caught anywhere: they crash with a traceback.
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base of every deliberate merkle-backup error."""
+
+    exit_code = 3
+
+    def diagnostics(self) -> str:
+        """One line for the CLI."""
+        return str(self).splitlines()[0] if str(self) else type(self).__name__
+
+
+class CannotCheck(Error):
+    """The input could not be checked (exit 3)."""
+
+    exit_code = 3
+
+
+class NotAuthentic(Error):
+    """The input was checked and does not match what was sealed (exit 1)."""
+
+    exit_code = 1
+
+
+class ArchiveError(CannotCheck):
+    """The tarball breaks the strict reader's rules (docs/format.md §2).
+
+    ``path`` names the offending entry when there is one. When sealing this is a refusal
+    (exit 3); the verifier turns it into a ``malformed`` failure, since a sealed archive was
+    well-formed when it was sealed.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        self.path = path
+        self.reason = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class LimitExceeded(ArchiveError):
+    """A configured cap (entry size, entry count, total size, path or PAX length) was hit."""
+
+
+class FormatError(CannotCheck):
+    """A seal or proof file is not a valid file of its format (strict decoding)."""
+
+
+class KeyFileError(CannotCheck):
+    """A key file is unreadable, of the wrong type, or a weak (low-order / non-canonical) key."""
+
+
+class SignatureError(NotAuthentic):
+    """No trusted key produced the checkpoint's signature."""
+
+
+class ProofError(NotAuthentic):
+    """A Merkle proof does not lead to the signed root, or has the wrong shape."""
+
+
+class StorageError(CannotCheck):
+    """Reading or writing the backup's storage (local folder or S3) failed."""
+
+
+class UsageError(Error):
+    """The command line asks for something that cannot be done (exit 2)."""
+
+    exit_code = 2

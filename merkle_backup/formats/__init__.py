@@ -1,0 +1,1 @@
+"""Bytes <-> core objects: the seal and proof file codecs (docs/format.md)."""

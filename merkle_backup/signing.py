@@ -1,0 +1,147 @@
+"""Ed25519 keys and signatures (docs/format.md §6), via pyca/cryptography.
+
+Keys are PEM: PKCS#8 for the private key (written with mode 0600), SubjectPublicKeyInfo for
+the public key, so ``openssl pkey`` reads both. The verifier only ever trusts keys the user
+names; it rejects the 14 low-order encodings listed by C2SP CCTV and every non-canonical
+encoding (y >= p), which would let one signature verify for many messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from merkle_backup.errors import KeyFileError, SignatureError, StorageError
+from merkle_backup.storage.local import write_atomic
+
+SIGNATURE_SIZE = 64
+_P = 2**255 - 19
+# C2SP CCTV ed25519/README.md: the encodings of the 8 small-order points, canonical and not.
+LOW_ORDER_KEYS = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    )
+)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A trusted Ed25519 public key and where it came from."""
+
+    raw: bytes
+    source: str
+
+    @property
+    def key_id(self) -> bytes:
+        return key_id(self.raw)
+
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Raise SignatureError unless ``signature`` is this key's over ``message``."""
+        if len(signature) != SIGNATURE_SIZE:
+            raise SignatureError(f"signature is {len(signature)} bytes, expected 64")
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+        except InvalidSignature as e:
+            raise SignatureError(f"signature does not verify with trusted key {self.source}") from e
+
+
+def key_id(raw_public_key: bytes) -> bytes:
+    """docs/format.md §6: SHA-256 of the raw 32-byte public key."""
+    return hashlib.sha256(raw_public_key).digest()
+
+
+def check_public_key(raw: bytes, source: str) -> PublicKey:
+    if len(raw) != 32:
+        raise KeyFileError(f"{source}: an Ed25519 public key is 32 bytes, got {len(raw)}")
+    if raw in LOW_ORDER_KEYS:
+        raise KeyFileError(f"{source}: weak key: a low-order Ed25519 point")
+    if int.from_bytes(raw, "little") & ((1 << 255) - 1) >= _P:
+        raise KeyFileError(f"{source}: weak key: non-canonical Ed25519 encoding")
+    return PublicKey(raw, source)
+
+
+def generate_keypair(path: Path) -> tuple[Path, Path]:
+    """Write a new private key to ``path`` (0600) and its public key to ``path.pub``."""
+    pub_path = path.with_name(path.name + ".pub")
+    for p in (path, pub_path):
+        if p.exists():
+            raise StorageError(f"{p} already exists; refusing to overwrite a key")
+    private = Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    write_atomic(path, private_pem, mode=0o600)
+    write_atomic(pub_path, public_pem, mode=0o644)
+    return path, pub_path
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    data = _read_key_file(path)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise KeyFileError(f"{path}: not an unencrypted PEM private key ({e})") from e
+    except Exception as e:  # cryptography raises UnsupportedAlgorithm for unknown key types
+        raise KeyFileError(f"{path}: unreadable private key ({e})") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key ({type(key).__name__})")
+    check_public_key(_raw_public(key.public_key()), str(path))
+    return key
+
+
+def load_public_key(path: Path) -> PublicKey:
+    data = _read_key_file(path)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as e:
+        raise KeyFileError(f"{path}: not a PEM public key ({e})") from e
+    except Exception as e:
+        raise KeyFileError(f"{path}: unreadable public key ({e})") from e
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{path}: not an Ed25519 public key ({type(key).__name__})")
+    return check_public_key(_raw_public(key), str(path))
+
+
+def public_key_of(private: Ed25519PrivateKey, source: str = "signing key") -> PublicKey:
+    return check_public_key(_raw_public(private.public_key()), source)
+
+
+def sign(private: Ed25519PrivateKey, message: bytes) -> bytes:
+    return private.sign(message)
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        size = os.stat(path).st_size
+        if size > 64 * 1024:
+            raise KeyFileError(f"{path}: {size} bytes is too large for a key file")
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file ({e.strerror or e})") from e

@@ -1,0 +1,40 @@
+"""What we read from Velero's own objects (../shared/VELERO.md §3)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from merkle_backup.errors import CannotCheck
+
+BACKUP_OBJECT = "velero-backup.json"
+FINAL_PHASES = frozenset({"Completed", "PartiallyFailed", "Failed"})
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    name: str
+    uid: str
+    phase: str
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase in FINAL_PHASES
+
+
+def parse_backup_object(data: bytes, source: str) -> BackupInfo:
+    """Name, UID and phase from velero-backup.json; CannotCheck when they are not there."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise CannotCheck(f"{source}: velero-backup.json is not JSON ({e})") from e
+    if not isinstance(obj, dict) or obj.get("kind") != "Backup":
+        raise CannotCheck(f"{source}: velero-backup.json is not a Velero Backup object")
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    name, uid, phase = metadata.get("name"), metadata.get("uid"), status.get("phase", "")
+    if not isinstance(name, str) or not isinstance(uid, str) or not uid:
+        raise CannotCheck(f"{source}: velero-backup.json has no metadata.name or metadata.uid")
+    if not isinstance(phase, str):
+        raise CannotCheck(f"{source}: velero-backup.json status.phase is not a string")
+    return BackupInfo(name=name, uid=uid, phase=phase)

@@ -1,0 +1,354 @@
+"""Verify a backup against its seal: the whole archive, chosen namespaces, or single resources.
+
+The chain of trust (docs/format.md §9), each step only after the one above it has passed:
+
+1. The checkpoint's signature, by one of the keys the user trusts (never a key from the backup).
+2. The checkpoint's text, and that it names this backup (name, UID).
+3. The leaf table: its leaves hash to the signed root, its keys are strictly increasing and
+   each record's key is the one its path implies.
+4. The bucket objects in scope, each against its leaf.
+5. The tarball: when the whole file hashes to the signed archive digest, every entry is proven
+   at once (the sealer parsed exactly those bytes strictly). Otherwise entry by entry, through
+   the same strict reader the sealer used.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import blake3
+
+from merkle_backup.archive import ArchiveReader, Limits
+from merkle_backup.builder import BackupSource
+from merkle_backup.core import tree
+from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint, CheckpointError, parse_checkpoint
+from merkle_backup.core.keys import (
+    SCOPE_BUCKET,
+    PathError,
+    ResourceKey,
+    is_cluster_scoped,
+    key_for_tar_path,
+)
+from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
+from merkle_backup.errors import (
+    ArchiveError,
+    CannotCheck,
+    FormatError,
+    NotAuthentic,
+    SignatureError,
+)
+from merkle_backup.formats.seal import SealFile, decode_seal
+from merkle_backup.signing import PublicKey
+from merkle_backup.storage.local import bare_tarball_name
+from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
+
+# Problems a failure can name (docs/format.md §9.2).
+MODIFIED = "modified"
+MISSING = "missing"
+UNEXPECTED = "unexpected"
+DUPLICATE = "duplicate"
+MALFORMED = "malformed"
+
+# Bucket objects a restore reads besides the tarball (../shared/VELERO.md §2-3).
+_RESTORE_SIDECARS = (
+    "-podvolumebackups.json.gz",
+    "-volumesnapshots.json.gz",
+    "-volumeinfo.json.gz",
+    "-csi-volumesnapshots.json.gz",
+    "-csi-volumesnapshotcontents.json.gz",
+    "-csi-volumesnapshotclasses.json.gz",
+)
+_HASH_CHUNK = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a verification covers. Empty namespaces and resources: the whole backup."""
+
+    namespaces: frozenset[str] = frozenset()
+    include_cluster_resources: bool = False
+    resources: frozenset[str] = frozenset()
+
+    @property
+    def whole(self) -> bool:
+        return not self.namespaces and not self.resources and not self.include_cluster_resources
+
+    def covers(self, key: ResourceKey, path: str, backup: str) -> bool:
+        if self.whole:
+            return True
+        if path in self.resources and key.scope != SCOPE_BUCKET:
+            return True
+        if not self.namespaces and not self.include_cluster_resources:
+            return False
+        if key.scope == SCOPE_BUCKET:  # a namespace restore reads these objects too
+            return path == BACKUP_OBJECT or any(path == backup + s for s in _RESTORE_SIDECARS)
+        if key.namespace in self.namespaces:
+            return True
+        return self.include_cluster_resources and is_cluster_scoped(key)
+
+    def describe(self) -> str:
+        if self.whole:
+            return "whole backup"
+        parts = [f"namespace {n}" for n in sorted(self.namespaces)]
+        if self.include_cluster_resources:
+            parts.append("cluster-scoped resources")
+        parts += [f"resource {p}" for p in sorted(self.resources)]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    problem: str
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    backup: str
+    uid: str
+    root: bytes
+    tree_size: int
+    scope: str
+    checked: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    out_of_scope_failures: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict:
+        return {
+            "verified": self.verified,
+            "backup": self.backup,
+            "uid": self.uid,
+            "root": self.root.hex(),
+            "tree_size": self.tree_size,
+            "scope": self.scope,
+            "checked": self.checked,
+            "failures": [
+                {"path": f.path, "problem": f.problem, "detail": f.detail} for f in self.failures
+            ],
+            "out_of_scope_failures": self.out_of_scope_failures,
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class TrustedSeal:
+    """A seal whose signature, checkpoint and leaf table have all been checked (steps 1-3)."""
+
+    checkpoint: Checkpoint
+    signer: PublicKey
+    leaves: list[bytes]
+    records: list[LeafRecord]
+
+
+def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey]) -> TrustedSeal:
+    """Steps 1-3: decode, check the signature, the checkpoint and the leaf table."""
+    if not trusted:
+        raise CannotCheck("no trusted public key given")
+    _unverified: SealFile = decode_seal(seal_bytes)
+    # 1. Signature over the exact checkpoint bytes, by a key the user named.
+    signer = None
+    for key in trusted:
+        try:
+            key.verify(_unverified.signature, _unverified.checkpoint)
+        except SignatureError:
+            continue
+        signer = key
+        break
+    if signer is None:
+        names = ", ".join(k.source for k in trusted)
+        raise SignatureError(f"the seal's checkpoint is not signed by any trusted key ({names})")
+    # 2. The signed text.
+    try:
+        checkpoint = parse_checkpoint(_unverified.checkpoint)
+    except CheckpointError as e:
+        raise FormatError(f"signed checkpoint is malformed: {e}") from e
+    if not hmac.compare_digest(checkpoint.key_id, signer.key_id):
+        raise NotAuthentic("the checkpoint names another key than the one that signed it")
+    # 3. The leaf table against the signed root.
+    leaves = _unverified.leaves
+    if len(leaves) != checkpoint.tree_size:
+        raise NotAuthentic(
+            f"seal holds {len(leaves)} leaves, its checkpoint says {checkpoint.tree_size}"
+        )
+    leaf_hash = tree.BLAKE3.leaf_hash
+    if not hmac.compare_digest(tree.root([leaf_hash(leaf) for leaf in leaves]), checkpoint.root):
+        raise NotAuthentic("the seal's leaf table does not hash to its signed root")
+    try:
+        records = [decode_record(leaf) for leaf in leaves]
+    except ValueError as e:
+        raise FormatError(f"signed leaf table holds an invalid record: {e}") from e
+    for previous, current in zip(records, records[1:]):
+        if not previous.key < current.key:
+            raise FormatError(f"signed leaf table is not in strict key order at {current.path}")
+    return TrustedSeal(checkpoint, signer, leaves, records)
+
+
+def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: str | None) -> None:
+    """Step 2b: a validly signed seal of another backup is a failure."""
+    names = {source.name, bare_tarball_name(source.name)}
+    if checkpoint.backup not in names:
+        raise NotAuthentic(
+            f"the seal is for backup {checkpoint.backup!r}, not {source.name!r}"
+        )
+    data = source.read_object(BACKUP_OBJECT)
+    if data is not None:
+        info = parse_backup_object(data, source.describe())
+        if info.uid != checkpoint.uid:
+            raise NotAuthentic(
+                f"the seal is for backup {checkpoint.backup} uid {checkpoint.uid}, "
+                f"but {BACKUP_OBJECT} has uid {info.uid}"
+            )
+    if expected_uid is not None and expected_uid != checkpoint.uid:
+        shown = "unknown (sealed from a bare tarball)" if checkpoint.uid == UNKNOWN_UID else checkpoint.uid
+        raise NotAuthentic(f"the seal is for backup uid {shown}, expected {expected_uid}")
+
+
+class _Checker:
+    """Steps 4-5: compares what is stored with the sealed leaves, collecting failures."""
+
+    def __init__(self, seal: TrustedSeal, scope: Scope, report: VerifyReport) -> None:
+        self.seal = seal
+        self.scope = scope
+        self.report = report
+        self.backup = seal.checkpoint.backup
+        self.in_scope = [scope.covers(r.key, r.path, self.backup) for r in seal.records]
+        report.checked = sum(self.in_scope)
+
+    def fail(self, in_scope: bool, path: str, problem: str, detail: str = "") -> None:
+        if in_scope:
+            self.report.failures.append(Failure(path, problem, detail))
+        else:
+            self.report.out_of_scope_failures += 1
+
+    def compare(self, index: int, size: int, digest: bytes) -> None:
+        record = self.seal.records[index]
+        if size != record.size or not hmac.compare_digest(digest, record.digest):
+            self.fail(
+                self.in_scope[index], record.path, MODIFIED,
+                f"{size} bytes, blake3 {digest.hex()[:16]}...; sealed {record.size} bytes, "
+                f"blake3 {record.digest.hex()[:16]}...",
+            )
+
+    def bucket_objects(self, source: BackupSource) -> None:
+        sealed = {}
+        for index, record in enumerate(self.seal.records):
+            if record.key.scope != SCOPE_BUCKET:
+                continue
+            sealed[record.path] = index
+            if not self.in_scope[index]:
+                continue
+            data = source.read_object(record.path)
+            if data is None:
+                self.fail(True, record.path, MISSING, "sealed bucket object is gone")
+            else:
+                self.compare(index, len(data), content_digest(data))
+        for name in source.object_names():
+            if name not in sealed:
+                key = ResourceKey("", "", SCOPE_BUCKET, name, "")
+                self.fail(self.scope.covers(key, name, self.backup), name, UNEXPECTED,
+                          "bucket object was not sealed")
+
+    def tarball(self, source: BackupSource, limits: Limits, progress: Callable[[int], None] | None) -> None:
+        checkpoint = self.seal.checkpoint
+        # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
+        digest, size = _hash_file(source, progress)
+        if size == checkpoint.archive_size and hmac.compare_digest(digest, checkpoint.archive_digest):
+            self.report.notes.append("tarball is byte-identical to the sealed one")
+            return
+        self.report.notes.append(
+            "tarball differs from the sealed file; checked entry by entry"
+        )
+        index_of = {
+            r.path: i for i, r in enumerate(self.seal.records)
+            if r.key.scope != SCOPE_BUCKET
+        }
+        seen = bytearray(len(self.seal.records))
+        try:
+            with source.open_tarball() as stream:
+                for entry in ArchiveReader(stream, limits, None):
+                    self._entry(entry.path, entry.data, entry.problem, index_of, seen)
+        except ArchiveError as e:
+            self.report.failures.append(Failure(e.path or source.describe(), MALFORMED, e.reason))
+        for index, record in enumerate(self.seal.records):
+            if record.key.scope != SCOPE_BUCKET and not seen[index]:
+                self.fail(self.in_scope[index], record.path, MISSING, "sealed entry is not in the archive")
+        if self.report.verified and not self.report.out_of_scope_failures:
+            self.report.notes.append(
+                "every entry matches its seal: the archive was only recompressed or reordered"
+            )
+
+    def _entry(self, path: str, data: bytes, problem: str | None, index_of: dict, seen: bytearray) -> None:
+        if problem is not None:
+            # Not attributable to a namespace, and restore may act on it: always a failure.
+            self.report.failures.append(Failure(path, MALFORMED, problem))
+            return
+        index = index_of.get(path)
+        if index is None:
+            try:
+                key = key_for_tar_path(path)
+            except PathError as e:
+                self.report.failures.append(Failure(path, MALFORMED, str(e)))
+                return
+            self.fail(self.scope.covers(key, path, self.backup), path, UNEXPECTED,
+                      "entry was not sealed")
+            return
+        if seen[index]:
+            self.fail(self.in_scope[index], path, DUPLICATE,
+                      "path appears more than once (restore keeps the last)")
+            return
+        seen[index] = 1
+        self.compare(index, len(data), content_digest(data))
+
+
+def verify_backup(
+    source: BackupSource,
+    trusted: Sequence[PublicKey],
+    *,
+    scope: Scope = Scope(),
+    seal_bytes: bytes | None = None,
+    expected_uid: str | None = None,
+    limits: Limits = Limits(),
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    seal = open_seal(source.read_seal() if seal_bytes is None else seal_bytes, trusted)
+    checkpoint = seal.checkpoint
+    check_identity(checkpoint, source, expected_uid)
+    report = VerifyReport(
+        backup=checkpoint.backup, uid=checkpoint.uid, root=checkpoint.root,
+        tree_size=checkpoint.tree_size, scope=scope.describe(),
+    )
+    checker = _Checker(seal, scope, report)
+    _note_unknown_scope(scope, seal.records, report)
+    checker.bucket_objects(source)
+    checker.tarball(source, limits, progress)
+    return report
+
+
+def _note_unknown_scope(scope: Scope, records: Iterable[LeafRecord], report: VerifyReport) -> None:
+    namespaces = {r.key.namespace for r in records}
+    paths = {r.path for r in records if r.key.scope != SCOPE_BUCKET}
+    for namespace in sorted(scope.namespaces - namespaces):
+        report.notes.append(f"namespace {namespace} has no sealed entries: it was not backed up")
+    for path in sorted(scope.resources - paths):
+        report.failures.append(Failure(path, MISSING, "no such resource in the seal"))
+
+
+def _hash_file(source: BackupSource, progress: Callable[[int], None] | None) -> tuple[bytes, int]:
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    size = 0
+    with source.open_tarball() as stream:
+        while chunk := stream.read(_HASH_CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+            if progress:
+                progress(len(chunk))
+    return hasher.digest(), size
+

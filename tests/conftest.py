@@ -1,0 +1,46 @@
+"""Shared fixtures: copies of the Go-written Velero backups and real Ed25519 keys."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bucket" / "backups"
+VECTORS = Path(__file__).parent / "vectors"
+
+
+def copy_backup(name: str, dest: Path) -> Path:
+    """A writable copy of fixture backup ``name`` in Velero's bucket layout under ``dest``."""
+    folder = dest / "bucket" / "backups" / name
+    shutil.copytree(FIXTURES / name, folder)
+    for p in folder.iterdir():
+        p.chmod(0o644)
+    return folder
+
+
+@pytest.fixture
+def backup(tmp_path: Path) -> Path:
+    """demo-small: 322 tar entries (152 items, PAX long names), written by Go's archive/tar."""
+    return copy_backup("demo-small", tmp_path)
+
+
+@pytest.fixture
+def backup_v153(tmp_path: Path) -> Path:
+    """demo-v153: Velero 1.5.3 entry order."""
+    return copy_backup("demo-v153", tmp_path)
+
+
+@pytest.fixture(scope="session")
+def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from merkle_backup.signing import generate_keypair
+
+    return generate_keypair(tmp_path_factory.mktemp("keys") / "signer.key")
+
+
+@pytest.fixture(scope="session")
+def other_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from merkle_backup.signing import generate_keypair
+
+    return generate_keypair(tmp_path_factory.mktemp("keys") / "other.key")
