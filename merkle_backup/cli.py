@@ -244,5 +244,73 @@ def demo() -> int:
     return run_demo(click.echo)
 
 
+@main.command()
+@click.argument("backup")
+@click.option("--resource", "resources", multiple=True, help="Tar path (or bucket object name) to prove. Repeatable.")
+@click.option("--namespace", "namespaces", multiple=True, help="Prove this whole namespace, or its absence. Repeatable.")
+@click.option("--with-content", is_flag=True, help="Embed the manifests, so the proof file alone suffices.")
+@click.option("--trust", "trust", multiple=True, type=click.Path(path_type=Path),
+              help="Check the seal's signature with this key before proving (recommended).")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Proof file to write.")
+@_seal_option
+@_funnel
+def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], with_content: bool,
+          trust: tuple[Path, ...], output: Path, seal_path: Path | None) -> None:
+    """Write a proof of single resources or whole namespaces of BACKUP, checkable offline."""
+    from merkle_backup.formats.proof import encode_proof
+    from merkle_backup.proofs import prove as build
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.storage.local import write_atomic
+
+    keys = [load_public_key(p) for p in trust]
+    proof = build(_open_source(backup, seal_path), resources=resources, namespaces=namespaces,
+                  with_content=with_content, trusted=keys)
+    data = encode_proof(proof)
+    write_atomic(output, data)
+    click.echo(f"wrote {output}: {len(proof.resources)} resource(s), {len(proof.namespaces)} "
+               f"namespace(s), {len(proof.contents)} embedded manifest(s), {len(data)} bytes")
+
+
+@main.command("verify-proof")
+@click.argument("proof_file", type=click.Path(path_type=Path))
+@_trust_option
+@click.option("--content", "content_files", multiple=True, type=click.Path(path_type=Path),
+              help="A manifest you hold; it must be the content of a proven resource. Repeatable.")
+@_json_option
+@_funnel
+def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple[Path, ...],
+                 as_json: bool) -> None:
+    """Check a proof file offline with only the trusted public key."""
+    from merkle_backup.proofs import verify_proof as check
+    from merkle_backup.signing import load_public_key
+
+    keys = [load_public_key(p) for p in trust]
+    report = check(_read_file(proof_file), keys,
+                   contents=[(str(p), _read_file(p)) for p in content_files])
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    cp = report.checkpoint
+    click.echo(f"VERIFIED: proof for backup {cp.backup} (uid {cp.uid}), sealed "
+               f"{cp.created:%Y-%m-%dT%H:%M:%SZ}, signed by {report.signer}")
+    click.echo(f"  root {cp.root.hex()}, {cp.tree_size} leaves")
+    for path in report.resources:
+        click.echo(f"  resource  {path}")
+    for ns in report.namespaces:
+        state = f"complete, {len(ns.resources)} entries" if ns.present else "absent from the backup"
+        click.echo(f"  namespace {ns.namespace}: {state}")
+    for path in report.contents:
+        click.echo(f"  content   {path}")
+
+
+def _read_file(path: Path) -> bytes:
+    from merkle_backup.errors import StorageError
+
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

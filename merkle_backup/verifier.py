@@ -148,12 +148,10 @@ class TrustedSeal:
     records: list[LeafRecord]
 
 
-def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey]) -> TrustedSeal:
-    """Steps 1-3: decode, check the signature, the checkpoint and the leaf table."""
+def check_signature(_unverified: SealFile, trusted: Sequence[PublicKey]) -> tuple[Checkpoint, PublicKey]:
+    """Steps 1-2: the signature over the exact checkpoint bytes, by a key the user named."""
     if not trusted:
         raise CannotCheck("no trusted public key given")
-    _unverified: SealFile = decode_seal(seal_bytes)
-    # 1. Signature over the exact checkpoint bytes, by a key the user named.
     signer = None
     for key in trusted:
         try:
@@ -164,16 +162,18 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey]) -> TrustedSeal:
         break
     if signer is None:
         names = ", ".join(k.source for k in trusted)
-        raise SignatureError(f"the seal's checkpoint is not signed by any trusted key ({names})")
-    # 2. The signed text.
+        raise SignatureError(f"the checkpoint is not signed by any trusted key ({names})")
     try:
         checkpoint = parse_checkpoint(_unverified.checkpoint)
     except CheckpointError as e:
         raise FormatError(f"signed checkpoint is malformed: {e}") from e
     if not hmac.compare_digest(checkpoint.key_id, signer.key_id):
         raise NotAuthentic("the checkpoint names another key than the one that signed it")
-    # 3. The leaf table against the signed root.
-    leaves = _unverified.leaves
+    return checkpoint, signer
+
+
+def check_leaf_table(checkpoint: Checkpoint, leaves: list[bytes]) -> list[LeafRecord]:
+    """Step 3: the leaf table hashes to the checkpoint's root and is in strict key order."""
     if len(leaves) != checkpoint.tree_size:
         raise NotAuthentic(
             f"seal holds {len(leaves)} leaves, its checkpoint says {checkpoint.tree_size}"
@@ -188,7 +188,15 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey]) -> TrustedSeal:
     for previous, current in zip(records, records[1:]):
         if not previous.key < current.key:
             raise FormatError(f"signed leaf table is not in strict key order at {current.path}")
-    return TrustedSeal(checkpoint, signer, leaves, records)
+    return records
+
+
+def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey]) -> TrustedSeal:
+    """Steps 1-3: decode, check the signature, the checkpoint and the leaf table."""
+    _unverified = decode_seal(seal_bytes)
+    checkpoint, signer = check_signature(_unverified, trusted)
+    records = check_leaf_table(checkpoint, _unverified.leaves)
+    return TrustedSeal(checkpoint, signer, _unverified.leaves, records)
 
 
 def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: str | None) -> None:

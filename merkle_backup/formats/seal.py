@@ -46,7 +46,9 @@ def encode_seal(seal: SealFile) -> bytes:
     )
 
 
-def unpack_strict(data: bytes, *, what: str, max_array: int) -> Any:
+def unpack_strict(
+    data: bytes, *, what: str, max_array: int, max_map: int = 16, max_bin: int = 2**20
+) -> Any:
     """msgpack-decode ``data`` as one object with no trailing bytes, raising FormatError."""
     try:
         return msgpack.unpackb(
@@ -55,9 +57,9 @@ def unpack_strict(data: bytes, *, what: str, max_array: int) -> Any:
             strict_map_key=True,
             use_list=True,
             max_str_len=MAX_CHECKPOINT_BYTES,
-            max_bin_len=max(MAX_RECORD_BYTES, 2**20),
+            max_bin_len=max(MAX_RECORD_BYTES, max_bin),
             max_array_len=max_array,
-            max_map_len=16,
+            max_map_len=max_map,
             max_ext_len=0,
         )
     except msgpack.ExtraData as e:

@@ -1,0 +1,209 @@
+"""Prove resources or whole namespaces to someone who holds only the public key.
+
+``prove`` reads a backup's seal (and, with contents, its archive) and writes a small proof file;
+``verify_proof`` checks one offline: the checkpoint's signature by a trusted key, then each
+inclusion or namespace range proof against the signed root, then any content against the proven
+leaf records. docs/format.md §11.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from merkle_backup.archive import ArchiveReader, Limits
+from merkle_backup.builder import BackupSource
+from merkle_backup.core import tree
+from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
+from merkle_backup.core.keys import SCOPE_BUCKET
+from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
+from merkle_backup.core.proofs import namespace_range, root_from_namespace_proof
+from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError
+from merkle_backup.formats.proof import (
+    NamespaceProof,
+    ProofFile,
+    ResourceProof,
+    decode_proof,
+)
+from merkle_backup.formats.seal import decode_seal
+from merkle_backup.signing import PublicKey
+from merkle_backup.verifier import check_leaf_table, check_signature
+
+
+@dataclass(frozen=True)
+class ProvenNamespace:
+    namespace: str
+    resources: list[str]
+
+    @property
+    def present(self) -> bool:
+        return bool(self.resources)
+
+
+@dataclass
+class ProofReport:
+    """What a proof file proved. Only ever built for a proof that verified."""
+
+    checkpoint: Checkpoint
+    signer: str
+    resources: list[str] = field(default_factory=list)
+    namespaces: list[ProvenNamespace] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        cp = self.checkpoint
+        return {
+            "verified": True,
+            "backup": cp.backup,
+            "uid": cp.uid,
+            "root": cp.root.hex(),
+            "tree_size": cp.tree_size,
+            "created": cp.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "trusted_key": self.signer,
+            "resources": self.resources,
+            "namespaces": [
+                {"namespace": n.namespace, "present": n.present, "resources": n.resources}
+                for n in self.namespaces
+            ],
+            "contents_checked": self.contents,
+        }
+
+
+# --- prove --------------------------------------------------------------------------------------
+
+def prove(
+    source: BackupSource,
+    *,
+    resources: Sequence[str] = (),
+    namespaces: Sequence[str] = (),
+    with_content: bool = False,
+    trusted: Sequence[PublicKey] = (),
+    limits: Limits = Limits(),
+) -> ProofFile:
+    """Build a proof of ``resources`` (tar paths or bucket object names) and ``namespaces``."""
+    if not resources and not namespaces:
+        raise CannotCheck("nothing to prove: give --resource or --namespace")
+    _unverified = decode_seal(source.read_seal())
+    if trusted:
+        checkpoint, _ = check_signature(_unverified, trusted)
+    else:  # the proof is checked by its recipient; still never write one that cannot verify
+        try:
+            checkpoint = parse_checkpoint(_unverified.checkpoint)
+        except CheckpointError as e:
+            raise FormatError(f"seal checkpoint is malformed: {e}") from e
+    records = check_leaf_table(checkpoint, _unverified.leaves)
+    merkle = tree.MerkleTree([tree.BLAKE3.leaf_hash(leaf) for leaf in _unverified.leaves])
+    index_of = {r.path: i for i, r in enumerate(records)}
+
+    resource_proofs = []
+    for path in dict.fromkeys(resources):
+        if path not in index_of:
+            raise CannotCheck(f"{path}: no such resource in the seal of {checkpoint.backup}")
+        i = index_of[path]
+        resource_proofs.append(ResourceProof(i, _unverified.leaves[i], merkle.inclusion_proof(i)))
+    namespace_proofs = []
+    wanted = [index_of[p] for p in dict.fromkeys(resources)]
+    for namespace in dict.fromkeys(namespaces):
+        run = namespace_range(records, namespace)
+        hashes = merkle.range_proof(run.begin, run.end) if run.end > run.begin else []
+        namespace_proofs.append(
+            NamespaceProof(namespace, run.begin, _unverified.leaves[run.begin:run.end], hashes)
+        )
+        wanted.extend(range(run.first, run.last))
+    contents = _contents(source, [records[i] for i in wanted], limits) if with_content else {}
+    return ProofFile(_unverified.checkpoint, _unverified.signature, resource_proofs,
+                     namespace_proofs, contents)
+
+
+def _contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) -> dict[str, bytes]:
+    """The bytes of the wanted records, each checked against its leaf before it is embedded."""
+    contents: dict[str, bytes] = {}
+    by_path = {r.path: r for r in wanted}
+    for record in wanted:
+        if record.key.scope == SCOPE_BUCKET:
+            data = source.read_object(record.path)
+            if data is not None:
+                contents[record.path] = data
+    if any(r.key.scope != SCOPE_BUCKET for r in wanted):
+        with source.open_tarball() as stream:
+            for entry in ArchiveReader(stream, limits, None):
+                if entry.path in by_path and entry.problem is None:
+                    if entry.path in contents:
+                        raise NotAuthentic(f"{entry.path}: the archive holds this path twice")
+                    contents[entry.path] = entry.data
+    for path, record in by_path.items():
+        data = contents.get(path)
+        if data is None:
+            raise NotAuthentic(f"{path}: sealed, but not in the backup: refusing to write the proof")
+        if len(data) != record.size or not hmac.compare_digest(content_digest(data), record.digest):
+            raise NotAuthentic(f"{path}: content does not match its seal: refusing to write the proof")
+    return contents
+
+
+# --- verify-proof -------------------------------------------------------------------------------
+
+def verify_proof(
+    proof_bytes: bytes, trusted: Sequence[PublicKey], *, contents: Sequence[tuple[str, bytes]] = ()
+) -> ProofReport:
+    """Check a proof file offline. Raises NotAuthentic (or a subclass) unless it all holds.
+
+    ``contents`` are (label, bytes) of files the user holds; each must be the content of one
+    proven resource.
+    """
+    _unverified = decode_proof(proof_bytes)
+    # 1. The checkpoint, signed by a trusted key.
+    checkpoint, signer = check_signature(_unverified, trusted)
+    report = ProofReport(checkpoint, signer.source)
+    proven: dict[str, LeafRecord] = {}
+    # 2. Each resource: an RFC 9162 inclusion proof of its leaf record.
+    for item in _unverified.resources:
+        record = _record(item.record)
+        root = tree.root_from_inclusion_proof(
+            index=item.index, size=checkpoint.tree_size,
+            leaf_hash=tree.BLAKE3.leaf_hash(item.record), proof=item.proof,
+        )
+        _same_root(root, checkpoint, f"resource {record.path}")
+        proven[record.path] = record
+        report.resources.append(record.path)
+    # 3. Each namespace: completeness of the bracketed run, then its range proof.
+    for item in _unverified.namespaces:
+        root, own = root_from_namespace_proof(
+            namespace=item.namespace, begin=item.begin, size=checkpoint.tree_size,
+            records=item.records, proof=item.proof,
+        )
+        _same_root(root, checkpoint, f"namespace {item.namespace}")
+        for record in own:
+            proven[record.path] = record
+        report.namespaces.append(ProvenNamespace(item.namespace, [r.path for r in own]))
+    # 4. Content: embedded bytes, then the user's files, each against a proven record.
+    for path, data in _unverified.contents.items():
+        record = proven.get(path)
+        if record is None:
+            raise NotAuthentic(f"{path}: embedded content for a resource the proof does not prove")
+        _same_content(record, data, f"embedded content of {path}")
+        report.contents.append(path)
+    by_digest = {(r.size, r.digest): r for r in proven.values()}
+    for label, data in contents:
+        record = by_digest.get((len(data), content_digest(data)))
+        if record is None:
+            raise NotAuthentic(f"{label}: content matches none of the proven resources")
+        report.contents.append(f"{label} = {record.path}")
+    return report
+
+
+def _record(data: bytes) -> LeafRecord:
+    try:
+        return decode_record(data)
+    except ValueError as e:
+        raise ProofError(f"proof holds an invalid leaf record: {e}") from e
+
+
+def _same_root(computed: bytes, checkpoint: Checkpoint, what: str) -> None:
+    if not hmac.compare_digest(computed, checkpoint.root):
+        raise ProofError(f"{what}: the proof does not lead to the signed root")
+
+
+def _same_content(record: LeafRecord, data: bytes, what: str) -> None:
+    if len(data) != record.size or not hmac.compare_digest(content_digest(data), record.digest):
+        raise NotAuthentic(f"{what} does not match its sealed leaf")
