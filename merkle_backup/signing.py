@@ -93,8 +93,8 @@ def generate_keypair(path: Path) -> tuple[Path, Path]:
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    write_atomic(path, private_pem, mode=0o600)
-    write_atomic(pub_path, public_pem, mode=0o644)
+    write_atomic(path, private_pem, mode=0o600, replace=False)
+    write_atomic(pub_path, public_pem, mode=0o644, replace=False)
     return path, pub_path
 
 

@@ -47,10 +47,12 @@ class Checkpoint:
             if len(value) != 32:
                 raise CheckpointError(f"{label} must be 32 bytes")
         for label, number in (("tree-size", self.tree_size), ("archive-size", self.archive_size)):
-            if not 0 <= number < 2**63:
+            if type(number) is not int or not 0 <= number < 2**63:
                 raise CheckpointError(f"{label} out of range")
         if self.created.tzinfo is None or self.created.utcoffset() != timezone.utc.utcoffset(None):
             raise CheckpointError("created must be a UTC time")
+        if self.created.microsecond or self.created.year < 1000:
+            raise CheckpointError("created must be whole seconds in years 1000-9999")
 
     def body(self) -> bytes:
         """The signed bytes (docs/format.md §5.1)."""

@@ -61,12 +61,21 @@ def unpack_strict(
             max_array_len=max_array,
             max_map_len=max_map,
             max_ext_len=0,
+            object_pairs_hook=_unique_keys,
         )
     except msgpack.ExtraData as e:
         raise FormatError(f"{what} has trailing bytes after its content") from e
     except (ValueError, TypeError, msgpack.UnpackException) as e:
         # msgpack raises ValueError (incl. StackError, FormatError) and UnpackException subclasses
         raise FormatError(f"{what} is not valid msgpack ({type(e).__name__}: {e})") from e
+
+
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict:
+    """msgpack keeps the last of repeated map keys; one seal must have one reading, so refuse."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("a map repeats a key")
+    return result
 
 
 def check_envelope(obj: Any, *, what: str, magic: str, version: int, keys: frozenset[str]) -> dict:
@@ -79,7 +88,7 @@ def check_envelope(obj: Any, *, what: str, magic: str, version: int, keys: froze
     if type(found) is not int or found != version:
         raise FormatError(f"{what} version {found!r} is not supported (this tool reads {version})")
     if set(obj) != keys:
-        missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys)
+        missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys, key=repr)
         raise FormatError(f"{what} keys differ from version {version}: missing {missing}, extra {extra}")
     return obj
 

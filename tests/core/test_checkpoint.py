@@ -51,9 +51,9 @@ LINES = EXPECTED_BODY.split(b"\n")[:-1]
 
 
 def make(**changes: object) -> Checkpoint:
-    fields = dict(backup=EXAMPLE.backup, uid=EXAMPLE.uid, tree_size=EXAMPLE.tree_size,
-                  root=EXAMPLE.root, archive_digest=EXAMPLE.archive_digest,
-                  archive_size=EXAMPLE.archive_size, created=EXAMPLE.created, key_id=EXAMPLE.key_id)
+    fields = {"backup": EXAMPLE.backup, "uid": EXAMPLE.uid, "tree_size": EXAMPLE.tree_size,
+                  "root": EXAMPLE.root, "archive_digest": EXAMPLE.archive_digest,
+                  "archive_size": EXAMPLE.archive_size, "created": EXAMPLE.created, "key_id": EXAMPLE.key_id}
     fields.update(changes)
     return Checkpoint(**fields)  # type: ignore[arg-type]
 
@@ -82,23 +82,23 @@ def test_parse_round_trip() -> None:
 @pytest.mark.parametrize(
     "changes, line_index, line",
     [
-        (dict(uid=UNKNOWN_UID), 2, b"uid -"),
-        (dict(uid="A"), 2, b"uid A"),
-        (dict(uid="a" * 64), 2, b"uid " + b"a" * 64),
-        (dict(backup="a"), 1, b"backup a"),
-        (dict(backup="a" * 253), 1, b"backup " + b"a" * 253),
-        (dict(backup="demo.v1-x"), 1, b"backup demo.v1-x"),
-        (dict(tree_size=0), 3, b"tree-size 0"),
-        (dict(tree_size=2**63 - 1), 3, b"tree-size 9223372036854775807"),
-        (dict(archive_size=0), 6, b"archive-size 0"),
-        (dict(archive_size=10), 6, b"archive-size 10"),
-        (dict(created=datetime(1970, 1, 1, tzinfo=timezone.utc)), 7, b"created 1970-01-01T00:00:00Z"),
-        (dict(created=datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)), 7,
+        ({"uid": UNKNOWN_UID}, 2, b"uid -"),
+        ({"uid": "A"}, 2, b"uid A"),
+        ({"uid": "a" * 64}, 2, b"uid " + b"a" * 64),
+        ({"backup": "a"}, 1, b"backup a"),
+        ({"backup": "a" * 253}, 1, b"backup " + b"a" * 253),
+        ({"backup": "demo.v1-x"}, 1, b"backup demo.v1-x"),
+        ({"tree_size": 0}, 3, b"tree-size 0"),
+        ({"tree_size": 2**63 - 1}, 3, b"tree-size 9223372036854775807"),
+        ({"archive_size": 0}, 6, b"archive-size 0"),
+        ({"archive_size": 10}, 6, b"archive-size 10"),
+        ({"created": datetime(1970, 1, 1, tzinfo=timezone.utc)}, 7, b"created 1970-01-01T00:00:00Z"),
+        ({"created": datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)}, 7,
          b"created 9999-12-31T23:59:59Z"),
-        (dict(created=datetime(2024, 2, 29, 12, 0, 0, tzinfo=timezone.utc)), 7,
+        ({"created": datetime(2024, 2, 29, 12, 0, 0, tzinfo=timezone.utc)}, 7,
          b"created 2024-02-29T12:00:00Z"),
         # the same instant in another representation of UTC renders as UTC
-        (dict(created=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(0), "GMT"))), 7,
+        ({"created": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(0), "GMT"))}, 7,
          b"created 2024-05-06T07:08:09Z"),
     ],
 )
@@ -113,17 +113,17 @@ def test_edge_values_render_and_round_trip(changes: dict, line_index: int, line:
 @pytest.mark.parametrize(
     "changes",
     [
-        dict(backup=""), dict(backup="Demo"), dict(backup="-demo"), dict(backup="demo-"),
-        dict(backup="demo_x"), dict(backup="démo"), dict(backup="a" * 254), dict(backup="demo\n"),
-        dict(backup="demo x"), dict(backup=".demo"),
-        dict(uid=""), dict(uid="-x"), dict(uid="--"), dict(uid="a" * 65), dict(uid="a b"),
-        dict(uid="a_b"), dict(uid="a\n"), dict(uid="ü"),
-        dict(root=ROOT[:31]), dict(root=ROOT + b"\x00"), dict(archive_digest=b""),
-        dict(key_id=KEY_ID[:16]),
-        dict(tree_size=-1), dict(tree_size=2**63), dict(archive_size=-1), dict(archive_size=2**64),
-        dict(created=datetime(2024, 5, 6, 7, 8, 9)),
-        dict(created=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))),
-        dict(created=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(seconds=-1)))),
+        {"backup": ""}, {"backup": "Demo"}, {"backup": "-demo"}, {"backup": "demo-"},
+        {"backup": "demo_x"}, {"backup": "démo"}, {"backup": "a" * 254}, {"backup": "demo\n"},
+        {"backup": "demo x"}, {"backup": ".demo"},
+        {"uid": ""}, {"uid": "-x"}, {"uid": "--"}, {"uid": "a" * 65}, {"uid": "a b"},
+        {"uid": "a_b"}, {"uid": "a\n"}, {"uid": "ü"},
+        {"root": ROOT[:31]}, {"root": ROOT + b"\x00"}, {"archive_digest": b""},
+        {"key_id": KEY_ID[:16]},
+        {"tree_size": -1}, {"tree_size": 2**63}, {"archive_size": -1}, {"archive_size": 2**64},
+        {"created": datetime(2024, 5, 6, 7, 8, 9)},
+        {"created": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))},
+        {"created": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(seconds=-1)))},
     ],
     ids=repr,
 )
@@ -135,35 +135,17 @@ def test_invalid_fields_are_refused(changes: dict) -> None:
 @pytest.mark.parametrize(
     "changes",
     [
-        pytest.param(dict(created=datetime(999, 1, 2, 3, 4, 5, tzinfo=timezone.utc)), marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: checkpoint.py:64 body() renders years < 1000 without zero padding "
-                   "('created 999-01-02T03:04:05Z', glibc strftime %Y), text §5.1 forbids and "
-                   "parse_checkpoint refuses; __post_init__ should refuse created.year < 1000")),
-        pytest.param(dict(created=datetime(2024, 5, 6, 7, 8, 9, 500, tzinfo=timezone.utc)),
-                     marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: checkpoint.py:40-53 __post_init__ accepts created with microseconds, which "
-                   "body() silently drops: two different Checkpoints sign the same bytes and "
-                   "parse(body()) != checkpoint; refuse created.microsecond != 0")),
-        pytest.param(dict(tree_size=True), marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: checkpoint.py:49-51 range check accepts bool (and float): body() writes "
-                   "'tree-size True', which no parser accepts; require type(n) is int")),
-        pytest.param(dict(archive_size=10.0), marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: checkpoint.py:49-51 range check accepts float: body() writes "
-                   "'archive-size 10.0'; require type(n) is int")),
+        {"created": datetime(999, 1, 2, 3, 4, 5, tzinfo=timezone.utc)},   # %Y would not pad it
+        {"created": datetime(2024, 5, 6, 7, 8, 9, 500, tzinfo=timezone.utc)},  # body() drops µs
+        {"tree_size": True},
+        {"archive_size": 10.0},
     ],
     ids=["year-999", "microseconds", "bool-tree-size", "float-archive-size"],
 )
-def test_every_constructible_checkpoint_round_trips(changes: dict) -> None:
-    """A Checkpoint either refuses its values or its body() parses back to it."""
-    try:
-        checkpoint = make(**changes)
-    except CheckpointError:
-        return
-    assert parse_checkpoint(checkpoint.body()) == checkpoint
+def test_values_without_a_canonical_text_are_refused(changes: dict) -> None:
+    """Each of these once built a Checkpoint whose body() did not parse back to it."""
+    with pytest.raises(CheckpointError):
+        make(**changes)
 
 
 # --- The parser accepts nothing else -------------------------------------------------------------
@@ -329,7 +311,7 @@ checkpoints = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(checkpoints)
 def test_random_checkpoints_round_trip(checkpoint: Checkpoint) -> None:
     body = checkpoint.body()
@@ -340,7 +322,7 @@ def test_random_checkpoints_round_trip(checkpoint: Checkpoint) -> None:
         "backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(checkpoints, st.data())
 def test_single_byte_change_is_refused_or_parses_to_another_checkpoint(
     checkpoint: Checkpoint, data: st.DataObject
@@ -356,7 +338,7 @@ def test_single_byte_change_is_refused_or_parses_to_another_checkpoint(
     assert parsed.body() == bytes(body)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
 def test_parse_raises_only_checkpoint_error(data: bytes) -> None:
     try:

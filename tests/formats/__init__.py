@@ -1,0 +1,1 @@
+"""Tests for merkle_backup.formats."""
