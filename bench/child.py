@@ -1,0 +1,38 @@
+"""Run one scenario in this fresh interpreter and print one JSON line of measurements.
+
+    python -m bench.child SCENARIO CONTEXT_JSON
+
+``rss_base_kib`` is the peak resident set once every module is imported (the interpreter's
+baseline); ``rss_peak_kib`` the peak at the end (``ru_maxrss``). Only the scenario is timed.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import resource
+import sys
+import time
+
+
+def main() -> None:
+    name, ctx = sys.argv[1], json.loads(sys.argv[2])
+    from bench.scenarios import PRELOAD, SCENARIOS
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+    gc.collect()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    facts = SCENARIOS[name](ctx)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"scenario": name, "wall": wall, "cpu": cpu, "rss_base_kib": base,
+                      "rss_peak_kib": peak, "facts": facts}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The measured scenarios and baselines; each runs in a fresh interpreter (``bench.child``).
+
+Each function takes the context of one generated backup (see ``bench.__main__``) and returns a
+dict of facts to check and report (counts, sizes, whether it verified). Timing and peak memory
+are taken around the call by ``bench.child``, after every import, so they exclude start-up.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import blake3
+from isal import isal_zlib
+
+READ = 1 << 20
+CREATED = datetime(2025, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
+
+# name -> one line saying what it measures
+DESCRIPTIONS = {
+    "decompress": "baseline 1: inflate the .tar.gz with isal (the library the reader uses), output discarded",
+    "tarfile": "baseline 2: Python's tarfile (r:gz, zlib) loop, BLAKE3 of each member's bytes",
+    "file_hash": "baseline 3: one BLAKE3 of the whole .tar.gz file (multi-threaded, as the verifier's fast path)",
+    "seal": "merkle-backup seal: strict read, leaf per entry and bucket object, sort, root, sign, write",
+    "verify_unchanged": "verify the whole backup, archive byte-identical to the sealed one (whole-file fast path)",
+    "verify_changed": "verify the whole backup, one byte of one entry flipped and re-gzipped (entry by entry)",
+    "verify_namespace": "verify one namespace (the largest) of the changed archive",
+    "prove_resource": "prove one resource: read the seal, check it, write an inclusion proof",
+    "verify_proof_resource": "verify-proof of one resource (median of many calls in one process)",
+    "prove_namespace": "prove the largest namespace: a range proof with all its records",
+    "verify_proof_namespace": "verify-proof of that namespace proof (median of many calls in one process)",
+}
+
+
+def _tarball(folder: str) -> Path:
+    folder_path = Path(folder)
+    return folder_path / f"{folder_path.name}.tar.gz"
+
+
+def decompress(ctx: dict) -> dict:
+    d = isal_zlib.decompressobj(wbits=31)
+    total = 0
+    with open(_tarball(ctx["unchanged"]), "rb") as f:
+        while chunk := f.read(READ):
+            total += len(d.decompress(chunk))
+    total += len(d.flush())
+    return {"tar_bytes": total}
+
+
+def tarfile_loop(ctx: dict) -> dict:
+    members = 0
+    with tarfile.open(_tarball(ctx["unchanged"]), "r:gz") as tf:
+        for member in tf:
+            if member.isfile():
+                f = tf.extractfile(member)
+                assert f is not None
+                blake3.blake3(f.read()).digest()
+                members += 1
+    return {"members": members}
+
+
+def file_hash(ctx: dict) -> dict:
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with open(_tarball(ctx["unchanged"]), "rb") as f:
+        while chunk := f.read(4 * READ):
+            hasher.update(chunk)
+    return {"digest": hasher.hexdigest()[:16]}
+
+
+def _source(ctx: dict, which: str) -> Any:
+    from merkle_backup.storage.local import LocalBackup
+
+    return LocalBackup(Path(ctx[which]), seal_path=Path(ctx["seal"]))
+
+
+def _trusted(ctx: dict) -> list:
+    from merkle_backup.signing import load_public_key
+
+    return [load_public_key(Path(ctx["public_key"]))]
+
+
+def seal(ctx: dict) -> dict:
+    from merkle_backup.builder import seal_backup
+    from merkle_backup.signing import load_private_key
+
+    key = load_private_key(Path(ctx["private_key"]))
+    result = seal_backup(_source(ctx, "unchanged"), key, created_at=CREATED, replace=True)
+    return {"leaves": result.leaf_count, "entries": result.entries,
+            "seal_bytes": len(result.seal_bytes)}
+
+
+def _verify(ctx: dict, which: str, namespace: str | None) -> dict:
+    from merkle_backup.verifier import Scope, verify_backup
+
+    scope = Scope(namespaces=frozenset({namespace})) if namespace else Scope()
+    report = verify_backup(_source(ctx, which), _trusted(ctx), scope=scope)
+    return {"verified": report.verified, "checked": report.checked,
+            "failures": [(f.path, f.problem) for f in report.failures]}
+
+
+def verify_unchanged(ctx: dict) -> dict:
+    return _verify(ctx, "unchanged", None)
+
+
+def verify_changed(ctx: dict) -> dict:
+    return _verify(ctx, "changed", None)
+
+
+def verify_namespace(ctx: dict) -> dict:
+    return _verify(ctx, "changed", ctx["namespace"])
+
+
+def _prove(ctx: dict, out: str, **what: Any) -> dict:
+    from merkle_backup.formats.proof import encode_proof
+    from merkle_backup.proofs import prove
+
+    data = encode_proof(prove(_source(ctx, "unchanged"), trusted=_trusted(ctx), **what))
+    Path(ctx[out]).write_bytes(data)
+    return {"proof_bytes": len(data)}
+
+
+def prove_resource(ctx: dict) -> dict:
+    return _prove(ctx, "resource_proof", resources=[ctx["resource"]])
+
+
+def prove_namespace(ctx: dict) -> dict:
+    return _prove(ctx, "namespace_proof", namespaces=[ctx["namespace"]])
+
+
+def _verify_proof(ctx: dict, which: str) -> dict:
+    from merkle_backup.proofs import verify_proof
+
+    data = Path(ctx[which]).read_bytes()
+    trusted = _trusted(ctx)
+    report = verify_proof(data, trusted)
+    resources = len(report.resources) + sum(len(n.resources) for n in report.namespaces)
+    times = []
+    deadline = time.perf_counter() + 0.5
+    while len(times) < 5 or (time.perf_counter() < deadline and len(times) < 2000):
+        start = time.perf_counter()
+        verify_proof(data, trusted)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    per_call = times[len(times) // 2]
+    return {"resources": resources, "calls": len(times), "per_call_ms": per_call * 1e3,
+            "per_resource_ms": per_call * 1e3 / max(1, resources), "proof_bytes": len(data)}
+
+
+def verify_proof_resource(ctx: dict) -> dict:
+    return _verify_proof(ctx, "resource_proof")
+
+
+def verify_proof_namespace(ctx: dict) -> dict:
+    return _verify_proof(ctx, "namespace_proof")
+
+
+SCENARIOS: dict[str, Callable[[dict], dict]] = {
+    "decompress": decompress,
+    "tarfile": tarfile_loop,
+    "file_hash": file_hash,
+    "seal": seal,
+    "verify_unchanged": verify_unchanged,
+    "verify_changed": verify_changed,
+    "verify_namespace": verify_namespace,
+    "prove_resource": prove_resource,
+    "verify_proof_resource": verify_proof_resource,
+    "prove_namespace": prove_namespace,
+    "verify_proof_namespace": verify_proof_namespace,
+}
+
+# Imports each scenario needs, done before the baseline memory is read.
+PRELOAD = (
+    "merkle_backup.builder", "merkle_backup.verifier", "merkle_backup.proofs",
+    "merkle_backup.storage.local", "merkle_backup.signing", "merkle_backup.formats.proof",
+)
