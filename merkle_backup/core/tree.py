@@ -104,7 +104,8 @@ def _check_uint(what: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ProofError(f"{what}: expected an int, found {type(value).__name__}")
     if not 0 <= value <= MAX_TREE_SIZE:
-        raise ProofError(f"{what}: expected 0..{MAX_TREE_SIZE}, found {value}")
+        shown = str(value) if value.bit_length() <= 128 else f"a {value.bit_length()}-bit number"
+        raise ProofError(f"{what}: expected 0..{MAX_TREE_SIZE}, found {shown}")
     return value
 
 
@@ -238,8 +239,8 @@ class MerkleTree:
                 return [] if whole else [self._subtree(lo, hi)]
             k = _split(hi - lo)
             if m <= k:
-                return subproof(m, lo, lo + k, whole) + [self._subtree(lo + k, hi)]
-            return subproof(m - k, lo + k, hi, False) + [self._subtree(lo, lo + k)]
+                return [*subproof(m, lo, lo + k, whole), self._subtree(lo + k, hi)]
+            return [*subproof(m - k, lo + k, hi, False), self._subtree(lo, lo + k)]
 
         return subproof(size1, 0, self.size, True)
 
@@ -366,8 +367,7 @@ def root_from_range_proof(
     _check_hashes("leaf_hashes", leaf_hashes)
     if len(leaf_hashes) != end - begin:
         raise ProofError(
-            f"range [{begin}, {end}): expected {end - begin} leaf hashes, "
-            f"found {len(leaf_hashes)}"
+            f"range [{begin}, {end}): expected {end - begin} leaf hashes, found {len(leaf_hashes)}"
         )
     _check_hashes("proof", proof)
     used = 0
@@ -433,6 +433,9 @@ def verify_consistency(
     _check_hash("root1", root1)
     _check_hash("root2", root2)
     _check_hashes("proof", proof)
+    if size1 == 0:
+        # Also required by the loop below: with size1 == 0, fn = -1 and step 4 never ends.
+        raise ProofError("consistency with the empty tree proves nothing")
     if size1 > size2:
         raise ProofError(f"size1 ({size1}) is larger than size2 ({size2})")
     if size1 == size2:

@@ -61,8 +61,8 @@ def path(m: int, leaves: list[bytes], digest: Digest = blake3_256) -> list[bytes
         return []
     k = _k(n)
     if m < k:
-        return path(m, leaves[:k], digest) + [mth(leaves[k:], digest)]
-    return path(m - k, leaves[k:], digest) + [mth(leaves[:k], digest)]
+        return [*path(m, leaves[:k], digest), mth(leaves[k:], digest)]
+    return [*path(m - k, leaves[k:], digest), mth(leaves[:k], digest)]
 
 
 def proof(m: int, leaves: list[bytes], digest: Digest = blake3_256) -> list[bytes]:
@@ -76,11 +76,13 @@ def _subproof(m: int, leaves: list[bytes], b: bool, digest: Digest) -> list[byte
         return [] if b else [mth(leaves, digest)]
     k = _k(n)
     if m <= k:
-        return _subproof(m, leaves[:k], b, digest) + [mth(leaves[k:], digest)]
-    return _subproof(m - k, leaves[k:], False, digest) + [mth(leaves[:k], digest)]
+        return [*_subproof(m, leaves[:k], b, digest), mth(leaves[k:], digest)]
+    return [*_subproof(m - k, leaves[k:], False, digest), mth(leaves[:k], digest)]
 
 
-def range_proof(begin: int, end: int, leaves: list[bytes], digest: Digest = blake3_256) -> list[bytes]:
+def range_proof(
+    begin: int, end: int, leaves: list[bytes], digest: Digest = blake3_256
+) -> list[bytes]:
     """The MTH of every maximal subtree lying entirely outside [begin, end), left to right.
 
     ``begin`` and ``end`` are relative to the first of ``leaves`` (and may fall outside it).
