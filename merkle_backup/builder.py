@@ -20,6 +20,7 @@ from typing import Callable, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import ArchiveReader, Limits
+from merkle_backup.consistency import Inconsistency, check_copies, check_manifest, needs_manifest_check
 from merkle_backup.core import tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint
 from merkle_backup.core.keys import PathError, key_for_bucket_object, key_for_tar_path
@@ -50,6 +51,7 @@ class SealResult:
     leaf_count: int
     entries: int
     bucket_objects: int
+    inconsistencies: list[Inconsistency]   # sealed anyway, because the user forced it
 
 
 def read_backup_identity(source: BackupSource) -> tuple[str, str, bytes | None]:
@@ -74,9 +76,16 @@ def read_backup_identity(source: BackupSource) -> tuple[str, str, bytes | None]:
 
 
 def hash_tarball(
-    source: BackupSource, limits: Limits, progress: Callable[[int], None] | None = None
+    source: BackupSource,
+    limits: Limits,
+    progress: Callable[[int], None] | None = None,
+    inconsistencies: list[Inconsistency] | None = None,
 ) -> tuple[list[LeafRecord], bytes, int]:
-    """Leaves of every tar entry (unsorted), the whole-file digest and size. Refuses bad entries."""
+    """Leaves of every tar entry (unsorted), the whole-file digest and size. Refuses bad entries.
+
+    With ``inconsistencies`` given, each manifest is also checked against its path (and the
+    findings appended there).
+    """
     records: list[LeafRecord] = []
     with source.open_tarball() as stream:
         reader = ArchiveReader(stream, limits, progress)
@@ -87,6 +96,10 @@ def hash_tarball(
                 key = key_for_tar_path(entry.path)
             except PathError as e:
                 raise ArchiveError(str(e), entry.path) from e
+            if inconsistencies is not None and needs_manifest_check(key):
+                problem = check_manifest(key, entry.data)
+                if problem is not None:
+                    inconsistencies.append(Inconsistency(entry.path, problem))
             records.append(LeafRecord(key, entry.path, len(entry.data), content_digest(entry.data)))
     return records, reader.archive_digest, reader.archive_size
 
@@ -107,6 +120,8 @@ def seal_backup(
     created_at: datetime,
     limits: Limits = Limits(),
     replace: bool = False,
+    force: bool = False,
+    check_manifests: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> SealResult:
     # 1. The backup's identity; only a final backup can be sealed.
@@ -123,11 +138,24 @@ def seal_backup(
             raise CannotCheck(f"{source.describe()}: {e}") from e
         records.append(LeafRecord(key, filename, len(data), content_digest(data)))
     bucket_objects = len(records)
-    # 3. Every tar entry, in one streaming pass.
-    entries, archive_digest, archive_size = hash_tarball(source, limits, progress)
+    # 3. Every tar entry, in one streaming pass, each manifest checked against its path.
+    inconsistencies: list[Inconsistency] = []
+    entries, archive_digest, archive_size = hash_tarball(
+        source, limits, progress, inconsistencies if check_manifests else None
+    )
     records.extend(entries)
-    # 4. Canonical order.
-    leaves = [r.encode() for r in sorted_leaves(records)]
+    # 4. Canonical order; classic and -preferredversion copies must agree.
+    ordered = sorted_leaves(records)
+    inconsistencies.extend(check_copies(ordered))
+    if inconsistencies and not force:
+        first = inconsistencies[0]
+        raise ArchiveError(
+            f"{first.problem} ({len(inconsistencies)} inconsistent entr"
+            f"{'y' if len(inconsistencies) == 1 else 'ies'}; restore would depend on its flags: "
+            "refusing to seal without --force)",
+            first.path,
+        )
+    leaves = [r.encode() for r in ordered]
     # 5. Root and signed checkpoint.
     hasher = tree.BLAKE3
     root = tree.root([hasher.leaf_hash(leaf) for leaf in leaves])
@@ -145,4 +173,5 @@ def seal_backup(
     seal_bytes = encode_seal(SealFile(checkpoint=body, signature=sign(private_key, body), leaves=leaves))
     # 6. Atomic, conditional write.
     source.write_seal(seal_bytes, replace=replace)
-    return SealResult(checkpoint, seal_bytes, len(leaves), len(entries), bucket_objects)
+    return SealResult(checkpoint, seal_bytes, len(leaves), len(entries), bucket_objects,
+                      inconsistencies)

@@ -139,9 +139,12 @@ def keygen(keyfile: Path) -> None:
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @_seal_option
 @click.option("--replace", is_flag=True, help="Overwrite an existing seal.")
+@click.option("--force", is_flag=True,
+              help="Seal even if classic and -preferredversion copies differ or a manifest's "
+                   "metadata disagrees with its path (reported as warnings).")
 @_limits_options
 @_funnel
-def seal(backup: Path, key_path: Path, seal_path: Path | None, replace: bool,
+def seal(backup: Path, key_path: Path, seal_path: Path | None, replace: bool, force: bool,
          max_entry_size: int | None, max_entries: int | None) -> None:
     """Seal BACKUP (a backup folder or a .tar.gz) with a signed Merkle tree."""
     from merkle_backup.builder import seal_backup
@@ -151,12 +154,14 @@ def seal(backup: Path, key_path: Path, seal_path: Path | None, replace: bool,
     source = _open_source(backup, seal_path)
     with _Progress("sealing", _tarball_size(source)) as progress:
         result = seal_backup(source, private, created_at=datetime.now(timezone.utc),
-                             limits=_limits(max_entry_size, max_entries), replace=replace,
+                             limits=_limits(max_entry_size, max_entries), replace=replace, force=force,
                              progress=progress)
     cp = result.checkpoint
     click.echo(f"sealed {cp.backup} (uid {cp.uid}): {result.entries} tar entries and "
                f"{result.bucket_objects} bucket objects, {cp.tree_size} leaves\n"
                f"root {cp.root.hex()}\nseal {source.seal_path}")
+    for item in result.inconsistencies:
+        click.echo(f"warning: sealed despite: {item.path}: {item.problem}", err=True)
 
 
 @main.command()
@@ -202,6 +207,8 @@ def _print_report(report) -> None:
         click.echo(f"  ... and {len(report.failures) - _MAX_SHOWN_FAILURES} more (use --json for all)")
     if report.out_of_scope_failures:
         click.echo(f"  {report.out_of_scope_failures} problem(s) outside the chosen scope (not counted)")
+    for warning in report.warnings:
+        click.echo(f"  warning: {warning.path}: {warning.problem}")
     for note in report.notes:
         click.echo(f"  note: {note}")
 

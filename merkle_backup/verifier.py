@@ -22,6 +22,7 @@ import blake3
 
 from merkle_backup.archive import ArchiveReader, Limits
 from merkle_backup.builder import BackupSource
+from merkle_backup.consistency import Inconsistency, check_copies, check_manifest, needs_manifest_check
 from merkle_backup.core import tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint, CheckpointError, parse_checkpoint
 from merkle_backup.core.keys import (
@@ -116,6 +117,8 @@ class VerifyReport:
     failures: list[Failure] = field(default_factory=list)
     out_of_scope_failures: int = 0
     notes: list[str] = field(default_factory=list)
+    # Authentic, but restore would depend on its flags (sealed with --force): consistency.py
+    warnings: list[Inconsistency] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
@@ -135,6 +138,7 @@ class VerifyReport:
             ],
             "out_of_scope_failures": self.out_of_scope_failures,
             "notes": self.notes,
+            "warnings": [{"path": w.path, "problem": w.problem} for w in self.warnings],
         }
 
 
@@ -314,6 +318,11 @@ class _Checker:
             return
         seen[index] = 1
         self.compare(index, len(data), content_digest(data))
+        record = self.seal.records[index]
+        if self.in_scope[index] and needs_manifest_check(record.key):
+            problem = check_manifest(record.key, data)
+            if problem is not None:
+                self.report.warnings.append(Inconsistency(path, problem))
 
 
 def verify_backup(
@@ -335,6 +344,8 @@ def verify_backup(
     )
     checker = _Checker(seal, scope, report)
     _note_unknown_scope(scope, seal.records, report)
+    scoped = (r for r, inside in zip(seal.records, checker.in_scope) if inside)
+    report.warnings.extend(check_copies(scoped))
     checker.bucket_objects(source)
     checker.tarball(source, limits, progress)
     return report
