@@ -92,7 +92,7 @@ def header(
         put("devminor", octal(0, 8))
         put("prefix", prefix)
     for field, value in (fields or {}).items():
-        start, width = FIELDS[field]
+        width = FIELDS[field][1]
         if len(value) != width:
             raise ValueError(f"raw {field} must be {width} bytes, got {len(value)}")
         put(field, value)
@@ -144,7 +144,9 @@ def pax_header(
 
     ``records`` is a list of (key, value) pairs, or raw record bytes for malformed ones.
     """
-    payload = records if isinstance(records, bytes) else b"".join(pax_record(k, v) for k, v in records)
+    payload = (
+        records if isinstance(records, bytes) else b"".join(pax_record(k, v) for k, v in records)
+    )
     return header(name, size=len(payload), typeflag=typeflag, mtime=0, magic=magic) + pad(payload)
 
 
