@@ -19,7 +19,7 @@ from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_che
 from merkle_backup.core.keys import SCOPE_BUCKET
 from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
 from merkle_backup.core.proofs import namespace_range, root_from_namespace_proof
-from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError
+from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, UsageError
 from merkle_backup.formats.proof import (
     NamespaceProof,
     ProofFile,
@@ -83,7 +83,9 @@ def prove(
 ) -> ProofFile:
     """Build a proof of ``resources`` (tar paths or bucket object names) and ``namespaces``."""
     if not resources and not namespaces:
-        raise CannotCheck("nothing to prove: give --resource or --namespace")
+        raise UsageError("nothing to prove: give --resource or --namespace")
+    if any(not n for n in namespaces):
+        raise UsageError("a namespace name is not empty")
     _unverified = decode_seal(source.read_seal())
     if trusted:
         checkpoint, _ = check_signature(_unverified, trusted)
@@ -112,8 +114,11 @@ def prove(
         )
         wanted.extend(range(run.first, run.last))
     contents = _contents(source, [records[i] for i in wanted], limits) if with_content else {}
-    return ProofFile(_unverified.checkpoint, _unverified.signature, resource_proofs,
-                     namespace_proofs, contents)
+    proof = ProofFile(_unverified.checkpoint, _unverified.signature, resource_proofs,
+                      namespace_proofs, contents)
+    # Never hand out a proof that its recipient would reject.
+    _check_claims(proof, checkpoint, ProofReport(checkpoint, "self-check"))
+    return proof
 
 
 def _contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) -> dict[str, bytes]:
@@ -155,6 +160,21 @@ def verify_proof(
     # 1. The checkpoint, signed by a trusted key.
     checkpoint, signer = check_signature(_unverified, trusted)
     report = ProofReport(checkpoint, signer.source)
+    proven = _check_claims(_unverified, checkpoint, report)
+    # 4. The user's files, each against a proven record.
+    by_digest = {(r.size, r.digest): r for r in proven.values()}
+    for label, data in contents:
+        record = by_digest.get((len(data), content_digest(data)))
+        if record is None:
+            raise NotAuthentic(f"{label}: content matches none of the proven resources")
+        report.contents.append(f"{label} = {record.path}")
+    return report
+
+
+def _check_claims(
+    _unverified: ProofFile, checkpoint: Checkpoint, report: ProofReport
+) -> dict[str, LeafRecord]:
+    """Steps 2-3 of §11.5 against a checkpoint already trusted; fills ``report``."""
     proven: dict[str, LeafRecord] = {}
     # 2. Each resource: an RFC 9162 inclusion proof of its leaf record.
     for item in _unverified.resources:
@@ -176,20 +196,14 @@ def verify_proof(
         for record in own:
             proven[record.path] = record
         report.namespaces.append(ProvenNamespace(item.namespace, [r.path for r in own]))
-    # 4. Content: embedded bytes, then the user's files, each against a proven record.
+    # Embedded content, each against a proven record.
     for path, data in _unverified.contents.items():
         record = proven.get(path)
         if record is None:
             raise NotAuthentic(f"{path}: embedded content for a resource the proof does not prove")
         _same_content(record, data, f"embedded content of {path}")
         report.contents.append(path)
-    by_digest = {(r.size, r.digest): r for r in proven.values()}
-    for label, data in contents:
-        record = by_digest.get((len(data), content_digest(data)))
-        if record is None:
-            raise NotAuthentic(f"{label}: content matches none of the proven resources")
-        report.contents.append(f"{label} = {record.path}")
-    return report
+    return proven
 
 
 def _record(data: bytes) -> LeafRecord:

@@ -58,8 +58,12 @@ def check_namespace_records(
 
     ``records`` are the leaf records at ``[begin, begin + len(records))``. Raises ProofError.
     """
-    if not namespace:
+    if type(namespace) is not str or not namespace:
         raise ProofError("namespace proof names no namespace")
+    if type(begin) is not int or type(size) is not int or begin < 0 or size < 0:
+        raise ProofError("namespace proof begin and size must be non-negative integers")
+    if not isinstance(records, (list, tuple)) or not all(type(r) is bytes for r in records):
+        raise ProofError("namespace proof records must be a list of byte strings")
     end = begin + len(records)
     if size == 0:
         if records or begin:
@@ -77,21 +81,22 @@ def check_namespace_records(
     for previous, current in zip(decoded, decoded[1:]):
         if not previous.key < current.key:
             raise ProofError("namespace proof records are not in strict key order")
-    inner = list(decoded)
-    # Left edge: a neighbour below the namespace, or the tree's first leaf (nmt#110, #317).
-    if begin > 0:
-        if not inner[0].key.namespace < namespace:
-            raise ProofError(
-                f"namespace proof for {namespace!r} does not start with a leaf before the namespace"
-            )
+    inner = decoded
+    # Left bracket: a neighbour that sorts before the namespace, or else the tree's first leaf
+    # (nmt#110, #317: a range that merely starts inside the namespace proves nothing).
+    if inner[0].key.namespace < namespace:
         inner = inner[1:]
-    # Right edge: a neighbour above the namespace, or the tree's last leaf.
-    if end < size:
-        if not inner or not inner[-1].key.namespace > namespace:
-            raise ProofError(
-                f"namespace proof for {namespace!r} does not end with a leaf after the namespace"
-            )
+    elif begin != 0:
+        raise ProofError(
+            f"namespace proof for {namespace!r} does not start with a leaf before the namespace"
+        )
+    # Right bracket: a neighbour that sorts after the namespace, or else the tree's last leaf.
+    if inner and inner[-1].key.namespace > namespace:
         inner = inner[:-1]
+    elif end != size:
+        raise ProofError(
+            f"namespace proof for {namespace!r} does not end with a leaf after the namespace"
+        )
     for record in inner:
         if record.key.namespace != namespace:
             raise ProofError(
