@@ -32,9 +32,15 @@ def _funnel(command: Callable[..., int | None]) -> Callable[..., None]:
         except Error as e:
             click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
                        f"{e.diagnostics()}", err=True)
-            if as_json:
-                click.echo(json.dumps({"verified": False, "error": e.diagnostics(),
-                                       "exit_code": e.exit_code}))
+            if as_json:  # the same shape as a report, so callers need one parser
+                subject = str(kwargs.get("backup") or kwargs.get("proof_file") or "")
+                problem = "not authentic" if isinstance(e, NotAuthentic) else "could not check"
+                click.echo(json.dumps({
+                    "verified": False, "backup": None, "root": None, "tree_size": None,
+                    "checked": 0,
+                    "failures": [{"path": subject, "problem": problem, "detail": e.diagnostics()}],
+                    "error": e.diagnostics(), "exit_code": e.exit_code,
+                }))
             code = e.exit_code
         except KeyboardInterrupt:
             click.echo("merkle-backup: interrupted", err=True)
