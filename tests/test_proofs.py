@@ -458,7 +458,10 @@ def test_verify_proof_exit_codes(sealed: Path, keypair, other_keypair, tmp_path:
 
     # 1: not authentic
     code, report = verify_json(out, other_keypair[1])
-    assert code == 1 and report == {"verified": False, "error": report["error"], "exit_code": 1}
+    assert code == 1 and report["verified"] is False and report["exit_code"] == 1
+    assert report["failures"] == [{"path": str(out), "problem": "not authentic",
+                                   "detail": report["error"]}]
+    assert "not signed by any trusted key" in report["error"]
     held.write_bytes(a_data + b"\n")
     assert verify_json(out, keypair[1], "--content", held)[0] == 1
     tampered = tmp_path / "tampered.proof"
