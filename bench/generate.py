@@ -26,9 +26,10 @@ changed archive be written by re-compressing a single segment.
 Item sizes: *realistic* draws (kind, size) rows from ``data/sizes.tsv`` (476 real objects) and
 models what the API server adds (managedFields repeat the field set, plus metadata and status):
 stored = 2 x authored + 600 bytes, so mostly 1-20 KB, 2% between 80 KB and 1 MB. *small* draws
-the kinds the same way but sizes uniformly in 768-1280 bytes. Contents are the real manifest
-text of ``data/corpus.json.gz`` from a seeded offset after a unique metadata head: they compress
-like real manifests, but are not parseable JSON (merkle-backup never parses them).
+the kinds the same way but sizes uniformly in 768-1280 bytes. Every item is valid JSON whose
+``metadata`` matches its path (seal checks it): a unique head (name, namespace, uid,
+resourceVersion), then real objects of ``data/corpus.json.gz`` from a seeded start, then real
+manifest text as a string to reach the exact size; so items parse and compress like real ones.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from isal import isal_zlib
 
 DATA = Path(__file__).parent / "data"
 CACHE = Path(__file__).parent / "cache"
-GENERATOR_VERSION = 3  # bump when the output changes: cached backups are then rebuilt
+GENERATOR_VERSION = 4  # bump when the output changes: cached backups are then rebuilt
 
 MIXES = ("realistic", "small")
 SEED = 20261128
@@ -225,9 +226,40 @@ def _load_rows() -> list[tuple[str, str, str, bool, int]]:
     return rows
 
 
-def _load_corpus() -> bytes:
+def _load_corpus() -> list[bytes]:
+    """The compact JSON text of each real object of data/corpus.json.gz."""
     with gzip.open(DATA / "corpus.json.gz", "rb") as f:
-        return f.read().replace(b"\n", b",")
+        return [line for line in f.read().split(b"\n") if line]
+
+
+def _padding_text(corpus: list[bytes]) -> bytes:
+    """Manifest text that is safe inside a JSON string: quotes, backslashes, non-ASCII removed."""
+    text = b",".join(corpus).replace(b'"', b"'").replace(b"\\", b"/")
+    return bytes(c for c in text if 0x20 <= c < 0x7F)
+
+
+def _fill(rng_random: Any, corpus: list[bytes], pad: bytes, budget: int) -> bytes:
+    """Valid JSON of exactly ``budget`` bytes (budget >= 2): real objects from the corpus, from a
+    seeded start, in an array, then a string of manifest text: ``[obj,obj,...,"text"]``."""
+    parts = []
+    left = budget - 4  # '[' + '"' + '"' + ']'
+    n = len(corpus)
+    i = int(rng_random() * n)
+    misses = 0
+    while misses < n and left > 64:
+        obj = corpus[i]
+        if len(obj) + 1 <= left - 64:
+            parts.append(obj)
+            left -= len(obj) + 1
+            misses = 0
+        else:
+            misses += 1
+        i = (i + 1) % n
+    start = int(rng_random() * (len(pad) - left - 1)) if len(pad) > left + 1 else 0
+    while len(pad) < start + left:
+        pad += pad
+    parts.append(b'"' + pad[start:start + left] + b'"')
+    return b"[" + b",".join(parts) + b"]"
 
 
 def stored_size(authored: int) -> int:
@@ -315,7 +347,8 @@ def generate(items: int, mix: str, *, cache: Path = CACHE, seed: int = SEED,
         return stored_size(authored) if mix == "realistic" else rng.randint(768, 1280)
 
     biggest = max(stored_size(r[4]) for r in rows) + 1024
-    corpus_ext = corpus * (1 + (biggest + len(corpus)) // len(corpus))
+    pad_text = _padding_text(corpus)
+    pad_text = pad_text * (1 + (biggest + len(pad_text)) // len(pad_text))
 
     # 1. The objects: Namespace objects, then items drawn from the real rows.
     n_ns = min(namespace_count(items), max(1, items // 2))
@@ -354,7 +387,7 @@ def generate(items: int, mix: str, *, cache: Path = CACHE, seed: int = SEED,
         writer.write(tar_entry_header(b"metadata/version", len(version)) + _pad(version))
         entries = 1
         randrange = rng.randrange
-        clen = len(corpus)
+        random_float = rng.random
         for _, ns, r, obj_name, size in objects:
             kind, gr, ver, cluster, _ = rows[r]
             api = _api_version(gr, ver)
@@ -366,12 +399,10 @@ def generate(items: int, mix: str, *, cache: Path = CACHE, seed: int = SEED,
             else:
                 obj_ns = namespaces[ns]
                 where, ns_field = f"namespaces/{obj_ns}", b'"namespace":"%s",' % obj_ns.encode()
-            head = b'{"apiVersion":"%s","kind":"%s","metadata":{"name":"%s",%s"resourceVersion":"%d","uid":"%s"},"spec":' % (
+            head = b'{"apiVersion":"%s","kind":"%s","metadata":{"name":"%s",%s"resourceVersion":"%d","uid":"%s"},"spec":{"items":' % (
                 api.encode(), kind.encode(), obj_name.encode(), ns_field, randrange(10**9),
                 _uid(rng).encode())
-            fill = max(0, size - len(head) - 1)
-            off = randrange(clen)
-            data = head + corpus_ext[off:off + fill] + b"}"
+            data = head + _fill(random_float, corpus, pad_text, max(8, size - len(head) - 3)) + b"}}"
             padded = _pad(data)
             in_ns = obj_ns == namespaces[verify_ns] and (kind == "Namespace" or not cluster)
             for path in (f"resources/{gr}/{where}/{obj_name}.json",

@@ -19,16 +19,27 @@ from typing import Callable, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import blake3
+
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.consistency import Inconsistency, check_copies, check_manifest, needs_manifest_check
-from merkle_backup.core import tree
+from merkle_backup.consistency import PREFERRED_SUFFIX, Inconsistency, check_manifest
+from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint
-from merkle_backup.core.keys import PathError, key_for_bucket_object, key_for_tar_path
+from merkle_backup.core.keys import (
+    SCOPE_CLUSTER,
+    SCOPE_NAMESPACED,
+    PathError,
+    ResourceKey,
+    key_for_bucket_object,
+)
 from merkle_backup.core.leaf import LeafRecord, content_digest
 from merkle_backup.errors import ArchiveError, CannotCheck
 from merkle_backup.formats.seal import SealFile, encode_seal
 from merkle_backup.signing import public_key_of, sign
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
+
+
+_MANIFEST_SCOPES = (SCOPE_CLUSTER, SCOPE_NAMESPACED)
 
 
 class BackupSource(Protocol):
@@ -80,37 +91,57 @@ def hash_tarball(
     limits: Limits,
     progress: Callable[[int], None] | None = None,
     inconsistencies: list[Inconsistency] | None = None,
-) -> tuple[list[LeafRecord], bytes, int]:
-    """Leaves of every tar entry (unsorted), the whole-file digest and size. Refuses bad entries.
+) -> tuple[list[bytes], bytes, int]:
+    """Sortable leaves (core/table.py) of every tar entry, unsorted, the whole-file digest and
+    size. Refuses bad entries.
 
     With ``inconsistencies`` given, each manifest is also checked against its path (and the
     findings appended there).
+
+    This is the hot loop of sealing: per entry one strict reader step, one BLAKE3 of the data
+    and one sortable leaf (a regex match and one string build for the paths Velero writes); the
+    leaf bytes are the only thing kept per entry.
     """
-    records: list[LeafRecord] = []
+    leaves: list[bytes] = []
+    append = leaves.append
+    hash_content = blake3.blake3
+    tar_fields = table.tar_fields
+    tar_leaf = table.sortable_tar_leaf
     with source.open_tarball() as stream:
         reader = ArchiveReader(stream, limits, progress)
         for entry in reader:
+            path, data = entry.path, entry.data
             if entry.problem is not None:
-                raise ArchiveError(entry.problem, entry.path)
+                raise ArchiveError(entry.problem, path)
             try:
-                key = key_for_tar_path(entry.path)
+                fields = tar_fields(path)
             except PathError as e:
-                raise ArchiveError(str(e), entry.path) from e
-            if inconsistencies is not None and needs_manifest_check(key):
-                problem = check_manifest(key, entry.data)
+                raise ArchiveError(str(e), path) from e
+            if inconsistencies is not None and fields.scope in _MANIFEST_SCOPES \
+                    and not fields.version.endswith(PREFERRED_SUFFIX):
+                # needs_manifest_check(key), without building the key for every entry
+                problem = check_manifest(ResourceKey(*fields), data)
                 if problem is not None:
-                    inconsistencies.append(Inconsistency(entry.path, problem))
-            records.append(LeafRecord(key, entry.path, len(entry.data), content_digest(entry.data)))
-    return records, reader.archive_digest, reader.archive_size
+                    inconsistencies.append(Inconsistency(path, problem))
+            append(tar_leaf(path, len(data), hash_content(data).digest(), fields))
+    return leaves, reader.archive_digest, reader.archive_size
 
 
-def sorted_leaves(records: list[LeafRecord]) -> list[LeafRecord]:
-    """Leaves in key order; two entries with one key cannot both be sealed (§3.2)."""
-    records = sorted(records, key=lambda r: r.key)
-    for previous, current in zip(records, records[1:]):
-        if previous.key == current.key:
-            raise ArchiveError("duplicate entry: the archive holds this path more than once", current.path)
-    return records
+def sorted_leaves(
+    leaves: list[bytes], leaf_hash_input: list[bytes], inconsistencies: list[Inconsistency]
+) -> list[bytes]:
+    """Sortable leaves in key order, turned into records in place; two entries with one key
+    cannot both be sealed (§3.2). Fills ``leaf_hash_input`` with ``0x00 ‖ record`` of each, and
+    ``inconsistencies`` with -preferredversion copies that differ from their classic copy."""
+    copies: list[tuple[str, str]] = []
+    try:
+        table.sort_leaves(leaves, leaf_hash_input, copies)
+    except table.DuplicateKey as e:
+        raise ArchiveError(
+            "duplicate entry: the archive holds this path more than once", e.path
+        ) from None
+    inconsistencies.extend(Inconsistency(path, problem) for path, problem in copies)
+    return leaves
 
 
 def seal_backup(
@@ -127,7 +158,7 @@ def seal_backup(
     # 1. The backup's identity; only a final backup can be sealed.
     name, uid, _ = read_backup_identity(source)
     # 2. Bucket objects beside the tarball (the seal itself excluded by object_names).
-    records: list[LeafRecord] = []
+    bucket: list[bytes] = []
     for filename in source.object_names():
         data = source.read_object(filename)
         if data is None:
@@ -136,17 +167,20 @@ def seal_backup(
             key = key_for_bucket_object(filename)
         except PathError as e:
             raise CannotCheck(f"{source.describe()}: {e}") from e
-        records.append(LeafRecord(key, filename, len(data), content_digest(data)))
-    bucket_objects = len(records)
+        bucket.append(table.sortable_leaf(LeafRecord(key, filename, len(data), content_digest(data))))
+    bucket_objects = len(bucket)
     # 3. Every tar entry, in one streaming pass, each manifest checked against its path.
     inconsistencies: list[Inconsistency] = []
-    entries, archive_digest, archive_size = hash_tarball(
+    leaves, archive_digest, archive_size = hash_tarball(
         source, limits, progress, inconsistencies if check_manifests else None
     )
-    records.extend(entries)
-    # 4. Canonical order; classic and -preferredversion copies must agree.
-    ordered = sorted_leaves(records)
-    inconsistencies.extend(check_copies(ordered))
+    entries = len(leaves)
+    leaves.extend(bucket)
+    del bucket
+    # 4. Canonical order (each sortable leaf becomes its record, in place); classic and
+    # -preferredversion copies must agree.
+    hash_input: list[bytes] = []
+    sorted_leaves(leaves, hash_input, inconsistencies)
     if inconsistencies and not force:
         first = inconsistencies[0]
         raise ArchiveError(
@@ -155,10 +189,10 @@ def seal_backup(
             "refusing to seal without --force)",
             first.path,
         )
-    leaves = [r.encode() for r in ordered]
-    # 5. Root and signed checkpoint.
-    hasher = tree.BLAKE3
-    root = tree.root([hasher.leaf_hash(leaf) for leaf in leaves])
+    # 5. Root (leaf hash = H(0x00 ‖ record), docs/format.md §4.2) and signed checkpoint.
+    leaf_hash = blake3.blake3
+    root = tree.root([leaf_hash(h).digest() for h in hash_input])
+    del hash_input
     checkpoint = Checkpoint(
         backup=name,
         uid=uid,
@@ -173,5 +207,5 @@ def seal_backup(
     seal_bytes = encode_seal(SealFile(checkpoint=body, signature=sign(private_key, body), leaves=leaves))
     # 6. Atomic, conditional write.
     source.write_seal(seal_bytes, replace=replace)
-    return SealResult(checkpoint, seal_bytes, len(leaves), len(entries), bucket_objects,
+    return SealResult(checkpoint, seal_bytes, len(leaves), entries, bucket_objects,
                       inconsistencies)

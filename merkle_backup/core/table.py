@@ -1,0 +1,206 @@
+"""The leaf table in bulk: records built, sorted and checked as bytes (docs/format.md §3-4).
+
+``keys.py`` and ``leaf.py`` are the reference for one key and one record. Sealing or verifying a
+backup of a million entries with them costs a dozen Python objects and calls per entry, so this
+module does the same work on the paths Velero actually writes with a few C-level operations per
+entry, and hands every other path to the reference functions. Its outputs are byte-identical to
+theirs (tests/test_table.py checks both on every shape of path).
+
+A *sortable leaf* is ``sort key ‖ record ‖ u16be(len(sort key))`` where the sort key is the
+five key components joined by NUL, plus one NUL (docs/format.md §3.2). Components hold no NUL,
+so comparing two sortable leaves bytewise compares their keys first (a key that is a prefix of
+another ends in the NUL terminator, which sorts before any character), and ``list.sort()``
+with no key function puts them in seal order. The NUL terminator right before the record makes
+``leaf[k - 1:-2]`` exactly the leaf-hash input ``0x00 ‖ record`` (docs/format.md §4.2).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from merkle_backup.core.keys import (
+    NAMESPACES_RESOURCE,
+    SCOPE_BUCKET,
+    SCOPE_CLUSTER,
+    SCOPE_NAMESPACED,
+    ResourceKey,
+    key_for_tar_path,
+)
+from merkle_backup.core.leaf import LeafRecord, decode_record
+
+# A path segment as Kubernetes and Velero spell them: ASCII, not starting with "." (so never "."
+# or ".."), no "/", NUL, backslash or control character. A path made of such segments in the
+# layout of docs/format.md §3.1 maps to its key exactly as key_for_tar_path maps it; any other
+# path (long, non-ASCII, odd characters, outside the layout) takes the reference function.
+_SEGMENT = r"[A-Za-z0-9_:-][A-Za-z0-9._:-]*"
+VELERO_PATH = re.compile(
+    rf"resources/({_SEGMENT})/(?:(?!cluster/|namespaces/)({_SEGMENT})/)?"
+    rf"(?:cluster/({_SEGMENT})|namespaces/({_SEGMENT})/({_SEGMENT}))\.json"
+)
+# Fast paths are under 256 bytes, so every length prefix is "\0" + one byte.
+FAST_PATH_LIMIT = 256
+TAIL = 8 + 32  # u64be(size) ‖ H(content) end every record
+_MAX_SORT_KEY = 0xFFFF
+
+
+class Fields(NamedTuple):
+    namespace: str
+    resource: str
+    scope: str
+    name: str
+    version: str
+
+
+def _fast_fields(path: str) -> Fields | None:
+    """The key of a common Velero path, or None (then the reference decides)."""
+    m = VELERO_PATH.fullmatch(path) if len(path) < FAST_PATH_LIMIT else None
+    if m is None:
+        return None
+    resource, version, cluster_name, namespace, name = m.groups()
+    if cluster_name is not None:
+        # A Namespace object sorts into its own namespace's run (docs/format.md §3.1).
+        owner = cluster_name if resource == NAMESPACES_RESOURCE else ""
+        return Fields(owner, resource, SCOPE_CLUSTER, cluster_name, version or "")
+    return Fields(namespace, resource, SCOPE_NAMESPACED, name, version or "")
+
+
+def _fast_head(f: Fields, path: str) -> str:
+    """The record up to its size, as latin-1 text; for ASCII paths under 256 bytes (every
+    component is part of the path, so every length prefix is "\0" + one byte)."""
+    ns, gr, scope, name, ver = f
+    return (f"\0{chr(len(ns))}{ns}\0{chr(len(gr))}{gr}\0{chr(len(scope))}{scope}"
+            f"\0{chr(len(name))}{name}\0{chr(len(ver))}{ver}\0{chr(len(path))}{path}")
+
+
+def tar_fields(path: str) -> Fields:
+    """The key of a tar entry's path (as key_for_tar_path); PathError when not sealable."""
+    f = _fast_fields(path)
+    if f is None:
+        return Fields(*key_for_tar_path(path).components())
+    return f
+
+
+def sortable_tar_leaf(path: str, size: int, digest: bytes, f: Fields | None = None) -> bytes:
+    """The sortable leaf of a tar entry whose key is ``f`` (``tar_fields(path)``)."""
+    if f is None:
+        f = tar_fields(path)
+    if len(path) >= FAST_PATH_LIMIT or not path.isascii():
+        return sortable_leaf(LeafRecord(ResourceKey(*f), path, size, digest))
+    sort_key = f"{f.namespace}\0{f.resource}\0{f.scope}\0{f.name}\0{f.version}\0"
+    return b"".join((
+        (sort_key + _fast_head(f, path)).encode("latin-1"), size.to_bytes(8, "big"), digest,
+        len(sort_key).to_bytes(2, "big"),
+    ))
+
+
+def sortable_leaf(record: LeafRecord) -> bytes:
+    """The sortable leaf of any record (the reference encoding)."""
+    sort_key = record.key.sort_bytes() + b"\0"
+    if len(sort_key) > _MAX_SORT_KEY:
+        raise ValueError("leaf key is longer than 65535 bytes")
+    return sort_key + record.encode() + len(sort_key).to_bytes(2, "big")
+
+
+class DuplicateKey(ValueError):
+    """Two leaves with one key; ``path`` is the second one's."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+# consistency.check_copies, on sort keys: its two findings, word for word.
+NO_CLASSIC_COPY = "preferred-version copy has no classic copy"
+DIFFERS_FROM_CLASSIC = "differs from its classic copy {}"
+_PREFERRED_END = b"-preferredversion\0"
+
+
+def sort_leaves(
+    items: list[bytes],
+    leaf_hash_input: list[bytes] | None = None,
+    copies: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    """Sort sortable leaves into key order and turn each, in place, into its record.
+
+    Raises DuplicateKey on two leaves with one key (docs/format.md §3.2). If
+    ``leaf_hash_input`` is given, ``0x00 ‖ record`` of each leaf is appended to it. If
+    ``copies`` is given, every -preferredversion copy that differs from its classic copy (or
+    has none) is appended as (path, problem), exactly as consistency.check_copies finds them.
+    """
+    items.sort()
+    previous = b""
+    twin_id = twin = None
+    for i, item in enumerate(items):
+        k = (item[-2] << 8) | item[-1]
+        key = item[:k]
+        if key == previous:
+            raise DuplicateKey(path_of(item[k:-2]))
+        previous = key
+        if leaf_hash_input is not None:
+            leaf_hash_input.append(item[k - 1:-2])
+        record = items[i] = item[k:-2]
+        # Scopes cluster and namespaces have a non-empty resource: keys not starting "\0\0".
+        if copies is not None and not key.startswith(b"\0\0"):
+            if key.endswith(b"\0\0"):  # version "": a classic copy
+                twin_id, twin = key[:-1], record
+            elif key.endswith(_PREFERRED_END):
+                ident = key[: key.rindex(b"\0", 0, k - 1) + 1]
+                if twin is None or ident != twin_id:
+                    copies.append((path_of(record), NO_CLASSIC_COPY))
+                elif twin[-TAIL:] != record[-TAIL:]:
+                    copies.append((path_of(record), DIFFERS_FROM_CLASSIC.format(path_of(twin))))
+    return items
+
+
+class CheckedLeaf(NamedTuple):
+    sort_key: bytes
+    namespace: str
+    scope: str
+    path: str
+
+
+def check_record(record: bytes) -> CheckedLeaf:
+    """Strictly decode one record (docs/format.md §4.1); ValueError as decode_record raises it.
+
+    The fast path finds the path, recomputes the whole record from it and requires every byte
+    to be equal; anything else is decoded by the reference decoder.
+    """
+    path = fast_path_of(record)
+    if path is not None:
+        f = _fast_fields(path)
+        if f is not None:
+            head = _fast_head(f, path).encode("latin-1")
+            if len(record) == len(head) + TAIL and record.startswith(head):
+                sort_key = f"{f.namespace}\0{f.resource}\0{f.scope}\0{f.name}\0{f.version}"
+                return CheckedLeaf(sort_key.encode("latin-1"), f.namespace, f.scope, path)
+    decoded = decode_record(record)
+    key = decoded.key
+    return CheckedLeaf(key.sort_bytes(), key.namespace, key.scope, decoded.path)
+
+
+def fast_path_of(record: bytes) -> str | None:
+    """The path of a record whose path is ASCII and under 256 bytes, else None (ask
+    decode_record). Sound on any input: a wrong guess is never returned for a valid record."""
+    end = len(record) - TAIL
+    j = record.rfind(b"\0", 0, end)
+    # [0x00, L, path...] with L < 256 and no NUL in the path: j is the high length byte.
+    if j < 0 or j + 2 > end or record[j + 1] != end - j - 2:
+        return None
+    raw = record[j + 2:end]
+    return raw.decode("ascii") if raw.isascii() else None
+
+
+def path_of(record: bytes) -> str:
+    """The path of a record already checked."""
+    path = fast_path_of(record)
+    return path if path is not None else decode_record(record).path
+
+
+def key_of(record: bytes) -> ResourceKey:
+    """The key of a record already checked (slow; for messages and rare cases)."""
+    return decode_record(record).key
+
+
+def is_bucket(checked: CheckedLeaf) -> bool:
+    return checked.scope == SCOPE_BUCKET
