@@ -22,8 +22,10 @@ reference for every rule and the source of every error message.
 
 from __future__ import annotations
 
+import queue
 import re
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
@@ -40,6 +42,8 @@ READ_SIZE = 1 << 20
 # Most decompressed bytes one ``decompress`` call may return: a gzip bomb can never make one call
 # allocate more than this (docs/format.md §2 rule 8, limits).
 MAX_OUTPUT = 1 << 20
+# Decompressed pieces the inflater thread may hold ready ahead of the tar layer.
+READ_AHEAD = 8
 
 BLOCK_SIZE = 512
 ZERO_BLOCK = bytes(BLOCK_SIZE)
@@ -199,6 +203,7 @@ class ArchiveReader:
         self._digest: bytes | None = None
         self._started = False
         self.archive_size = 0
+        self._unreported = 0  # compressed bytes read but not yet reported to progress
 
     @property
     def archive_digest(self) -> bytes:
@@ -211,17 +216,38 @@ class ArchiveReader:
         if self._started:
             raise RuntimeError("an ArchiveReader can be iterated only once")
         self._started = True
-        return self._entries()
+        return self._entries(False)
+
+    def tuples(self) -> Iterator[tuple[str, bytes, str | None]]:
+        """The same entries as plain ``(path, data, problem)`` tuples: for the sealer's and
+        verifier's hot loops, where building an ``Entry`` per entry is a measurable share."""
+        if self._started:
+            raise RuntimeError("an ArchiveReader can be iterated only once")
+        self._started = True
+        return self._entries(True)  # type: ignore[return-value]
 
     # -- the tar layer ----------------------------------------------------------------------
 
-    def _entries(self) -> Iterator[Entry]:
+    def _entries(self, as_tuples: bool) -> Iterator[Entry | tuple[str, bytes, str | None]]:
+        """The tar layer, with the gzip layer decompressing ahead on a second thread."""
+        inflater = _ThreadedInflater(
+            _Inflater(self._limits.max_total_size, self._read_compressed),
+            self._take_unreported, self._progress,
+        )
+        try:
+            yield from self._tar(inflater, as_tuples)
+        finally:
+            inflater.close()
+        self._digest = self._hasher.digest()
+
+    def _tar(
+        self, inflater: _ThreadedInflater, as_tuples: bool
+    ) -> Iterator[Entry | tuple[str, bytes, str | None]]:
         """The tar layer (docs/format.md §2 rules 2-8). Hot path first; rare cases call helpers."""
         limits = self._limits
         max_entry_size = limits.max_entry_size
         max_entries = limits.max_entries
         max_path_length = limits.max_path_length
-        inflater = _Inflater(limits.max_total_size, self._read_compressed)
         fast_header = FAST_HEADER.fullmatch
         safe_path = SAFE_PATH.fullmatch
         adler32 = isal_zlib.adler32
@@ -344,6 +370,9 @@ class ArchiveReader:
                         off = padded
                     else:
                         data, buf, off = _take_entry_data(inflater, buf, off, size, path)
+                    if as_tuples:
+                        yield (path, data, None)
+                        continue
                     entry = _new_entry(Entry)  # Entry(path, data), faster
                     _set_path(entry, path)
                     _set_data(entry, data)
@@ -363,20 +392,24 @@ class ArchiveReader:
                     path=_show(path),
                 )
             buf, off = _skip(inflater, buf, off, size + (-size & 511), path)
-            yield Entry(path, b"", problem)
+            yield (path, b"", problem) if as_tuples else Entry(path, b"", problem)
 
         inflater.finish()
-        self._digest = self._hasher.digest()
 
     def _read_compressed(self) -> bytes:
-        """Read, hash and count the next compressed chunk (b"" at the end of the file)."""
+        """Read, hash and count the next compressed chunk (b"" at the end of the file).
+
+        Runs on the inflater's thread; progress is reported from the caller's thread."""
         raw = self._fileobj.read(READ_SIZE)
         if raw:
             self._hasher.update(raw)
             self.archive_size += len(raw)
-            if self._progress is not None:
-                self._progress(len(raw))
+            self._unreported += len(raw)
         return raw or b""
+
+    def _take_unreported(self) -> int:
+        n, self._unreported = self._unreported, 0
+        return n
 
 
 # -- the gzip layer ---------------------------------------------------------------------------
@@ -458,6 +491,97 @@ class _Inflater:
         return raw
 
 
+class _ThreadedInflater:
+    """An ``_Inflater`` run on a second thread, a few pieces ahead of the tar layer.
+
+    isal releases the GIL while it inflates (and BLAKE3 while it hashes the compressed chunks),
+    so decompression overlaps the per-entry work of the caller's thread. Pieces, and any error,
+    reach the caller in exactly the order the single-threaded ``_Inflater`` would produce them,
+    so every rule and message is unchanged; ``total_out`` and ``position`` count only what the
+    tar layer has taken. Read-ahead is bounded: at most ``READ_AHEAD`` pieces of ``MAX_OUTPUT``.
+    """
+
+    def __init__(
+        self,
+        inner: _Inflater,
+        take_unreported: Callable[[], int],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self._inner = inner
+        self._take_unreported = take_unreported
+        self._progress = progress
+        self.max_total_size = inner.max_total_size
+        self.total_out = 0
+        self._queue: queue.Queue[tuple[bytes | BaseException | None, int]] = queue.Queue(READ_AHEAD)
+        self._stop = threading.Event()
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name="merkle-backup-inflate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                piece = self._inner.read()
+                if not self._put(piece):
+                    return
+                if not piece:
+                    break
+            self._inner.finish()  # the rest of the file must be empty
+            self._put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, in order
+            self._put(e)
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        done = (item, self._take_unreported())
+        while not self._stop.is_set():
+            try:
+                self._queue.put(done, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self) -> bytes | BaseException | None:
+        item, read = self._queue.get()
+        if read and self._progress is not None:
+            self._progress(read)
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        return item
+
+    def read(self) -> bytes:
+        """As ``_Inflater.read``."""
+        if self._ended:
+            return b""
+        piece = self._get()
+        if not piece:
+            self._ended = True
+            return b""
+        self.total_out += len(piece)
+        return piece
+
+    def position(self, buf: bytes, off: int) -> int:
+        """The tar stream offset of ``buf[off]`` (for error messages)."""
+        return self.total_out - (len(buf) - off)
+
+    def finish(self) -> None:
+        """As ``_Inflater.finish`` (the thread has already checked the rest of the file)."""
+        assert self._ended, "finish() before the end of the gzip member"
+        self._get()
+        self._thread.join()
+
+    def close(self) -> None:
+        """Stop the thread (at once if the caller gave up early) and wait for it."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 def _check_gzip_names(raw: bytes) -> None:
     """Refuse a gzip FNAME or FCOMMENT over 511 bytes: Go's compress/gzip reads them into a
     512-byte buffer and fails, so Velero could not restore such a file. The rest of the header
@@ -508,7 +632,7 @@ def _ascii_preview(raw: bytes) -> str:
 # -- buffer helpers (slow path: only where a read crosses a decompressed piece) ---------------
 
 
-def _take(inflater: _Inflater, buf: bytes, off: int, n: int) -> tuple[bytes, bytes, int]:
+def _take(inflater: _ThreadedInflater, buf: bytes, off: int, n: int) -> tuple[bytes, bytes, int]:
     """The next ``n`` bytes (fewer only at the end of the stream), and the new buffer state."""
     first = buf[off:]
     if len(first) >= n:
@@ -528,7 +652,7 @@ def _take(inflater: _Inflater, buf: bytes, off: int, n: int) -> tuple[bytes, byt
     return b"".join(parts), b"", 0
 
 
-def _skip(inflater: _Inflater, buf: bytes, off: int, n: int, path: str) -> tuple[bytes, int]:
+def _skip(inflater: _ThreadedInflater, buf: bytes, off: int, n: int, path: str) -> tuple[bytes, int]:
     """Discard ``n`` bytes; the stream must hold them."""
     while off + n > len(buf):
         n -= len(buf) - off
@@ -541,7 +665,7 @@ def _skip(inflater: _Inflater, buf: bytes, off: int, n: int, path: str) -> tuple
 
 
 def _take_entry_data(
-    inflater: _Inflater, buf: bytes, off: int, size: int, path: str | None
+    inflater: _ThreadedInflater, buf: bytes, off: int, size: int, path: str | None
 ) -> tuple[bytes, bytes, int]:
     """``size`` bytes of entry data, then skip its padding to the next 512-byte boundary."""
     if inflater.position(buf, off) + size > inflater.max_total_size:
@@ -569,7 +693,7 @@ def _raise_truncated_header(hdr: bytes, meta: _Meta | None) -> None:
     )
 
 
-def _finish_tar(inflater: _Inflater, buf: bytes, off: int) -> None:
+def _finish_tar(inflater: _ThreadedInflater, buf: bytes, off: int) -> None:
     """After one zero block: a second one must follow, then only zero bytes until the end of the
     gzip member (docs/format.md §2 rule 7). Go stops at the second zero block; this
     reader reads on, so nothing can hide after it."""

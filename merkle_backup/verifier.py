@@ -16,20 +16,26 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import blake3
 
 from merkle_backup.archive import ArchiveReader, Limits
 from merkle_backup.builder import BackupSource
-from merkle_backup.consistency import Inconsistency, check_copies, check_manifest, needs_manifest_check
-from merkle_backup.core import tree
+from merkle_backup.consistency import (
+    PREFERRED_SUFFIX,
+    Inconsistency,
+    check_manifest,
+    needs_manifest_check,
+)
+from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint, CheckpointError, parse_checkpoint
 from merkle_backup.core.keys import (
     SCOPE_BUCKET,
+    SCOPE_CLUSTER,
+    SCOPE_NAMESPACED,
     PathError,
     ResourceKey,
-    is_cluster_scoped,
     key_for_tar_path,
 )
 from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
@@ -62,6 +68,7 @@ _RESTORE_SIDECARS = (
     "-csi-volumesnapshotclasses.json.gz",
 )
 _HASH_CHUNK = 4 * 2**20
+_PREFERRED = PREFERRED_SUFFIX.encode()  # a sort key (no terminator) ends with its version
 
 
 @dataclass(frozen=True)
@@ -77,17 +84,22 @@ class Scope:
         return not self.namespaces and not self.resources and not self.include_cluster_resources
 
     def covers(self, key: ResourceKey, path: str, backup: str) -> bool:
+        return self.covers_parts(key.namespace, key.scope, path, backup)
+
+    def covers_parts(self, namespace: str, scope: str, path: str, backup: str) -> bool:
+        """``covers`` from a key's namespace and scope (no ResourceKey needed)."""
         if self.whole:
             return True
-        if path in self.resources and key.scope != SCOPE_BUCKET:
+        if path in self.resources and scope != SCOPE_BUCKET:
             return True
         if not self.namespaces and not self.include_cluster_resources:
             return False
-        if key.scope == SCOPE_BUCKET:  # a namespace restore reads these objects too
+        if scope == SCOPE_BUCKET:  # a namespace restore reads these objects too
             return path == BACKUP_OBJECT or any(path == backup + s for s in _RESTORE_SIDECARS)
-        if key.namespace in self.namespaces:
+        if namespace in self.namespaces:
             return True
-        return self.include_cluster_resources and is_cluster_scoped(key)
+        # is_cluster_scoped(key): a cluster-scoped resource other than a Namespace object
+        return self.include_cluster_resources and scope == SCOPE_CLUSTER and namespace == ""
 
     def describe(self) -> str:
         if self.whole:
@@ -144,12 +156,21 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class TrustedSeal:
-    """A seal whose signature, checkpoint and leaf table have all been checked (steps 1-3)."""
+    """A seal whose signature, checkpoint and leaf table have all been checked (steps 1-3).
+
+    The leaves stay records (bytes): at a million entries, a LeafRecord and a ResourceKey per
+    leaf would cost more than the rest of the verification. ``in_scope[i]`` says whether leaf
+    ``i`` is covered by the scope; the rest is what the scope's notes and warnings need.
+    """
 
     checkpoint: Checkpoint
     signer: PublicKey
     leaves: list[bytes]
-    records: list[LeafRecord]
+    in_scope: bytearray
+    bucket: list[int]  # indices of bucket-object leaves
+    namespaces: set[str]  # namespaces with leaves (only collected for a namespace scope)
+    resources: set[str]  # scope.resources that have a tar leaf
+    copies: list[Inconsistency]  # in-scope -preferredversion copies unlike their classic copy
 
 
 def check_signature(_unverified: SealFile, trusted: Sequence[PublicKey]) -> tuple[Checkpoint, PublicKey]:
@@ -195,12 +216,67 @@ def check_leaf_table(checkpoint: Checkpoint, leaves: list[bytes]) -> list[LeafRe
     return records
 
 
-def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey]) -> TrustedSeal:
-    """Steps 1-3: decode, check the signature, the checkpoint and the leaf table."""
+def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Scope()) -> TrustedSeal:
+    """Steps 1-3: decode, check the signature, the checkpoint and the leaf table.
+
+    The same checks as check_leaf_table, in one pass over the records as bytes (core/table.py),
+    which also marks what the scope covers.
+    """
     _unverified = decode_seal(seal_bytes)
     checkpoint, signer = check_signature(_unverified, trusted)
-    records = check_leaf_table(checkpoint, _unverified.leaves)
-    return TrustedSeal(checkpoint, signer, _unverified.leaves, records)
+    leaves = _unverified.leaves
+    if len(leaves) != checkpoint.tree_size:
+        raise NotAuthentic(
+            f"seal holds {len(leaves)} leaves, its checkpoint says {checkpoint.tree_size}"
+        )
+    leaf_hash = blake3.blake3
+    if not hmac.compare_digest(
+        tree.root([leaf_hash(tree.LEAF_PREFIX + leaf).digest() for leaf in leaves]), checkpoint.root
+    ):
+        raise NotAuthentic("the seal's leaf table does not hash to its signed root")
+    backup = checkpoint.backup
+    whole = scope.whole
+    in_scope = bytearray(b"\x01") * len(leaves) if whole else bytearray(len(leaves))
+    bucket: list[int] = []
+    namespaces: set[str] = set()
+    resources: set[str] = set()
+    copies: list[Inconsistency] = []
+    check_record = table.check_record
+    previous = None
+    out_of_order = None
+    twin_id = twin = None
+    try:
+        for i, leaf in enumerate(leaves):
+            sort_key, namespace, kind, path = check_record(leaf)
+            # Keys strictly increase (§3.2): the NUL-joined components compare as the keys do.
+            if previous is not None and not previous < sort_key and out_of_order is None:
+                out_of_order = path
+            previous = sort_key
+            if kind == SCOPE_BUCKET:
+                bucket.append(i)
+            elif scope.resources and path in scope.resources:
+                resources.add(path)
+            if not whole:
+                if scope.namespaces:
+                    namespaces.add(namespace)
+                if not scope.covers_parts(namespace, kind, path, backup):
+                    continue
+                in_scope[i] = 1
+            # consistency.check_copies over the in-scope leaves, on sort keys.
+            if kind == SCOPE_CLUSTER or kind == SCOPE_NAMESPACED:
+                if sort_key.endswith(b"\0"):  # version "": a classic copy
+                    twin_id, twin = sort_key, leaf
+                elif sort_key.endswith(_PREFERRED):
+                    if twin is None or sort_key[: sort_key.rindex(b"\0") + 1] != twin_id:
+                        copies.append(Inconsistency(path, table.NO_CLASSIC_COPY))
+                    elif twin[-table.TAIL:] != leaf[-table.TAIL:]:
+                        copies.append(Inconsistency(
+                            path, table.DIFFERS_FROM_CLASSIC.format(table.path_of(twin))))
+    except ValueError as e:
+        raise FormatError(f"signed leaf table holds an invalid record: {e}") from e
+    if out_of_order is not None:
+        raise FormatError(f"signed leaf table is not in strict key order at {out_of_order}")
+    return TrustedSeal(checkpoint, signer, leaves, in_scope, bucket, namespaces, resources, copies)
 
 
 def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: str | None) -> None:
@@ -231,7 +307,7 @@ class _Checker:
         self.scope = scope
         self.report = report
         self.backup = seal.checkpoint.backup
-        self.in_scope = [scope.covers(r.key, r.path, self.backup) for r in seal.records]
+        self.in_scope = seal.in_scope
         report.checked = sum(self.in_scope)
 
     def fail(self, in_scope: bool, path: str, problem: str, detail: str = "") -> None:
@@ -241,32 +317,31 @@ class _Checker:
             self.report.out_of_scope_failures += 1
 
     def compare(self, index: int, size: int, digest: bytes) -> None:
-        record = self.seal.records[index]
-        if size != record.size or not hmac.compare_digest(digest, record.digest):
+        leaf = self.seal.leaves[index]
+        if not leaf.endswith(size.to_bytes(8, "big") + digest):  # u64be(size) ‖ H(content)
+            sealed_size = int.from_bytes(leaf[-40:-32], "big")
             self.fail(
-                self.in_scope[index], record.path, MODIFIED,
-                f"{size} bytes, blake3 {digest.hex()[:16]}...; sealed {record.size} bytes, "
-                f"blake3 {record.digest.hex()[:16]}...",
+                self.in_scope[index], table.path_of(leaf), MODIFIED,
+                f"{size} bytes, blake3 {digest.hex()[:16]}...; sealed {sealed_size} bytes, "
+                f"blake3 {leaf[-32:].hex()[:16]}...",
             )
 
     def bucket_objects(self, source: BackupSource) -> None:
         sealed = {}
-        for index, record in enumerate(self.seal.records):
-            if record.key.scope != SCOPE_BUCKET:
-                continue
-            sealed[record.path] = index
+        for index in self.seal.bucket:
+            path = table.path_of(self.seal.leaves[index])
+            sealed[path] = index
             if not self.in_scope[index]:
                 continue
-            data = source.read_object(record.path)
+            data = source.read_object(path)
             if data is None:
-                self.fail(True, record.path, MISSING, "sealed bucket object is gone")
+                self.fail(True, path, MISSING, "sealed bucket object is gone")
             else:
                 self.compare(index, len(data), content_digest(data))
         for name in source.object_names():
             if name not in sealed:
-                key = ResourceKey("", "", SCOPE_BUCKET, name, "")
-                self.fail(self.scope.covers(key, name, self.backup), name, UNEXPECTED,
-                          "bucket object was not sealed")
+                self.fail(self.scope.covers_parts("", SCOPE_BUCKET, name, self.backup), name,
+                          UNEXPECTED, "bucket object was not sealed")
 
     def tarball(self, source: BackupSource, limits: Limits, progress: Callable[[int], None] | None) -> None:
         checkpoint = self.seal.checkpoint
@@ -278,31 +353,48 @@ class _Checker:
         self.report.notes.append(
             "tarball differs from the sealed file; checked entry by entry"
         )
-        index_of = {
-            r.path: i for i, r in enumerate(self.seal.records)
-            if r.key.scope != SCOPE_BUCKET
-        }
-        seen = bytearray(len(self.seal.records))
+        leaves = self.seal.leaves
+        path_of = table.path_of
+        bucket = set(self.seal.bucket)
+        index_of = {path_of(leaf): i for i, leaf in enumerate(leaves) if i not in bucket}
+        seen = bytearray(len(leaves))
+        for i in bucket:
+            seen[i] = 1
         try:
             with source.open_tarball() as stream:
-                for entry in ArchiveReader(stream, limits, None):
-                    self._entry(entry.path, entry.data, entry.problem, index_of, seen)
+                entry = self._entry
+                hash_content = blake3.blake3
+                for path, data, problem in ArchiveReader(stream, limits, None).tuples():
+                    index = index_of.get(path)
+                    if problem is None and index is not None and not seen[index]:
+                        # The hot path, inline: a sealed entry seen for the first time.
+                        seen[index] = 1
+                        digest = hash_content(data).digest()
+                        if not leaves[index].endswith(len(data).to_bytes(8, "big") + digest):
+                            self.compare(index, len(data), digest)
+                        if self.in_scope[index]:
+                            self._manifest(path, data)
+                    else:
+                        entry(path, data, problem, index, seen)
         except ArchiveError as e:
             self.report.failures.append(Failure(e.path or source.describe(), MALFORMED, e.reason))
-        for index, record in enumerate(self.seal.records):
-            if record.key.scope != SCOPE_BUCKET and not seen[index]:
-                self.fail(self.in_scope[index], record.path, MISSING, "sealed entry is not in the archive")
+        del index_of
+        for index in range(len(leaves)):
+            if not seen[index]:
+                self.fail(self.in_scope[index], path_of(leaves[index]), MISSING,
+                          "sealed entry is not in the archive")
         if self.report.verified and not self.report.out_of_scope_failures:
             self.report.notes.append(
                 "every entry matches its seal: the archive was only recompressed or reordered"
             )
 
-    def _entry(self, path: str, data: bytes, problem: str | None, index_of: dict, seen: bytearray) -> None:
+    def _entry(self, path: str, data: bytes, problem: str | None, index: int | None,
+               seen: bytearray) -> None:
+        """Every case but the hot one: a malformed, unsealed or repeated entry."""
         if problem is not None:
             # Not attributable to a namespace, and restore may act on it: always a failure.
             self.report.failures.append(Failure(path, MALFORMED, problem))
             return
-        index = index_of.get(path)
         if index is None:
             try:
                 key = key_for_tar_path(path)
@@ -316,11 +408,13 @@ class _Checker:
             self.fail(self.in_scope[index], path, DUPLICATE,
                       "path appears more than once (restore keeps the last)")
             return
-        seen[index] = 1
-        self.compare(index, len(data), content_digest(data))
-        record = self.seal.records[index]
-        if self.in_scope[index] and needs_manifest_check(record.key):
-            problem = check_manifest(record.key, data)
+        raise AssertionError("a first sighting of a sealed entry takes the hot path")
+
+    def _manifest(self, path: str, data: bytes) -> None:
+        """An in-scope manifest that disagrees with its path is a warning (consistency.py)."""
+        key = table.tar_fields(path)  # a sealed path: it has a key
+        if needs_manifest_check(key):  # type: ignore[arg-type]  (reads scope, version only)
+            problem = check_manifest(key, data)  # type: ignore[arg-type]
             if problem is not None:
                 self.report.warnings.append(Inconsistency(path, problem))
 
@@ -335,7 +429,7 @@ def verify_backup(
     limits: Limits = Limits(),
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    seal = open_seal(source.read_seal() if seal_bytes is None else seal_bytes, trusted)
+    seal = open_seal(source.read_seal() if seal_bytes is None else seal_bytes, trusted, scope)
     checkpoint = seal.checkpoint
     check_identity(checkpoint, source, expected_uid)
     report = VerifyReport(
@@ -343,20 +437,17 @@ def verify_backup(
         tree_size=checkpoint.tree_size, scope=scope.describe(),
     )
     checker = _Checker(seal, scope, report)
-    _note_unknown_scope(scope, seal.records, report)
-    scoped = (r for r, inside in zip(seal.records, checker.in_scope) if inside)
-    report.warnings.extend(check_copies(scoped))
+    _note_unknown_scope(scope, seal, report)
+    report.warnings.extend(seal.copies)
     checker.bucket_objects(source)
     checker.tarball(source, limits, progress)
     return report
 
 
-def _note_unknown_scope(scope: Scope, records: Iterable[LeafRecord], report: VerifyReport) -> None:
-    namespaces = {r.key.namespace for r in records}
-    paths = {r.path for r in records if r.key.scope != SCOPE_BUCKET}
-    for namespace in sorted(scope.namespaces - namespaces):
+def _note_unknown_scope(scope: Scope, seal: TrustedSeal, report: VerifyReport) -> None:
+    for namespace in sorted(scope.namespaces - seal.namespaces):
         report.notes.append(f"namespace {namespace} has no sealed entries: it was not backed up")
-    for path in sorted(scope.resources - paths):
+    for path in sorted(scope.resources - seal.resources):
         report.failures.append(Failure(path, MISSING, "no such resource in the seal"))
 
 

@@ -82,16 +82,27 @@ def tar_fields(path: str) -> Fields:
 
 
 def sortable_tar_leaf(path: str, size: int, digest: bytes, f: Fields | None = None) -> bytes:
-    """The sortable leaf of a tar entry whose key is ``f`` (``tar_fields(path)``)."""
+    """The sortable leaf of a tar entry; PathError (from keys.py) when the path is not sealable."""
+    return tar_leaf_and_key(path, size, digest, f)[0]
+
+
+def tar_leaf_and_key(
+    path: str, size: int, digest: bytes, f: Fields | None = None
+) -> tuple[bytes, Fields]:
+    """(sortable leaf, key) of a tar entry: the sealer's per-entry step, in one call."""
     if f is None:
-        f = tar_fields(path)
+        f = _fast_fields(path)
+        if f is None:
+            f = Fields(*key_for_tar_path(path).components())  # PathError: not sealable
     if len(path) >= FAST_PATH_LIMIT or not path.isascii():
-        return sortable_leaf(LeafRecord(ResourceKey(*f), path, size, digest))
-    sort_key = f"{f.namespace}\0{f.resource}\0{f.scope}\0{f.name}\0{f.version}\0"
-    return b"".join((
-        (sort_key + _fast_head(f, path)).encode("latin-1"), size.to_bytes(8, "big"), digest,
-        len(sort_key).to_bytes(2, "big"),
-    ))
+        return sortable_leaf(LeafRecord(ResourceKey(*f), path, size, digest)), f
+    ns, gr, scope, name, ver = f
+    sort_key = f"{ns}\0{gr}\0{scope}\0{name}\0{ver}\0"
+    head = (f"{sort_key}\0{chr(len(ns))}{ns}\0{chr(len(gr))}{gr}\0{chr(len(scope))}{scope}"
+            f"\0{chr(len(name))}{name}\0{chr(len(ver))}{ver}\0{chr(len(path))}{path}")
+    leaf = b"".join((head.encode("latin-1"), size.to_bytes(8, "big"), digest,
+                     len(sort_key).to_bytes(2, "big")))
+    return leaf, f
 
 
 def sortable_leaf(record: LeafRecord) -> bytes:

@@ -155,6 +155,8 @@ def root(leaf_hashes: Sequence[bytes], *, hasher: TreeHasher = BLAKE3) -> bytes:
         return hasher.empty_root()
     if n == 1:
         return leaf_hashes[0]
+    if hasher is BLAKE3:
+        return _blake3_root(leaf_hashes)
     node = hasher.node_hash
     level = [node(leaf_hashes[i], leaf_hashes[i + 1]) for i in range(0, n - 1, 2)]
     if n % 2:
@@ -165,6 +167,21 @@ def root(leaf_hashes: Sequence[bytes], *, hasher: TreeHasher = BLAKE3) -> bytes:
         if n % 2:
             level[n // 2] = level[-1]
         del level[(n + 1) // 2 :]
+    return level[0]
+
+
+def _blake3_root(leaf_hashes: Sequence[bytes]) -> bytes:
+    """``root`` with the pinned BLAKE3 inlined: the same pairing, one C call per node instead of
+    three Python frames (sealing and verifying hash a node per leaf). Extra memory is one list
+    of ``ceil(n / 2)`` hashes, then a list half as long per level."""
+    b3 = blake3.blake3
+    level: Sequence[bytes] = leaf_hashes
+    while len(level) > 1:
+        pairs = iter(level)
+        above = [b3(NODE_PREFIX + left + right).digest() for left, right in zip(pairs, pairs)]
+        if len(level) % 2:
+            above.append(level[-1])  # the odd last node is carried up unchanged
+        level = above
     return level[0]
 
 
