@@ -35,6 +35,8 @@ from merkle_backup import archive
 from merkle_backup.archive import ArchiveReader, Entry, Limits
 from merkle_backup.errors import ArchiveError, LimitExceeded
 from tests import tarcraft as tc
+from tests.attacks import golist
+from tests.attacks.golist import GoListing, build_tarlist, parse_lines
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bucket" / "backups"
 FIXTURE_TARBALLS = [
@@ -82,70 +84,6 @@ GOOD_PAIR = ("resources/pods/namespaces/ns/p.json", b'{"kind":"Pod"}')
 
 # -- Go helpers ---------------------------------------------------------------------------------
 
-# A tiny lister over Go's own gzip + archive/tar (as Velero's restore reads): one JSON line per
-# file with every entry's raw name, typeflag and data, or Go's error.
-GO_LISTER = r"""
-package main
-
-import (
-	"archive/tar"
-	"compress/gzip"
-	"encoding/json"
-	"io"
-	"os"
-)
-
-type ent struct {
-	Name []byte `json:"name"`
-	Type int    `json:"type"`
-	Data []byte `json:"data"`
-}
-
-type result struct {
-	Entries []ent  `json:"entries"`
-	Err     string `json:"err"`
-}
-
-func list(path string) (r result) {
-	f, err := os.Open(path)
-	if err != nil {
-		r.Err = err.Error()
-		return
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		r.Err = err.Error()
-		return
-	}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			r.Err = err.Error()
-			return
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			r.Err = err.Error()
-			return
-		}
-		r.Entries = append(r.Entries, ent{[]byte(h.Name), int(h.Typeflag), data})
-	}
-}
-
-func main() {
-	enc := json.NewEncoder(os.Stdout)
-	for _, p := range os.Args[1:] {
-		enc.Encode(list(p))
-	}
-}
-"""
-
-
 def _go_build(src_dir: Path, out: Path) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOPROXY="off")
     subprocess.run(["go", "build", "-o", str(out), "."], cwd=src_dir, env=env, check=True)
@@ -153,16 +91,13 @@ def _go_build(src_dir: Path, out: Path) -> None:
 
 @pytest.fixture(scope="session")
 def go_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tools directory with `velerogen` and `golister`, built once per session."""
+    """The tools directory with `velerogen` and `tarlist` (tests/tools/tarlist: Go's own gzip +
+    archive/tar, read as Velero's restore reads), built once per session."""
     if shutil.which("go") is None:
         pytest.skip("go is not installed")
     root = tmp_path_factory.mktemp("gobin")
     _go_build(VELEROGEN_SRC, root / "velerogen")
-    lister_src = root / "lister"
-    lister_src.mkdir()
-    (lister_src / "go.mod").write_text("module golister\n\ngo 1.19\n")
-    (lister_src / "main.go").write_text(GO_LISTER)
-    _go_build(lister_src, root / "golister")
+    assert build_tarlist(root) == root / "tarlist"
     return root
 
 
@@ -180,30 +115,18 @@ def velerogen(go_bin: Path, tmp_path: Path, items: list[tuple[str, bytes]]) -> b
     return out.read_bytes()
 
 
-def go_list(go_bin: Path, tmp_path: Path, blob: bytes) -> dict[str, object]:
+def go_list(go_bin: Path, tmp_path: Path, blob: bytes) -> GoListing:
     path = tmp_path / "in.tar.gz"
     path.write_bytes(blob)
     out = subprocess.run(
-        [str(go_bin / "golister"), str(path)], capture_output=True, check=True
+        [str(go_bin / "tarlist"), str(path)], capture_output=True, check=True, text=True
     ).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+    return parse_lines(out.splitlines())
 
 
 def assert_go_agrees(go_bin: Path, tmp_path: Path, blob: bytes, entries: list[Entry]) -> None:
     """This reader accepted ``blob``: Go must read it without error, with the same entries."""
-    result = go_list(go_bin, tmp_path, blob)
-    assert not result["err"], f"Go refuses what we accept: {result['err']}"
-    go_entries = result["entries"] or []
-    assert len(go_entries) == len(entries)  # type: ignore[arg-type]
-    for ours, theirs in zip(entries, go_entries):  # type: ignore[call-overload]
-        go_name = base64.b64decode(theirs["name"] or "")
-        if ours.problem is None:
-            assert ours.path.encode() == go_name
-            assert chr(theirs["type"]) == "0"
-            assert ours.data == base64.b64decode(theirs["data"] or "")
-        else:
-            assert ours.path == go_name.decode("utf-8", "backslashreplace")
-            assert ours.data == b""
+    golist.assert_go_agrees(go_list(go_bin, tmp_path, blob), entries)
 
 
 # -- Go-written archives --------------------------------------------------------------------------
@@ -345,7 +268,7 @@ def test_go_agrees_on_gzip_headers(go_bin: Path, tmp_path: Path) -> None:
     for blob in GZIP_ACCEPTED.values():
         assert_go_agrees(go_bin, tmp_path, blob, read_all(blob))
     for case in ("gzip file name over 511 bytes (Go refuses it)", "gzip header CRC wrong"):
-        assert go_list(go_bin, tmp_path, GZIP_REJECTIONS[case][0])["err"]
+        assert go_list(go_bin, tmp_path, GZIP_REJECTIONS[case][0]).err
 
 
 def test_short_reads_are_fine() -> None:

@@ -1,0 +1,3 @@
+module tarlist
+
+go 1.19
