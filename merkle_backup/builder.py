@@ -13,6 +13,8 @@ The steps, in order (docs/format.md §7.2):
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Protocol
@@ -33,7 +35,7 @@ from merkle_backup.core.keys import (
 )
 from merkle_backup.core.leaf import LeafRecord, content_digest
 from merkle_backup.errors import ArchiveError, CannotCheck
-from merkle_backup.formats.seal import SealFile, encode_seal
+from merkle_backup.formats.seal import encode_seal_head, leaf_frame
 from merkle_backup.signing import public_key_of, sign
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
@@ -125,21 +127,56 @@ def hash_tarball(
     return leaves, reader.archive_digest, reader.archive_size
 
 
-def sorted_leaves(
-    leaves: list[bytes], leaf_hash_input: list[bytes], inconsistencies: list[Inconsistency]
-) -> list[bytes]:
-    """Sortable leaves in key order, turned into records in place; two entries with one key
-    cannot both be sealed (§3.2). Fills ``leaf_hash_input`` with ``0x00 ‖ record`` of each, and
-    ``inconsistencies`` with -preferredversion copies that differ from their classic copy."""
+def write_seal_bytes(
+    leaves: list[bytes], checkpoint: Checkpoint, private_key: Ed25519PrivateKey,
+    inconsistencies: list[Inconsistency], force: bool,
+) -> tuple[Checkpoint, bytes]:
+    """Steps 4-5 in one pass: the sortable leaves in key order become the seal's records, each
+    hashed into the root as it is written, and dropped (the table is never held twice).
+
+    Two entries with one key cannot both be sealed (§3.2); -preferredversion copies unlike their
+    classic copy are inconsistencies (refused unless forced). ``checkpoint`` is complete but for
+    its root, which only the pass computes; the checkpoint text has the same length whatever
+    the root, so the seal's head is written last, over a placeholder of its length.
+    """
+    placeholder = encode_seal_head(checkpoint.body(), bytes(64), len(leaves))
+    out = io.BytesIO()
+    out.write(placeholder)
+    frames: dict[int, bytes] = {}
+    root = tree.RootBuilder()
+    add_leaf = root.add_unchecked
+    leaf_hash = blake3.blake3
     copies: list[tuple[str, str]] = []
     try:
-        table.sort_leaves(leaves, leaf_hash_input, copies)
+        for record in table.drain_sorted(leaves, copies):  # type: ignore[arg-type]
+            add_leaf(leaf_hash(tree.LEAF_PREFIX + record).digest())  # docs/format.md §4.2
+            n = len(record)
+            frame = frames.get(n)
+            if frame is None:
+                frame = frames[n] = leaf_frame(n)
+            out.write(frame)
+            out.write(record)
     except table.DuplicateKey as e:
         raise ArchiveError(
             "duplicate entry: the archive holds this path more than once", e.path
         ) from None
     inconsistencies.extend(Inconsistency(path, problem) for path, problem in copies)
-    return leaves
+    if inconsistencies and not force:
+        first = inconsistencies[0]
+        raise ArchiveError(
+            f"{first.problem} ({len(inconsistencies)} inconsistent entr"
+            f"{'y' if len(inconsistencies) == 1 else 'ies'}; restore would depend on its flags: "
+            "refusing to seal without --force)",
+            first.path,
+        )
+    checkpoint = dataclasses.replace(checkpoint, root=root.root())
+    body = checkpoint.body()
+    head = encode_seal_head(body, sign(private_key, body), root.size)
+    if len(head) != len(placeholder):
+        raise AssertionError("the seal's head changed length with its root")
+    out.seek(0)
+    out.write(head)
+    return checkpoint, out.getvalue()  # BytesIO hands over its buffer: no copy
 
 
 def seal_backup(
@@ -175,34 +212,21 @@ def seal_backup(
     entries = len(leaves)
     leaves.extend(bucket)
     del bucket
-    # 4. Canonical order (each sortable leaf becomes its record, in place); classic and
-    # -preferredversion copies must agree.
-    hash_input: list[bytes] = []
-    sorted_leaves(leaves, hash_input, inconsistencies)
-    if inconsistencies and not force:
-        first = inconsistencies[0]
-        raise ArchiveError(
-            f"{first.problem} ({len(inconsistencies)} inconsistent entr"
-            f"{'y' if len(inconsistencies) == 1 else 'ies'}; restore would depend on its flags: "
-            "refusing to seal without --force)",
-            first.path,
-        )
-    # 5. Root (leaf hash = H(0x00 ‖ record), docs/format.md §4.2) and signed checkpoint.
-    leaf_hash = blake3.blake3
-    root = tree.root([leaf_hash(h).digest() for h in hash_input])
-    del hash_input
-    checkpoint = Checkpoint(
-        backup=name,
-        uid=uid,
-        tree_size=len(leaves),
-        root=root,
-        archive_digest=archive_digest,
-        archive_size=archive_size,
-        created=created_at.replace(microsecond=0),
-        key_id=public_key_of(private_key).key_id,
+    # 4-5. Canonical order, root, signed checkpoint, in one pass over the sorted table.
+    checkpoint, seal_bytes = write_seal_bytes(
+        leaves,
+        Checkpoint(
+            backup=name,
+            uid=uid,
+            tree_size=len(leaves),
+            root=bytes(32),  # computed by the pass
+            archive_digest=archive_digest,
+            archive_size=archive_size,
+            created=created_at.replace(microsecond=0),
+            key_id=public_key_of(private_key).key_id,
+        ),
+        private_key, inconsistencies, force,
     )
-    body = checkpoint.body()
-    seal_bytes = encode_seal(SealFile(checkpoint=body, signature=sign(private_key, body), leaves=leaves))
     # 6. Atomic, conditional write.
     source.write_seal(seal_bytes, replace=replace)
     return SealResult(checkpoint, seal_bytes, len(leaves), entries, bucket_objects,

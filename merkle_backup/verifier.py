@@ -223,6 +223,7 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Sc
     which also marks what the scope covers.
     """
     _unverified = decode_seal(seal_bytes)
+    del seal_bytes  # the decoded leaves are copies: let the raw seal go (it is as large)
     checkpoint, signer = check_signature(_unverified, trusted)
     leaves = _unverified.leaves
     if len(leaves) != checkpoint.tree_size:
@@ -230,10 +231,9 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Sc
             f"seal holds {len(leaves)} leaves, its checkpoint says {checkpoint.tree_size}"
         )
     leaf_hash = blake3.blake3
-    if not hmac.compare_digest(
-        tree.root([leaf_hash(tree.LEAF_PREFIX + leaf).digest() for leaf in leaves]), checkpoint.root
-    ):
-        raise NotAuthentic("the seal's leaf table does not hash to its signed root")
+    leaf_prefix = tree.LEAF_PREFIX
+    root = tree.RootBuilder()  # O(log n) memory: no list of leaf hashes
+    add_leaf = root.add_unchecked
     backup = checkpoint.backup
     whole = scope.whole
     in_scope = bytearray(b"\x01") * len(leaves) if whole else bytearray(len(leaves))
@@ -245,8 +245,10 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Sc
     previous = None
     out_of_order = None
     twin_id = twin = None
+    invalid: ValueError | None = None
     try:
         for i, leaf in enumerate(leaves):
+            add_leaf(leaf_hash(leaf_prefix + leaf).digest())
             sort_key, namespace, kind, path = check_record(leaf)
             # Keys strictly increase (§3.2): the NUL-joined components compare as the keys do.
             if previous is not None and not previous < sort_key and out_of_order is None:
@@ -273,7 +275,13 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Sc
                         copies.append(Inconsistency(
                             path, table.DIFFERS_FROM_CLASSIC.format(table.path_of(twin))))
     except ValueError as e:
-        raise FormatError(f"signed leaf table holds an invalid record: {e}") from e
+        invalid = e
+        for leaf in leaves[root.size:]:  # the root first: a changed table is not authentic
+            add_leaf(leaf_hash(leaf_prefix + leaf).digest())
+    if not hmac.compare_digest(root.root(), checkpoint.root):
+        raise NotAuthentic("the seal's leaf table does not hash to its signed root")
+    if invalid is not None:
+        raise FormatError(f"signed leaf table holds an invalid record: {invalid}") from invalid
     if out_of_order is not None:
         raise FormatError(f"signed leaf table is not in strict key order at {out_of_order}")
     return TrustedSeal(checkpoint, signer, leaves, in_scope, bucket, namespaces, resources, copies)

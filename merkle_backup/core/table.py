@@ -17,7 +17,7 @@ with no key function puts them in seal order. The NUL terminator right before th
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 from merkle_backup.core.keys import (
     NAMESPACES_RESOURCE,
@@ -139,18 +139,34 @@ def sort_leaves(
     ``copies`` is given, every -preferredversion copy that differs from its classic copy (or
     has none) is appended as (path, problem), exactly as consistency.check_copies finds them.
     """
-    items.sort()
+    for i, record in enumerate(drain_sorted(items, copies)):
+        if leaf_hash_input is not None:
+            leaf_hash_input.append(b"\0" + record)
+        items[i] = record
+    return items
+
+
+def drain_sorted(
+    items: list[bytes | None], copies: list[tuple[str, str]] | None = None
+) -> Iterator[bytes]:
+    """Sort sortable leaves and yield their records in key order, dropping each item from the
+    list as it goes (so a caller writing the records out never holds the table twice).
+
+    DuplicateKey and ``copies`` as in ``sort_leaves``.
+    """
+    items.sort()  # type: ignore[call-overload]  (bytes only until the loop below)
     previous = b""
     twin_id = twin = None
     for i, item in enumerate(items):
+        assert item is not None
+        items[i] = None
         k = (item[-2] << 8) | item[-1]
         key = item[:k]
         if key == previous:
             raise DuplicateKey(path_of(item[k:-2]))
         previous = key
-        if leaf_hash_input is not None:
-            leaf_hash_input.append(item[k - 1:-2])
-        record = items[i] = item[k:-2]
+        record = item[k:-2]
+        del item
         # Scopes cluster and namespaces have a non-empty resource: keys not starting "\0\0".
         if copies is not None and not key.startswith(b"\0\0"):
             if key.endswith(b"\0\0"):  # version "": a classic copy
@@ -161,7 +177,7 @@ def sort_leaves(
                     copies.append((path_of(record), NO_CLASSIC_COPY))
                 elif twin[-TAIL:] != record[-TAIL:]:
                     copies.append((path_of(record), DIFFERS_FROM_CLASSIC.format(path_of(twin))))
-    return items
+        yield record
 
 
 class CheckedLeaf(NamedTuple):

@@ -185,6 +185,42 @@ def _blake3_root(leaf_hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class RootBuilder:
+    """``root`` of leaf hashes given one at a time, in O(log n) memory (pinned BLAKE3).
+
+    Keeps the roots of the perfect subtrees the leaves so far form, largest first (the binary
+    digits of the count); two of equal size merge at once. At the end, folding them from the
+    right gives RFC 9162's MTH: its left subtree is the largest power of two below ``n``, which
+    is the first of these subtrees, and the rest is the same rule again.
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []  # (leaves, subtree root)
+        self.size = 0
+
+    def add(self, leaf_hash: bytes) -> None:
+        _check_hash("leaf_hash", leaf_hash)
+        self.add_unchecked(leaf_hash)
+
+    def add_unchecked(self, leaf_hash: bytes) -> None:
+        """``add`` for a hash just computed by the caller (32 bytes by construction)."""
+        stack = self._stack
+        count, node = 1, leaf_hash
+        while stack and stack[-1][0] == count:
+            count += count
+            node = blake3.blake3(NODE_PREFIX + stack.pop()[1] + node).digest()
+        stack.append((count, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return BLAKE3.empty_root()
+        node = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            node = blake3.blake3(NODE_PREFIX + left + node).digest()
+        return node
+
+
 # --- Prover --------------------------------------------------------------------------------------
 
 

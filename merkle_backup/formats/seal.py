@@ -46,6 +46,26 @@ def encode_seal(seal: SealFile) -> bytes:
     )
 
 
+def encode_seal_head(checkpoint: bytes, signature: bytes, leaves: int) -> bytes:
+    """The bytes of ``encode_seal`` up to its first leaf: a seal is this, then each record in
+    the framing of ``leaf_frame``. Lets a sealer write the leaves as it produces them."""
+    packer = msgpack.Packer(use_bin_type=True)
+    head = packer.pack_map_header(5)
+    for key, value in (("magic", SEAL_MAGIC), ("version", SEAL_VERSION),
+                       ("checkpoint", checkpoint), ("signature", signature)):
+        head += packer.pack(key) + packer.pack(value)
+    return head + packer.pack("leaves") + packer.pack_array_header(leaves)
+
+
+def leaf_frame(length: int) -> bytes:
+    """The msgpack ``bin`` header that precedes a leaf record of ``length`` bytes."""
+    if length < 0x100:
+        return bytes((0xC4, length))
+    if length < 0x10000:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
 def unpack_strict(
     data: bytes, *, what: str, max_array: int, max_map: int = 16, max_bin: int = 2**20
 ) -> Any:

@@ -120,3 +120,28 @@ def test_sort_order_duplicates_and_copies_match_the_reference(entries) -> None:
     if ordered:
         with pytest.raises(table.DuplicateKey):
             table.sort_leaves([table.sortable_leaf(r) for r in [*everything, ordered[0]]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300))
+def test_streaming_root_is_the_rfc_root(n: int) -> None:
+    from merkle_backup.core import tree
+
+    hashes = [os.urandom(32) for _ in range(n)]
+    builder = tree.RootBuilder()
+    for h in hashes:
+        builder.add(h)
+    assert builder.size == n
+    assert builder.root() == tree.root(hashes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 40, 255, 256, 300, 65535, 65536]), max_size=12))
+def test_seal_head_and_frames_are_encode_seal(lengths: list[int]) -> None:
+    from merkle_backup.formats.seal import SealFile, encode_seal, encode_seal_head, leaf_frame
+
+    leaves = [bytes([n % 251]) * n for n in lengths]
+    seal = SealFile(checkpoint=b"c" * 300, signature=b"s" * 64, leaves=leaves)
+    streamed = encode_seal_head(seal.checkpoint, seal.signature, len(leaves)) + b"".join(
+        leaf_frame(len(leaf)) + leaf for leaf in leaves)
+    assert streamed == encode_seal(seal)
