@@ -104,10 +104,63 @@ class _Progress:
             self.bar.__exit__(*exc)
 
 
-def _open_source(backup: Path, seal_path: Path | None):
-    from merkle_backup.storage.local import LocalBackup
+_STORAGE_KEY = "merkle_backup.storage"
 
-    return LocalBackup(backup, seal_path)
+
+def _storage_options(f: Callable) -> Callable:
+    """S3 connection options, named after a Velero BackupStorageLocation's settings. They are
+    kept in the click context (read by _open_source), so commands do not pass them around."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from merkle_backup.storage.resolve import ConnectionOptions
+
+        click.get_current_context().meta[_STORAGE_KEY] = ConnectionOptions(
+            endpoint_url=kwargs.pop("endpoint_url"), region=kwargs.pop("region"),
+            profile=kwargs.pop("profile"), path_style=kwargs.pop("path_style") or None,
+            ca_bundle=kwargs.pop("ca_bundle"),
+            insecure_skip_tls_verify=kwargs.pop("insecure_skip_tls_verify") or None,
+            sse_c_key_file=kwargs.pop("sse_c_key"), bsl=kwargs.pop("bsl"),
+        )
+        return f(*args, **kwargs)
+
+    wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
+    path = click.Path(path_type=Path)
+    for option in reversed([
+        click.option("--bsl", type=path, help="Read the settings below (and the bucket and prefix, "
+                     "so BACKUP may be a bare NAME) from a BackupStorageLocation manifest "
+                     "(JSON, or simple YAML). Options given here win."),
+        click.option("--endpoint-url", help="S3 endpoint (BSL s3Url), for MinIO, Ceph and others."),
+        click.option("--region", help="Bucket region (BSL region)."),
+        click.option("--profile", help="AWS profile for credentials (BSL profile)."),
+        click.option("--path-style", is_flag=True, help="Path-style addressing (BSL s3ForcePathStyle)."),
+        click.option("--ca-bundle", type=path, help="PEM CA bundle for the endpoint's TLS (BSL caCert)."),
+        click.option("--insecure-skip-tls-verify", is_flag=True,
+                     help="Do not check the endpoint's TLS certificate (BSL insecureSkipTLSVerify)."),
+        click.option("--sse-c-key", type=path,
+                     help="SSE-C key file, 32 raw bytes (BSL customerKeyEncryptionFile)."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _storage():
+    from merkle_backup.storage.resolve import ConnectionOptions
+
+    ctx = click.get_current_context(silent=True)
+    options = ctx.meta.get(_STORAGE_KEY) if ctx is not None else None
+    return options if options is not None else ConnectionOptions()
+
+
+def _warn(message: str) -> None:
+    click.echo(f"merkle-backup: warning: {message}", err=True)
+
+
+def _open_source(backup: str | Path, seal_path: Path | None):
+    """A local folder or tarball, or s3://BUCKET/PREFIX/backups/NAME (storage/resolve.py)."""
+    from merkle_backup.storage.resolve import open_backup
+
+    return open_backup(backup, _storage(), seal_path, warn=_warn)
 
 
 def _tarball_size(source) -> int:
@@ -141,7 +194,7 @@ def keygen(keyfile: Path) -> None:
 
 
 @main.command()
-@click.argument("backup", type=click.Path(path_type=Path))
+@click.argument("backup")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @_seal_option
 @click.option("--replace", is_flag=True, help="Overwrite an existing seal.")
@@ -149,10 +202,12 @@ def keygen(keyfile: Path) -> None:
               help="Seal even if classic and -preferredversion copies differ or a manifest's "
                    "metadata disagrees with its path (reported as warnings).")
 @_limits_options
+@_storage_options
 @_funnel
-def seal(backup: Path, key_path: Path, seal_path: Path | None, replace: bool, force: bool,
+def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, force: bool,
          max_entry_size: int | None, max_entries: int | None) -> None:
-    """Seal BACKUP (a backup folder or a .tar.gz) with a signed Merkle tree."""
+    """Seal BACKUP (a backup folder, a .tar.gz, or s3://BUCKET/PREFIX/backups/NAME) with a
+    signed Merkle tree."""
     from merkle_backup.builder import seal_backup
     from merkle_backup.signing import load_private_key
 
@@ -171,7 +226,7 @@ def seal(backup: Path, key_path: Path, seal_path: Path | None, replace: bool, fo
 
 
 @main.command()
-@click.argument("backup", type=click.Path(path_type=Path))
+@click.argument("backup")
 @_trust_option
 @click.option("--namespace", "namespaces", multiple=True, help="Verify only this namespace (exact name). Repeatable.")
 @click.option("--include-cluster-resources", is_flag=True, help="Also verify every cluster-scoped resource.")
@@ -180,8 +235,9 @@ def seal(backup: Path, key_path: Path, seal_path: Path | None, replace: bool, fo
 @_seal_option
 @_json_option
 @_limits_options
+@_storage_options
 @_funnel
-def verify(backup: Path, trust: tuple[Path, ...], namespaces: tuple[str, ...],
+def verify(backup: str, trust: tuple[Path, ...], namespaces: tuple[str, ...],
            include_cluster_resources: bool, resources: tuple[str, ...], expected_uid: str | None,
            seal_path: Path | None, as_json: bool, max_entry_size: int | None,
            max_entries: int | None) -> int:
@@ -323,6 +379,105 @@ def _read_file(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as e:
         raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+# --- every backup of a storage location (fleet.py) ----------------------------------------------
+
+def _open_location(location: str | None, jobs: int):
+    from merkle_backup.storage.resolve import open_location
+
+    return open_location(location, _storage(), pool_size=jobs + 2, warn=_warn)
+
+
+def _jobs_option(default: int) -> Callable[[Callable], Callable]:
+    return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
+                        help="Backups processed in parallel.")
+
+
+def _print_rows(rows, verbose_failures: bool) -> None:
+    width = max([len(r.name) for r in rows] + [6])
+    click.echo(f"{'BACKUP':<{width}}  {'STATUS':<10}  DETAIL")
+    for row in rows:
+        status = row.status.upper() if row.status in ("tampered", "error") else row.status
+        click.echo(f"{row.name:<{width}}  {status:<10}  {row.detail}")
+        if verbose_failures:
+            for failure in row.failures[:_MAX_SHOWN_FAILURES]:
+                detail = f"  ({failure.detail})" if failure.detail else ""
+                click.echo(f"{'':<{width}}    {failure.problem:<10} {failure.path}{detail}")
+
+
+@main.command("seal-all")
+@click.argument("location", required=False)
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@_jobs_option(2)
+@_json_option
+@_limits_options
+@_storage_options
+@_funnel
+def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
+             max_entry_size: int | None, max_entries: int | None) -> int:
+    """Seal every final backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/)
+    that has no seal yet; skip the rest with a reason. Exit 0, or 3 if any could not be sealed."""
+    from merkle_backup.fleet import seal_all as run
+    from merkle_backup.signing import load_private_key
+
+    private = load_private_key(key_path)
+    report = run(_open_location(location, jobs), private, jobs=jobs,
+                 clock=lambda: datetime.now(timezone.utc), limits=_limits(max_entry_size, max_entries))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return report.exit_code
+    _print_rows(report.backups, verbose_failures=False)
+    s = report.summary
+    click.echo(f"{report.location}: {s['sealed']} sealed, {s['skipped']} skipped, "
+               f"{s['error']} could not be sealed")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.exit_code:
+        click.echo(f"merkle-backup: error: {s['error']} backup(s) could not be sealed", err=True)
+    return report.exit_code
+
+
+@main.command()
+@click.argument("location", required=False)
+@_trust_option
+@_jobs_option(4)
+@click.option("--require-seal", is_flag=True, help="Fail (exit 1) on final backups that have no seal.")
+@_json_option
+@_limits_options
+@_storage_options
+@_funnel
+def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal: bool,
+          as_json: bool, max_entry_size: int | None, max_entries: int | None) -> int:
+    """Verify every backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/).
+
+    \b
+    Exit 0 when every sealed backup verified; 1 when any is tampered (or, with --require-seal,
+    a final backup has no seal); 3 when any could not be checked, or there is no backup at all.
+    """
+    from merkle_backup.fleet import audit as run
+    from merkle_backup.signing import load_public_key
+
+    keys = [load_public_key(p) for p in trust]
+    report = run(_open_location(location, jobs), keys, jobs=jobs, require_seal=require_seal,
+                 limits=_limits(max_entry_size, max_entries))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return report.exit_code
+    _print_rows(report.backups, verbose_failures=True)
+    s = report.summary
+    click.echo(f"{report.location}: {s['verified']} verified, {s['tampered']} tampered, "
+               f"{s['unsealed']} unsealed, {s['unfinished']} unfinished, "
+               f"{s['error']} could not be checked")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.exit_code == EXIT_NOT_AUTHENTIC:
+        unsealed = f", {s['unsealed']} final backup(s) without a seal" if require_seal and s["unsealed"] else ""
+        click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) tampered{unsealed}", err=True)
+    elif report.exit_code == EXIT_CANNOT_CHECK:
+        what = f"{s['error']} backup(s) could not be checked" if s["error"] else "no backups found"
+        click.echo(f"merkle-backup: error: {what}", err=True)
+    return report.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

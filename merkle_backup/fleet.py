@@ -1,0 +1,263 @@
+"""Every backup of a storage location at once: ``seal-all`` (the CronJob beside Velero) and
+``audit`` (verify everything, in parallel).
+
+A location is ``s3://BUCKET/PREFIX`` or a local folder laid out like one (``storage.resolve``):
+both hold ``backups/<name>/`` folders. Each backup gets one row in a report; nothing here prints.
+
+Classification, per backup, in this order (a seal is checked before anything the bucket says
+about the backup, since the bucket is the attacker: a tampered ``velero-backup.json`` cannot
+turn a sealed backup into an "unfinished" one):
+
+* audit: sealed -> ``verified`` or ``tampered`` (or ``error`` when it could not be checked);
+  unsealed -> ``unfinished`` (phase not final, or no ``velero-backup.json`` yet) or ``unsealed``.
+* seal-all: sealed -> ``skipped``; phase not final -> ``skipped``; otherwise ``sealed`` or
+  ``error``. It never replaces a seal and never forces past the sealer's refusals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from merkle_backup.archive import Limits
+from merkle_backup.errors import CannotCheck, Error, NotAuthentic
+from merkle_backup.signing import PublicKey
+from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
+
+# Audit statuses.
+VERIFIED = "verified"
+TAMPERED = "tampered"
+UNSEALED = "unsealed"
+UNFINISHED = "unfinished"
+ERROR = "error"  # could not be checked (or sealed)
+# seal-all statuses (and ERROR).
+SEALED = "sealed"
+SKIPPED = "skipped"
+
+EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_CANNOT_CHECK = 0, 1, 3
+# A Velero backup name (docs/format.md §5.1); other folders under backups/ are not backups.
+_BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+class Location(Protocol):
+    """A storage location: ``storage.s3.S3Bucket`` or ``storage.resolve.LocalBucket``."""
+
+    def describe(self) -> str: ...
+    def backup_names(self) -> list[str]: ...
+    def read_object(self, name: str, filename: str) -> bytes | None: ...
+    def has_seal(self, name: str) -> bool: ...
+    def open(self, name: str) -> Any: ...  # a BackupSource (builder.py)
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    path: str
+    problem: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class BackupRow:
+    """One backup's outcome."""
+
+    name: str
+    status: str
+    detail: str = ""
+    uid: str | None = None
+    root: str | None = None
+    failures: tuple[FailureRow, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "uid": self.uid,
+            "root": self.root,
+            "failures": [
+                {"path": f.path, "problem": f.problem, "detail": f.detail} for f in self.failures
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    location: str
+    require_seal: bool
+    backups: tuple[BackupRow, ...]
+    notes: tuple[str, ...] = ()
+
+    def with_status(self, status: str) -> list[BackupRow]:
+        return [b for b in self.backups if b.status == status]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return {s: len(self.with_status(s)) for s in (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)}
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any backup is tampered (or unsealed under --require-seal); else 3 when any
+        could not be checked, or there was no backup at all; else 0."""
+        if self.with_status(TAMPERED) or (self.require_seal and self.with_status(UNSEALED)):
+            return EXIT_NOT_AUTHENTIC
+        if self.with_status(ERROR) or not self.backups:
+            return EXIT_CANNOT_CHECK
+        return EXIT_OK
+
+    @property
+    def verified(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    def to_json(self) -> dict:
+        return {
+            "verified": self.verified,
+            "exit_code": self.exit_code,
+            "location": self.location,
+            "require_seal": self.require_seal,
+            "summary": self.summary,
+            "backups": [b.to_json() for b in self.backups],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class SealAllReport:
+    location: str
+    backups: tuple[BackupRow, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def with_status(self, status: str) -> list[BackupRow]:
+        return [b for b in self.backups if b.status == status]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, ERROR)}
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CANNOT_CHECK if self.with_status(ERROR) else EXIT_OK
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.exit_code == EXIT_OK,
+            "exit_code": self.exit_code,
+            "location": self.location,
+            "summary": self.summary,
+            "backups": [b.to_json() for b in self.backups],
+            "notes": list(self.notes),
+        }
+
+
+def audit(
+    location: Location,
+    trusted: Sequence[PublicKey],
+    *,
+    jobs: int = 4,
+    require_seal: bool = False,
+    limits: Limits | None = None,
+) -> AuditReport:
+    """Verify every backup of ``location`` against its seal, ``jobs`` at a time."""
+    if not trusted:
+        raise CannotCheck("no trusted public key given")
+    names = location.backup_names()
+    limits = limits or Limits()
+    rows = _map(lambda name: _audit_one(location, name, trusted, limits), names, jobs)
+    notes = () if names else (f"no backups under {location.describe()}",)
+    return AuditReport(location.describe(), require_seal, tuple(rows), notes)
+
+
+def seal_all(
+    location: Location,
+    private_key: Ed25519PrivateKey,
+    *,
+    clock: Callable[[], datetime],
+    jobs: int = 1,
+    limits: Limits | None = None,
+) -> SealAllReport:
+    """Seal every backup of ``location`` that is final and has no seal yet."""
+    names = location.backup_names()
+    limits = limits or Limits()
+    rows = _map(lambda name: _seal_one(location, name, private_key, clock, limits), names, jobs)
+    notes = () if names else (f"no backups under {location.describe()}",)
+    return SealAllReport(location.describe(), tuple(rows), notes)
+
+
+def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int) -> list[BackupRow]:
+    """Rows in name order. A bug in ``work`` re-raises here, with its traceback."""
+    names = list(names)
+    if jobs <= 1 or len(names) <= 1:
+        return [work(n) for n in names]
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="merkle-backup") as pool:
+        return list(pool.map(work, names))
+
+
+def _audit_one(location: Location, name: str, trusted: Sequence[PublicKey], limits: Limits) -> BackupRow:
+    from merkle_backup.verifier import verify_backup
+
+    if not _BACKUP_NAME.fullmatch(name):
+        return BackupRow(name, ERROR, "not a Velero backup name: this folder is not a backup")
+    try:
+        if location.has_seal(name):
+            report = verify_backup(location.open(name), trusted, limits=limits)
+            failures = tuple(FailureRow(f.path, f.problem, f.detail) for f in report.failures)
+            if report.verified:
+                detail = f"{report.tree_size} leaves"
+                if report.out_of_scope_failures:  # pragma: no cover - whole scope has none
+                    detail += f", {report.out_of_scope_failures} out of scope"
+                return BackupRow(name, VERIFIED, detail, report.uid, report.root.hex())
+            return BackupRow(name, TAMPERED, _failure_summary(failures), report.uid,
+                             report.root.hex(), failures)
+        phase = _phase(location, name)
+        if phase is None:
+            return BackupRow(name, UNFINISHED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
+        if not phase.is_final:
+            return BackupRow(name, UNFINISHED, f"phase {phase.phase or '(none)'}", phase.uid)
+        return BackupRow(name, UNSEALED, f"phase {phase.phase}, no seal", phase.uid)
+    except NotAuthentic as e:
+        return BackupRow(name, TAMPERED, e.diagnostics())
+    except Error as e:
+        return BackupRow(name, ERROR, e.diagnostics())
+
+
+def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
+              clock: Callable[[], datetime], limits: Limits) -> BackupRow:
+    from merkle_backup.builder import seal_backup
+
+    if not _BACKUP_NAME.fullmatch(name):
+        return BackupRow(name, SKIPPED, "not a Velero backup name")
+    try:
+        if location.has_seal(name):
+            return BackupRow(name, SKIPPED, "already sealed")
+        phase = _phase(location, name)
+        if phase is None:
+            return BackupRow(name, SKIPPED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
+        if not phase.is_final:
+            return BackupRow(name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid)
+        source = location.open(name)
+        result = seal_backup(source, private_key, created_at=clock(), limits=limits, replace=False)
+        cp = result.checkpoint
+        return BackupRow(name, SEALED, f"{cp.tree_size} leaves, seal {source.seal_path}",
+                         cp.uid, cp.root.hex())
+    except Error as e:
+        return BackupRow(name, ERROR, e.diagnostics())
+
+
+def _phase(location: Location, name: str) -> Any:
+    data = location.read_object(name, BACKUP_OBJECT)
+    if data is None:
+        return None
+    return parse_backup_object(data, f"{location.describe()}/backups/{name}")
+
+
+def _failure_summary(failures: Sequence[FailureRow]) -> str:
+    if not failures:  # pragma: no cover - a report that did not verify names its failures
+        return "not authentic"
+    first = failures[0]
+    more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+    return f"{len(failures)} failure(s): {first.problem} {first.path}{more}"
