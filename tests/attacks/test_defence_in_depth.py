@@ -89,15 +89,15 @@ def _disagreeing(tmp_path: Path, kind: str) -> tuple[Path, str, str]:
     with their path in one way."""
     if kind == "namespace":
         path, twin = CLASSIC, PREFERRED
-        change = lambda o: o["metadata"].__setitem__("namespace", NS_B)  # noqa: E731
+        change = lambda o: o["metadata"].__setitem__("namespace", NS_B)
         problem = f"metadata.namespace is '{NS_B}', the path says namespace '{NS_A}'"
     elif kind == "name":
         path, twin = CLASSIC, PREFERRED
-        change = lambda o: o["metadata"].__setitem__("name", "other")  # noqa: E731
+        change = lambda o: o["metadata"].__setitem__("name", "other")
         problem = "metadata.name is 'other', the path says 'frontend'"
     else:  # a cluster-scoped PersistentVolume claiming a namespace
         path, twin = PV, PV_PREFERRED
-        change = lambda o: o["metadata"].__setitem__("namespace", NS_A)  # noqa: E731
+        change = lambda o: o["metadata"].__setitem__("namespace", NS_A)
         problem = f"metadata.namespace is '{NS_A}', the path says a cluster-scoped resource"
     data = _edit_json(_fixture_data(tmp_path, path), change)
     return _build(tmp_path, {path: data, twin: data}), path, problem

@@ -42,7 +42,7 @@ def measure(tmp_path: Path, *args: str | Path) -> dict:
     out = tmp_path / "measure.json"
     proc = subprocess.run([sys.executable, "-c", _MEASURE, str(out), *map(str, args)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     result = json.loads(out.read_text())
     result["stderr"] = proc.stderr
     assert "Traceback" not in proc.stderr

@@ -16,8 +16,8 @@ The atheris harnesses in tests/fuzz run the same targets for longer.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -142,7 +142,8 @@ def leaf_tables(draw: st.DrawFn, leaves: list[bytes]) -> list[bytes]:
             table.insert(i, draw(st.binary(max_size=160)))
         elif op == "flip" and table[i]:
             b = draw(st.integers(0, len(table[i]) - 1))
-            table[i] = table[i][:b] + bytes([table[i][b] ^ draw(st.integers(1, 255))]) + table[i][b + 1:]
+            flipped = table[i][b] ^ draw(st.integers(1, 255))
+            table[i] = table[i][:b] + bytes([flipped]) + table[i][b + 1:]
         elif op == "swap" and len(table) > 1:
             j = (i + 1) % len(table)
             table[i], table[j] = table[j], table[i]
@@ -168,4 +169,4 @@ def test_t8_signed_leaf_tables_that_break_the_format(small: Small, data: st.Data
     except Error:
         return
     records = [decode_record(leaf) for leaf in leaves]  # accepted: a valid table
-    assert all(a.key < b.key for a, b in zip(records, records[1:]))
+    assert all(a.key < b.key for a, b in itertools.pairwise(records))

@@ -51,7 +51,8 @@ def test_t6_backup_swapped_for_another_validly_signed_one(
         shutil.copy(tarball(other), tarball(sealed))
         report = expect_not_authentic(
             sealed, keypair[1],
-            ("resources/deployments.apps/namespaces/monitoring-000/hazelcast-638265.json", "missing"),
+            ("resources/deployments.apps/namespaces/monitoring-000/hazelcast-638265.json",
+             "missing"),
             ("resources/pods/namespaces/monitoring-001/pod-sio-small.json", "unexpected"),
         )
         named = {f["path"] for f in report["failures"]}
@@ -63,10 +64,12 @@ def test_t6_backup_swapped_for_another_validly_signed_one(
         doc["metadata"]["name"] = "demo-small"
         (sealed / "velero-backup.json").write_text(json.dumps(doc, indent=2))
     line = expect_refusal(EXIT_NOT_AUTHENTIC, "verify", sealed, "--trust", keypair[1],
-                          says=("not authentic", "the seal is for backup 'demo-v153', not 'demo-small'"))
+                          says=("not authentic",
+                                "the seal is for backup 'demo-v153', not 'demo-small'"))
     assert line.startswith("merkle-backup: not authentic: ")
     code, report = verify(sealed, keypair[1])
-    assert code == EXIT_NOT_AUTHENTIC and report["verified"] is False and "demo-v153" in report["error"]
+    assert code == EXIT_NOT_AUTHENTIC and report["verified"] is False
+    assert "demo-v153" in report["error"]
 
 
 def _older_backup(tmp_path: Path, key: Path, *, bare: bool) -> Path:

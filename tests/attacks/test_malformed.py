@@ -73,8 +73,8 @@ def test_t14a_truncated_at_many_offsets(sealed: Path, tmp_path: Path, keypair) -
         assert code == EXIT_NOT_AUTHENTIC, offset
         malformed = [f for f in report["failures"] if f["problem"] == "malformed"]
         assert [f["path"] for f in malformed] == [str(sealed)], (offset, malformed)
-        assert any(word in malformed[0]["detail"] for word in ("truncated", "not a gzip", "corrupt")), \
-            malformed[0]["detail"]
+        words = ("truncated", "not a gzip", "corrupt")
+        assert any(word in malformed[0]["detail"] for word in words), malformed[0]["detail"]
     for offset in _offsets(len(whole))[::10]:
         fresh = _fresh(tmp_path / str(offset), whole[:offset])
         expect_refusal(EXIT_CANNOT_CHECK, "seal", fresh, "--key", keypair[0], says=("error",))

@@ -45,8 +45,9 @@ def test_t18_proof_file_for_another_backup(sealed: Path, tmp_path: Path, keypair
     its content."""
     other = copy_backup("demo-v153", tmp_path / "other")
     seal(other, keypair[0])
-    ours = _prove(sealed, tmp_path / "ours.proof", "--namespace", "production", "--resource", SHARED)
-    theirs = _prove(other, tmp_path / "theirs.proof", "--namespace", "production", "--resource", SHARED)
+    what = ("--namespace", "production", "--resource", SHARED)
+    ours = _prove(sealed, tmp_path / "ours.proof", *what)
+    theirs = _prove(other, tmp_path / "theirs.proof", *what)
 
     given = tmp_path / "theirs.proof"
     outcome = run("verify-proof", given, "--trust", keypair[1], "--json")
@@ -62,7 +63,8 @@ def test_t18_proof_file_for_another_backup(sealed: Path, tmp_path: Path, keypair
     for forged in (
         ProofFile(ours.checkpoint, ours.signature, theirs.resources, [], {}),
         ProofFile(ours.checkpoint, ours.signature, [], theirs.namespaces, {}),
-        ProofFile(ours.checkpoint, ours.signature, ours.resources, ours.namespaces, theirs.contents),
+        ProofFile(ours.checkpoint, ours.signature, ours.resources, ours.namespaces,
+                  theirs.contents),
         ProofFile(theirs.checkpoint, theirs.signature, ours.resources, ours.namespaces, {}),
     ):
         spliced.write_bytes(encode_proof(forged))

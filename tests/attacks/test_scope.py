@@ -22,7 +22,8 @@ def test_t20_cluster_scoped_item_outside_a_namespace_scope(sealed: Path, keypair
     i = gotar.index_of(members, PV)
     pv = json.loads(members[i].data)
     pv["spec"]["nfs"] = {"path": "/", "server": "attacker.example.com"}
-    members[i] = members[i].with_data(json.dumps(pv, separators=(",", ":"), sort_keys=True).encode())
+    data = json.dumps(pv, separators=(",", ":"), sort_keys=True).encode()
+    members[i] = members[i].with_data(data)
     gotar.store(tarball(sealed), members)
 
     code, report = verify(sealed, keypair[1], "--namespace", NS_A)

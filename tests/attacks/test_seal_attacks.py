@@ -55,7 +55,8 @@ def _rewrite_table(sealed: Path, change: str) -> None:
     else:  # leaf-added
         data = b'{"kind":"ClusterRoleBinding","metadata":{"name":"backdoor"}}'
         members.append(gotar.go_member(BINDING, data))
-        records.append(LeafRecord(key_for_tar_path(BINDING), BINDING, len(data), content_digest(data)))
+        key = key_for_tar_path(BINDING)
+        records.append(LeafRecord(key, BINDING, len(data), content_digest(data)))
         records.sort(key=lambda r: r.key)
     gotar.store(tarball(sealed), members)
     leaves = [r.encode() for r in records]
@@ -63,7 +64,8 @@ def _rewrite_table(sealed: Path, change: str) -> None:
 
 
 @pytest.mark.parametrize("change", ["record-rewritten", "leaf-removed", "leaf-added"])
-def test_t8_leaf_table_edited_to_match_a_tampered_tarball(sealed: Path, keypair, change: str) -> None:
+def test_t8_leaf_table_edited_to_match_a_tampered_tarball(sealed: Path, keypair,
+                                                          change: str) -> None:
     """T8: a leaf record rewritten to the tampered Deployment's size and digest, or a leaf
     removed or added with the entry: the signed root no longer matches the table."""
     _rewrite_table(sealed, change)

@@ -78,9 +78,10 @@ ADDED = {
                    f"resources/deployments.apps/v1-preferredversion/namespaces/{NS_A}/miner.json"],
     "cluster-scoped": [
         "resources/clusterrolebindings.rbac.authorization.k8s.io/cluster/backdoor.json",
-        "resources/clusterrolebindings.rbac.authorization.k8s.io/v1-preferredversion/cluster/"
-        "backdoor.json"],
-    "version-directory": [f"resources/deployments.apps/v1beta1/namespaces/{NS_A}/hazelcast-638265.json"],
+        ("resources/clusterrolebindings.rbac.authorization.k8s.io/v1-preferredversion/cluster/"
+         "backdoor.json")],
+    "version-directory": [
+        f"resources/deployments.apps/v1beta1/namespaces/{NS_A}/hazelcast-638265.json"],
 }
 
 
