@@ -10,6 +10,7 @@ STYLE = {
     "tarfile": ("baseline: tarfile loop", "0.5", "--"),
     "file_hash": ("baseline: BLAKE3 of the file", "0.7", ":"),
     "seal": ("seal", "C0", "-"),
+    "seal_no_manifest_check": ("seal, no manifest JSON check", "C0", ":"),
     "verify_unchanged": ("verify whole, unchanged", "C2", "-"),
     "verify_changed": ("verify whole, changed", "C1", "-"),
     "verify_namespace": ("verify one namespace, changed", "C3", "-"),

@@ -33,7 +33,7 @@ MEMORY_PER_ENTRY = 200
 # The order of one repeat. "seal" writes the seal the verifiers read; the provers write the
 # proof files the proof verifiers read.
 TIMED = [
-    "decompress", "tarfile", "file_hash", "seal", "verify_unchanged", "verify_changed",
+    "decompress", "tarfile", "file_hash", "seal", "seal_no_manifest_check", "verify_unchanged", "verify_changed",
     "verify_namespace", "prove_resource", "verify_proof_resource", "prove_namespace",
     "verify_proof_namespace",
 ]
@@ -182,6 +182,8 @@ def ratios(run: dict) -> dict:
         "seal_vs_decompress": s["seal"] / s["decompress"],
         "tarfile_vs_seal": s["tarfile"] / s["seal"],
         "seal_vs_file_hash": s["seal"] / s["file_hash"],
+        "seal_no_manifest_check_vs_decompress": s["seal_no_manifest_check"] / s["decompress"],
+        "manifest_check_share_of_seal": 1 - s["seal_no_manifest_check"] / s["seal"],
         "verify_unchanged_vs_decompress": s["verify_unchanged"] / s["decompress"],
         "verify_changed_vs_seal": s["verify_changed"] / s["seal"],
         "verify_namespace_vs_verify_changed": s["verify_namespace"] / s["verify_changed"],

@@ -38,6 +38,7 @@ VELERO_PATH = re.compile(
     rf"resources/({_SEGMENT})/(?:(?!cluster/|namespaces/)({_SEGMENT})/)?"
     rf"(?:cluster/({_SEGMENT})|namespaces/({_SEGMENT})/({_SEGMENT}))\.json"
 )
+_velero_path = VELERO_PATH.fullmatch
 # Fast paths are under 256 bytes, so every length prefix is "\0" + one byte.
 FAST_PATH_LIMIT = 256
 TAIL = 8 + 32  # u64be(size) ‖ H(content) end every record
@@ -91,9 +92,24 @@ def tar_leaf_and_key(
 ) -> tuple[bytes, Fields]:
     """(sortable leaf, key) of a tar entry: the sealer's per-entry step, in one call."""
     if f is None:
-        f = _fast_fields(path)
-        if f is None:
+        m = _velero_path(path) if len(path) < FAST_PATH_LIMIT else None
+        if m is None:
             f = Fields(*key_for_tar_path(path).components())  # PathError: not sealable
+        else:  # _fast_fields, inline (this runs once per entry)
+            gr, ver, cluster_name, ns, name = m.groups()
+            if ver is None:
+                ver = ""
+            if cluster_name is None:
+                scope = SCOPE_NAMESPACED
+            else:
+                scope, name = SCOPE_CLUSTER, cluster_name
+                ns = cluster_name if gr == NAMESPACES_RESOURCE else ""
+            sort_key = f"{ns}\0{gr}\0{scope}\0{name}\0{ver}\0"
+            head = (f"{sort_key}\0{chr(len(ns))}{ns}\0{chr(len(gr))}{gr}\0{chr(len(scope))}{scope}"
+                    f"\0{chr(len(name))}{name}\0{chr(len(ver))}{ver}\0{chr(len(path))}{path}")
+            leaf = b"".join((head.encode("latin-1"), size.to_bytes(8, "big"), digest,
+                             len(sort_key).to_bytes(2, "big")))
+            return leaf, Fields(ns, gr, scope, name, ver)
     if len(path) >= FAST_PATH_LIMIT or not path.isascii():
         return sortable_leaf(LeafRecord(ResourceKey(*f), path, size, digest)), f
     ns, gr, scope, name, ver = f
