@@ -51,18 +51,24 @@ def free_port() -> int:
 class MotoServer:
     """``python -m moto.server`` on 127.0.0.1:<free port>, as a subprocess."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, private key) PEM files to serve HTTPS with."""
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if tls else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
+        extra = ["-c", str(tls[0]), "-k", str(tls[1])] if tls else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, **TEST_ENV},
         )
+        import ssl
+
+        unverified = ssl._create_unverified_context() if tls else None
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).read()
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1, context=unverified).read()
                 return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
@@ -74,6 +80,8 @@ class MotoServer:
         import boto3
         from botocore.config import Config
 
+        if self.endpoint.startswith("https:"):
+            kwargs.setdefault("verify", False)
         return boto3.client(
             "s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
             aws_access_key_id=kwargs.pop("key_id", "testing"),
