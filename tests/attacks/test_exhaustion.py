@@ -119,7 +119,7 @@ def test_t15b_a_million_empty_entries_stopped_by_max_entries(sealed: Path, tmp_p
 @pytest.mark.xfail(strict=True, reason=(
     "BUG: with the default caps (5,000,000 entries) verify keeps one Failure per bad entry and "
     "--json renders them all at once: 300,000 empty unsealed entries (a 0.5 MiB file) take "
-    "about 420 MiB with --json; a million take 275 MiB (human report) and 1.3 GiB (--json); "
+    "about 430 MiB with --json; a million take 350 MiB (human report) and 1.7 GiB (--json); "
     "memory grows linearly up to the cap. "
     "Fix: in verifier._Checker.fail/_entry keep at most N failures (e.g. 1000) in "
     "VerifyReport.failures and count the rest in a new field (failures_not_listed, shown in "
