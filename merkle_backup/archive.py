@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, cast
 import blake3
 from isal import isal_zlib
 
-from merkle_backup.errors import ArchiveError, LimitExceeded
+from merkle_backup.errors import ArchiveError, LimitExceeded, NotGzip
 
 __all__ = ["ArchiveReader", "Entry", "Limits"]
 
@@ -486,7 +486,7 @@ class _Inflater:
                 break
             raw += more
         if raw[:2] != GZIP_MAGIC:
-            raise ArchiveError(_not_gzip_message(raw))
+            raise NotGzip(_not_gzip_message(raw))
         _check_gzip_names(raw)
         return raw
 

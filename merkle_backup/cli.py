@@ -164,9 +164,12 @@ def _open_source(backup: str | Path, seal_path: Path | None):
 
 
 def _tarball_size(source) -> int:
+    """For the progress bar only: 0 (no bar) when the size cannot be had."""
+    if not sys.stderr.isatty():
+        return 0  # no bar, so no need to ask (an S3 HEAD)
     try:
-        return source.tarball.stat().st_size
-    except (AttributeError, OSError):
+        return source.tarball_size()
+    except Error:
         return 0
 
 

@@ -48,6 +48,11 @@ class ArchiveError(CannotCheck):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+class NotGzip(ArchiveError):
+    """The tarball object is not a gzip stream at all (e.g. stored in aws-chunked framing,
+    Velero issue #9951): nothing can be checked, so even the verifier says "could not check"."""
+
+
 class LimitExceeded(ArchiveError):
     """A configured cap (entry size, entry count, total size, path or PAX length) was hit."""
 

@@ -44,6 +44,7 @@ from merkle_backup.errors import (
     CannotCheck,
     FormatError,
     NotAuthentic,
+    NotGzip,
     SignatureError,
 )
 from merkle_backup.formats.seal import SealFile, decode_seal
@@ -384,6 +385,8 @@ class _Checker:
                             self._manifest(path, data)
                     else:
                         entry(path, data, problem, index, seen)
+        except NotGzip:
+            raise  # nothing to compare at all: could not check (exit 3)
         except ArchiveError as e:
             self.report.failures.append(Failure(e.path or source.describe(), MALFORMED, e.reason))
         del index_of

