@@ -486,6 +486,8 @@ class _Inflater:
                 break
             raw += more
         if raw[:2] != GZIP_MAGIC:
+            if GZIP_MAGIC.startswith(raw):  # empty, or cut inside the magic: truncation
+                raise ArchiveError(_not_gzip_message(raw))
             raise NotGzip(_not_gzip_message(raw))
         _check_gzip_names(raw)
         return raw

@@ -170,7 +170,7 @@ def write_seal_bytes(
             "refusing to seal without --force)",
             first.path,
         )
-    checkpoint = dataclasses.replace(checkpoint, root=root.root())
+    checkpoint = dataclasses.replace(checkpoint, root=root.root(), inconsistent=len(inconsistencies))
     body = checkpoint.body()
     head = encode_seal_head(body, sign(private_key, body), root.size)
     if len(head) != len(placeholder):

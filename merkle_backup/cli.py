@@ -268,8 +268,10 @@ def _print_report(report) -> None:
     for failure in report.failures[:_MAX_SHOWN_FAILURES]:
         detail = f"  ({failure.detail})" if failure.detail else ""
         click.echo(f"  {failure.problem:<10} {failure.path}{detail}")
-    if len(report.failures) > _MAX_SHOWN_FAILURES:
-        click.echo(f"  ... and {len(report.failures) - _MAX_SHOWN_FAILURES} more (use --json for all)")
+    hidden = len(report.failures) - min(len(report.failures), _MAX_SHOWN_FAILURES)
+    if hidden or report.unlisted_failures:
+        listed = " (use --json for the next 1000)" if hidden else ""
+        click.echo(f"  ... and {hidden + report.unlisted_failures} more{listed}")
     if report.out_of_scope_failures:
         click.echo(f"  {report.out_of_scope_failures} problem(s) outside the chosen scope (not counted)")
     for warning in report.warnings:

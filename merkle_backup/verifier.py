@@ -69,6 +69,7 @@ _RESTORE_SIDECARS = (
     "-csi-volumesnapshotclasses.json.gz",
 )
 _HASH_CHUNK = 4 * 2**20
+MAX_LISTED_FAILURES = 1000
 _PREFERRED = PREFERRED_SUFFIX.encode()  # a sort key (no terminator) ends with its version
 
 
@@ -129,13 +130,21 @@ class VerifyReport:
     checked: int = 0
     failures: list[Failure] = field(default_factory=list)
     out_of_scope_failures: int = 0
+    # Failures past MAX_LISTED_FAILURES are counted, not kept: an attacker can make millions.
+    unlisted_failures: int = 0
     notes: list[str] = field(default_factory=list)
     # Authentic, but restore would depend on its flags (sealed with --force): consistency.py
     warnings: list[Inconsistency] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.unlisted_failures
+
+    def add_failure(self, failure: Failure) -> None:
+        if len(self.failures) < MAX_LISTED_FAILURES:
+            self.failures.append(failure)
+        else:
+            self.unlisted_failures += 1
 
     def to_json(self) -> dict:
         return {
@@ -149,6 +158,7 @@ class VerifyReport:
             "failures": [
                 {"path": f.path, "problem": f.problem, "detail": f.detail} for f in self.failures
             ],
+            "unlisted_failures": self.unlisted_failures,
             "out_of_scope_failures": self.out_of_scope_failures,
             "notes": self.notes,
             "warnings": [{"path": w.path, "problem": w.problem} for w in self.warnings],
@@ -321,7 +331,7 @@ class _Checker:
 
     def fail(self, in_scope: bool, path: str, problem: str, detail: str = "") -> None:
         if in_scope:
-            self.report.failures.append(Failure(path, problem, detail))
+            self.report.add_failure(Failure(path, problem, detail))
         else:
             self.report.out_of_scope_failures += 1
 
@@ -356,12 +366,19 @@ class _Checker:
         checkpoint = self.seal.checkpoint
         # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
         digest, size = _hash_file(source, progress)
-        if size == checkpoint.archive_size and hmac.compare_digest(digest, checkpoint.archive_digest):
+        identical = size == checkpoint.archive_size and hmac.compare_digest(
+            digest, checkpoint.archive_digest
+        )
+        if identical and not checkpoint.inconsistent:
             self.report.notes.append("tarball is byte-identical to the sealed one")
             return
-        self.report.notes.append(
-            "tarball differs from the sealed file; checked entry by entry"
-        )
+        if identical:  # authentic, but sealed with --force: read it to name what is inconsistent
+            self.report.notes.append(
+                f"tarball is byte-identical to the sealed one, which was sealed with --force "
+                f"despite {checkpoint.inconsistent} inconsistent entries; read entry by entry"
+            )
+        else:
+            self.report.notes.append("tarball differs from the sealed file; checked entry by entry")
         leaves = self.seal.leaves
         path_of = table.path_of
         bucket = set(self.seal.bucket)
@@ -388,7 +405,7 @@ class _Checker:
         except NotGzip:
             raise  # nothing to compare at all: could not check (exit 3)
         except ArchiveError as e:
-            self.report.failures.append(Failure(e.path or source.describe(), MALFORMED, e.reason))
+            self.report.add_failure(Failure(e.path or source.describe(), MALFORMED, e.reason))
         del index_of
         for index in range(len(leaves)):
             if not seen[index]:
@@ -404,13 +421,13 @@ class _Checker:
         """Every case but the hot one: a malformed, unsealed or repeated entry."""
         if problem is not None:
             # Not attributable to a namespace, and restore may act on it: always a failure.
-            self.report.failures.append(Failure(path, MALFORMED, problem))
+            self.report.add_failure(Failure(path, MALFORMED, problem))
             return
         if index is None:
             try:
                 key = key_for_tar_path(path)
             except PathError as e:
-                self.report.failures.append(Failure(path, MALFORMED, str(e)))
+                self.report.add_failure(Failure(path, MALFORMED, str(e)))
                 return
             self.fail(self.scope.covers(key, path, self.backup), path, UNEXPECTED,
                       "entry was not sealed")
@@ -459,7 +476,7 @@ def _note_unknown_scope(scope: Scope, seal: TrustedSeal, report: VerifyReport) -
     for namespace in sorted(scope.namespaces - seal.namespaces):
         report.notes.append(f"namespace {namespace} has no sealed entries: it was not backed up")
     for path in sorted(scope.resources - seal.resources):
-        report.failures.append(Failure(path, MISSING, "no such resource in the seal"))
+        report.add_failure(Failure(path, MISSING, "no such resource in the seal"))
 
 
 def _hash_file(source: BackupSource, progress: Callable[[int], None] | None) -> tuple[bytes, int]:

@@ -73,6 +73,7 @@ def example() -> dict:
         f"archive-size {ARCHIVE_SIZE}\n"
         f"created {CREATED}\n"
         f"key {key_id.hex()}\n"
+        "inconsistent 0\n"
     ).encode()
     signature = private.sign(body)
     return {"items": items, "records": records, "leaf_hashes": leaf_hashes, "root": root,

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 CONTEXT = "merkle-backup/checkpoint/v1"
-_LABELS = ("backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key")
+_LABELS = (
+    "backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key",
+    "inconsistent",
+)
 _BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 _UID = re.compile(r"(-|[A-Za-z0-9][A-Za-z0-9-]{0,63})\Z")
 _HEX32 = re.compile(r"[0-9a-f]{64}\Z")
@@ -36,6 +39,9 @@ class Checkpoint:
     archive_size: int
     created: datetime    # UTC, whole seconds
     key_id: bytes        # SHA-256 of the raw 32-byte Ed25519 public key
+    # How many defence-in-depth findings (consistency.py) the sealer accepted with --force; a
+    # verifier that skips reading an unchanged tarball still knows whether to warn.
+    inconsistent: int = 0
 
     def __post_init__(self) -> None:
         if not _BACKUP_NAME.match(self.backup):
@@ -46,7 +52,8 @@ class Checkpoint:
                              ("key", self.key_id)):
             if len(value) != 32:
                 raise CheckpointError(f"{label} must be 32 bytes")
-        for label, number in (("tree-size", self.tree_size), ("archive-size", self.archive_size)):
+        for label, number in (("tree-size", self.tree_size), ("archive-size", self.archive_size),
+                              ("inconsistent", self.inconsistent)):
             if type(number) is not int or not 0 <= number < 2**63:
                 raise CheckpointError(f"{label} out of range")
         if self.created.tzinfo is None or self.created.utcoffset() != timezone.utc.utcoffset(None):
@@ -65,6 +72,7 @@ class Checkpoint:
             str(self.archive_size),
             self.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
             self.key_id.hex(),
+            str(self.inconsistent),
         )
         lines = [CONTEXT] + [f"{label} {value}" for label, value in zip(_LABELS, values)]
         return ("\n".join(lines) + "\n").encode("utf-8")
@@ -92,7 +100,7 @@ def parse_checkpoint(data: bytes) -> Checkpoint:
     for label in ("root", "archive-blake3", "key"):
         if not _HEX32.match(values[label]):
             raise CheckpointError(f"checkpoint {label} is not 64 lowercase hex digits")
-    for label in ("tree-size", "archive-size"):
+    for label in ("tree-size", "archive-size", "inconsistent"):
         if not _DECIMAL.match(values[label]):
             raise CheckpointError(f"checkpoint {label} is not a canonical decimal")
     if not _TIME.match(values["created"]):
@@ -112,6 +120,7 @@ def parse_checkpoint(data: bytes) -> Checkpoint:
         archive_size=int(values["archive-size"]),
         created=created,
         key_id=bytes.fromhex(values["key"]),
+        inconsistent=int(values["inconsistent"]),
     )
     if checkpoint.body() != data:  # belt and braces: exactly one encoding per checkpoint
         raise CheckpointError("checkpoint is not in canonical form")

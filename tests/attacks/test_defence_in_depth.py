@@ -120,17 +120,10 @@ def test_t17_manifest_metadata_disagrees_with_its_path(tmp_path: Path, keypair, 
     assert {"path": path, "problem": problem} in report["warnings"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: verify reports a manifest whose metadata disagrees with its path (sealed with --force) "
-    "only when it reads the archive entry by entry: on the fast path (tarball byte-identical to "
-    "the sealed one, verifier._Checker.tarball returns early) check_manifest never runs, so the "
-    "warning is missing exactly when the backup is untouched. Fix: on the fast path, when any "
-    "in-scope leaf needs_manifest_check, still stream the archive once through ArchiveReader and "
-    "run check_manifest on in-scope entries (the bytes are already proven, so only warnings are "
-    "added); or have seal record the inconsistencies it was forced past in the signed data."))
 @pytest.mark.parametrize("kind", KINDS)
 def test_t17_verify_warns_on_an_untouched_backup(tmp_path: Path, keypair, kind: str) -> None:
-    """T17 on the unchanged, forced-sealed archive: verify must report the warning too."""
+    """T17 on the unchanged, forced-sealed archive: verify must report the warning too (the
+    signed checkpoint counts what --force let through, so the fast path knows to read on)."""
     folder, path, problem = _disagreeing(tmp_path, kind)
     seal(folder, keypair[0], "--force")
     code, report = verify(folder, keypair[1])

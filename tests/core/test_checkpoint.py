@@ -46,6 +46,7 @@ EXPECTED_BODY = (
     b"archive-size 51234\n"
     b"created 2024-05-06T07:08:09Z\n"
     b"key e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\n"
+    b"inconsistent 0\n"
 )
 LINES = EXPECTED_BODY.split(b"\n")[:-1]
 
@@ -68,7 +69,7 @@ def with_line(index: int, line: bytes) -> bytes:
 
 def test_body_is_exactly_the_spec_text() -> None:
     assert EXAMPLE.body() == EXPECTED_BODY
-    assert len(LINES) == 9
+    assert len(LINES) == 10
     assert LINES[0] == CONTEXT.encode() == b"merkle-backup/checkpoint/v1"
 
 
@@ -317,9 +318,10 @@ def test_random_checkpoints_round_trip(checkpoint: Checkpoint) -> None:
     body = checkpoint.body()
     assert parse_checkpoint(body) == checkpoint
     lines = body.decode().split("\n")
-    assert lines[-1] == "" and len(lines) == 10
+    assert lines[-1] == "" and len(lines) == 11
     assert [line.split(" ", 1)[0] for line in lines[1:-1]] == [
-        "backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key"]
+        "backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key",
+        "inconsistent"]
 
 
 @settings(max_examples=150, deadline=None)
@@ -359,3 +361,14 @@ def test_recombined_lines_parse_only_when_canonical(lines: list[bytes]) -> None:
         return
     assert parsed.body() == body
     assert lines[0] == CONTEXT.encode() and len(lines) == 9
+
+
+def test_inconsistent_count_is_signed_text() -> None:
+    """The count of findings sealed with --force is the last line, parsed back exactly."""
+    forced = make(inconsistent=3)
+    assert forced.body() == EXPECTED_BODY.replace(b"inconsistent 0\n", b"inconsistent 3\n")
+    assert parse_checkpoint(forced.body()).inconsistent == 3
+    with pytest.raises(CheckpointError):
+        parse_checkpoint(EXPECTED_BODY.replace(b"inconsistent 0\n", b"inconsistent -1\n"))
+    with pytest.raises(CheckpointError):
+        parse_checkpoint(EXPECTED_BODY.replace(b"inconsistent 0\n", b""))
