@@ -707,12 +707,23 @@ def _finish_tar(inflater: _ThreadedInflater, buf: bytes, off: int) -> None:
     if second != ZERO_BLOCK:
         raise ArchiveError("a zero block is followed by a non-zero block (not an end marker)")
     rest = buf[off:]
+    padding = 0
     while True:
         if rest.lstrip(b"\x00"):
             raise ArchiveError("non-zero bytes after the end-of-archive marker")
+        padding += len(rest)
+        if padding > MAX_END_PADDING:
+            # Writers pad to their record size (Go: none, tar(1): 10 KiB); gigabytes of zeros
+            # would only cost the verifier CPU time.
+            raise ArchiveError(
+                f"more than {MAX_END_PADDING} bytes of zero padding after the end-of-archive marker"
+            )
         rest = inflater.read()
         if not rest:
             return
+
+
+MAX_END_PADDING = 2**20
 
 
 # -- headers ----------------------------------------------------------------------------------

@@ -350,17 +350,20 @@ def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], 
 @_trust_option
 @click.option("--content", "content_files", multiple=True, type=click.Path(path_type=Path),
               help="A manifest you hold; it must be the content of a proven resource. Repeatable.")
+@click.option("--backup", "expected_backup", help="Fail unless the proof is for this backup name.")
+@click.option("--uid", "expected_uid", help="Fail unless the proof is for the backup with this UID.")
 @_json_option
 @_funnel
 def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple[Path, ...],
-                 as_json: bool) -> None:
+                 expected_backup: str | None, expected_uid: str | None, as_json: bool) -> None:
     """Check a proof file offline with only the trusted public key."""
     from merkle_backup.proofs import verify_proof as check
     from merkle_backup.signing import load_public_key
 
     keys = [load_public_key(p) for p in trust]
     report = check(_read_file(proof_file), keys,
-                   contents=[(str(p), _read_file(p)) for p in content_files])
+                   contents=[(str(p), _read_file(p)) for p in content_files],
+                   expected_backup=expected_backup, expected_uid=expected_uid)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return

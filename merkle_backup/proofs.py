@@ -149,16 +149,25 @@ def _contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) ->
 # --- verify-proof -------------------------------------------------------------------------------
 
 def verify_proof(
-    proof_bytes: bytes, trusted: Sequence[PublicKey], *, contents: Sequence[tuple[str, bytes]] = ()
+    proof_bytes: bytes,
+    trusted: Sequence[PublicKey],
+    *,
+    contents: Sequence[tuple[str, bytes]] = (),
+    expected_backup: str | None = None,
+    expected_uid: str | None = None,
 ) -> ProofReport:
     """Check a proof file offline. Raises NotAuthentic (or a subclass) unless it all holds.
 
     ``contents`` are (label, bytes) of files the user holds; each must be the content of one
-    proven resource.
+    proven resource. ``expected_backup`` / ``expected_uid``: the backup the user expects.
     """
     _unverified = decode_proof(proof_bytes)
-    # 1. The checkpoint, signed by a trusted key.
+    # 1. The checkpoint, signed by a trusted key, of the backup the user expects.
     checkpoint, signer = check_signature(_unverified, trusted)
+    if expected_backup is not None and checkpoint.backup != expected_backup:
+        raise NotAuthentic(f"the proof is for backup {checkpoint.backup!r}, not {expected_backup!r}")
+    if expected_uid is not None and checkpoint.uid != expected_uid:
+        raise NotAuthentic(f"the proof is for backup uid {checkpoint.uid}, not {expected_uid}")
     report = ProofReport(checkpoint, signer.source)
     proven = _check_claims(_unverified, checkpoint, report)
     # 4. The user's files, each against a proven record.

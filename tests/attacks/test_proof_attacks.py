@@ -39,8 +39,8 @@ def _prove(backup: Path, out: Path, *args: str) -> ProofFile:
 
 def test_t18_proof_file_for_another_backup(sealed: Path, tmp_path: Path, keypair) -> None:
     """T18: the user asked for a proof of demo-small's "production" namespace and gets one of
-    demo-v153 (sealed with the same key). As a whole it proves demo-v153, and says so: the
-    user must read the backup name (verify-proof has no option to expect one). Spliced under
+    demo-v153 (sealed with the same key). As a whole it proves demo-v153, and says so; with
+    --backup demo-small (or --uid) verify-proof refuses it. Spliced under
     demo-small's signed checkpoint it never verifies, and demo-small's bytes never pass as
     its content."""
     other = copy_backup("demo-v153", tmp_path / "other")
@@ -54,6 +54,12 @@ def test_t18_proof_file_for_another_backup(sealed: Path, tmp_path: Path, keypair
     assert outcome.code == EXIT_OK and outcome.json()["backup"] == "demo-v153"
     human = run("verify-proof", given, "--trust", keypair[1])
     assert human.out.startswith("VERIFIED: proof for backup demo-v153 (uid ")
+    expect_refusal(EXIT_NOT_AUTHENTIC, "verify-proof", given, "--trust", keypair[1],
+                   "--backup", "demo-small", says=("not 'demo-small'",))
+    expect_refusal(EXIT_NOT_AUTHENTIC, "verify-proof", given, "--trust", keypair[1],
+                   "--uid", "2e242fc8-0e85-4f16-bc6e-9d5f38be1ce3", says=("uid",))
+    assert run("verify-proof", tmp_path / "ours.proof", "--trust", keypair[1],
+               "--backup", "demo-small", "--uid", "2e242fc8-0e85-4f16-bc6e-9d5f38be1ce3").code == EXIT_OK
     held = tmp_path / "production.json"
     held.write_bytes(ours.contents[SHARED])
     expect_refusal(EXIT_NOT_AUTHENTIC, "verify-proof", given, "--trust", keypair[1],
