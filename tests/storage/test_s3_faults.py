@@ -223,7 +223,8 @@ def test_a_connection_that_keeps_dropping_is_exit_3_and_no_seal(bucket: Bucket, 
     line = one_line_error(err)
     # Each resume got 50000 more bytes before the next cut; after 3 resumes it gives up.
     assert "connection lost reading" in line
-    assert "after 200000 of 369400 bytes (3 resumes failed): the connection broke (IncompleteRead(" in line
+    # The cause's wording is urllib3's and changes between its versions.
+    assert "after 200000 of 369400 bytes (3 resumes failed): the connection " in line
     assert bucket.key(NAME, SEAL) not in keys(bucket.client, bucket.name)
 
 
