@@ -14,7 +14,10 @@ The steps, in order (docs/format.md §7.2):
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Protocol
@@ -41,6 +44,25 @@ from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
 
 _MANIFEST_SCOPES = (SCOPE_CLUSTER, SCOPE_NAMESPACED)
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one seal or verification.
+
+    Sealing and verifying hold containers of a million leaves while they allocate millions of
+    short-lived objects (each manifest's parsed JSON). Every full collection traverses those
+    containers, and the allocations trigger collections in proportion: a hidden quadratic step
+    (10^6 items took 17x the time of 10^5). Nothing in these passes makes a reference cycle;
+    reference counting frees all of it. The collector's previous state is restored.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class BackupSource(Protocol):
@@ -180,6 +202,7 @@ def write_seal_bytes(
     return checkpoint, out.getvalue()  # BytesIO hands over its buffer: no copy
 
 
+@no_cyclic_gc()
 def seal_backup(
     source: BackupSource,
     private_key: Ed25519PrivateKey,

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import blake3
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource
+from merkle_backup.builder import BackupSource, no_cyclic_gc
 from merkle_backup.consistency import (
     PREFERRED_SUFFIX,
     Inconsistency,
@@ -447,6 +447,7 @@ class _Checker:
                 self.report.warnings.append(Inconsistency(path, problem))
 
 
+@no_cyclic_gc()
 def verify_backup(
     source: BackupSource,
     trusted: Sequence[PublicKey],
