@@ -25,7 +25,7 @@ changed archive be written by re-compressing a single segment.
 
 Item sizes: *realistic* draws (kind, size) rows from ``data/sizes.tsv`` (476 real objects) and
 models what the API server adds (managedFields repeat the field set, plus metadata and status):
-stored = 2 x authored + 600 bytes, so mostly 1-20 KB, 2% between 80 KB and 1 MB. *small* draws
+stored = 2 x authored + 600 bytes, so mostly 1-20 KB, ~3% between 80 KB and 1 MB. *small* draws
 the kinds the same way but sizes uniformly in 768-1280 bytes. Every item is valid JSON whose
 ``metadata`` matches its path (seal checks it): a unique head (name, namespace, uid,
 resourceVersion), then real objects of ``data/corpus.json.gz`` from a seeded start, then real
