@@ -121,8 +121,7 @@ def main() -> None:
             rows.append((kind, gr, version, int(cluster), len(compact(obj)), str(path.relative_to(manifests))))
     with open(DATA / "sizes.tsv", "w") as f:
         f.write("kind\tgroup_resource\tversion\tcluster_scoped\tauthored_bytes\tsource\n")
-        for row in rows:
-            f.write("\t".join(map(str, row)) + "\n")
+        f.writelines("\t".join(map(str, row)) + "\n" for row in rows)
     corpus = []
     for rel in CORPUS:
         corpus.extend(compact(o) for o in _objects(external / rel))

@@ -154,7 +154,7 @@ class _TwinGzipWriter:
     """Writes one tar stream into two gzip files that differ in one flipped byte."""
 
     def __init__(self, unchanged: Path, changed: Path, pool: ThreadPoolExecutor) -> None:
-        self._files = [open(unchanged, "wb"), open(changed, "wb")]
+        self._files = [open(unchanged, "wb"), open(changed, "wb")]  # noqa: SIM115 - closed by close()
         for f in self._files:
             f.write(GO_GZIP_HEADER)
         self._pool = pool

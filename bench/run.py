@@ -18,9 +18,10 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench import generate as gen
 from bench.scenarios import DESCRIPTIONS
@@ -45,7 +46,7 @@ def run_child(scenario: str, ctx: dict, timeout: float = 3600) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
         [sys.executable, "-m", "bench.child", scenario, json.dumps(ctx)],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT.parent,
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT.parent, check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"scenario {scenario} failed:\n{proc.stderr[-4000:]}")
@@ -55,7 +56,7 @@ def run_child(scenario: str, ctx: dict, timeout: float = 3600) -> dict:
 def machine() -> dict:
     def first(path: str, prefix: str) -> str:
         try:
-            for line in open(path):
+            for line in open(path):  # noqa: SIM115 - a short read of /proc
                 if line.startswith(prefix):
                     return line.split(":", 1)[1].strip()
         except OSError:
@@ -73,9 +74,9 @@ def machine() -> dict:
     versions["zlib"] = zlib.ZLIB_RUNTIME_VERSION
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT.parent,
-                                capture_output=True, text=True).stdout.strip()
+                                capture_output=True, text=True, check=False).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "merkle_backup"],
-                                    cwd=ROOT.parent, capture_output=True, text=True).stdout.strip())
+                                    cwd=ROOT.parent, capture_output=True, text=True, check=False).stdout.strip())
     except OSError:
         commit, dirty = "?", False
     return {

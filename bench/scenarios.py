@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import tarfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import blake3
 from isal import isal_zlib

@@ -216,7 +216,7 @@ class ArchiveReader:
         if self._started:
             raise RuntimeError("an ArchiveReader can be iterated only once")
         self._started = True
-        return self._entries(False)
+        return cast("Iterator[Entry]", self._entries(False))
 
     def tuples(self) -> Iterator[tuple[str, bytes, str | None]]:
         """The same entries as plain ``(path, data, problem)`` tuples: for the sealer's and
@@ -543,7 +543,7 @@ class _ThreadedInflater:
                 continue
         return False
 
-    def _get(self) -> bytes | BaseException | None:
+    def _get(self) -> bytes | None:
         item, read = self._queue.get()
         if read and self._progress is not None:
             self._progress(read)

@@ -144,7 +144,7 @@ def hash_tarball(
             # needs_manifest_check(key), and check_manifest reads only name, namespace, scope:
             # the key's fields stand in for a ResourceKey (1 us less per entry).
             if check and key.scope in _MANIFEST_SCOPES and not key.version.endswith(PREFERRED_SUFFIX):
-                problem = check_manifest(key, data)  # type: ignore[arg-type]
+                problem = check_manifest(key, data)  # type: ignore[arg-type]  # name, namespace, scope
                 if problem is not None:
                     inconsistencies.append(Inconsistency(path, problem))  # type: ignore[union-attr]
     return leaves, reader.archive_digest, reader.archive_size

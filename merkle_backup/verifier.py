@@ -329,7 +329,7 @@ class _Checker:
         self.in_scope = seal.in_scope
         report.checked = sum(self.in_scope)
 
-    def fail(self, in_scope: bool, path: str, problem: str, detail: str = "") -> None:
+    def fail(self, in_scope: bool | int, path: str, problem: str, detail: str = "") -> None:
         if in_scope:
             self.report.add_failure(Failure(path, problem, detail))
         else:
@@ -441,7 +441,7 @@ class _Checker:
     def _manifest(self, path: str, data: bytes) -> None:
         """An in-scope manifest that disagrees with its path is a warning (consistency.py)."""
         key = table.tar_fields(path)  # a sealed path: it has a key
-        if needs_manifest_check(key):  # type: ignore[arg-type]  (reads scope, version only)
+        if needs_manifest_check(key):  # type: ignore[arg-type]  # reads scope, version only
             problem = check_manifest(key, data)  # type: ignore[arg-type]
             if problem is not None:
                 self.report.warnings.append(Inconsistency(path, problem))

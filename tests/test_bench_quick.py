@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from bench import generate as gen  # noqa: E402
-from bench.run import TIMED, run_all  # noqa: E402
-from merkle_backup.archive import ArchiveReader  # noqa: E402
+from bench import generate as gen
+from bench.run import TIMED, run_all
+from merkle_backup.archive import ArchiveReader
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_every_scenario_ran_and_the_outputs_are_sane(results: tuple[dict, Path])
 
 
 def test_results_files_and_plots_are_written(results: tuple[dict, Path]) -> None:
-    found, out = results
+    _, out = results
     assert json.loads((out / "results.json").read_text())["config"]["sizes"] == [100]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 2 * len(TIMED)

@@ -17,7 +17,8 @@ with no key function puts them in seal order. The NUL terminator right before th
 from __future__ import annotations
 
 import re
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from merkle_backup.core.keys import (
     NAMESPACES_RESOURCE,
@@ -163,14 +164,14 @@ def sort_leaves(
 
 
 def drain_sorted(
-    items: list[bytes | None], copies: list[tuple[str, str]] | None = None
+    items: list[Any], copies: list[tuple[str, str]] | None = None
 ) -> Iterator[bytes]:
     """Sort sortable leaves and yield their records in key order, dropping each item from the
     list as it goes (so a caller writing the records out never holds the table twice).
 
     DuplicateKey and ``copies`` as in ``sort_leaves``.
     """
-    items.sort()  # type: ignore[call-overload]  (bytes only until the loop below)
+    items.sort()  # sortable leaves (bytes) until the loop below sets them to None
     previous = b""
     twin_id = twin = None
     for i, item in enumerate(items):
