@@ -173,7 +173,7 @@ def test_entry_removed_added_duplicated(sealed: Path, keypair, problem: str) -> 
             return [(n, d) for n, d in entries if n != name]
         if problem == "duplicate":
             return entries + [(name, b'{"evil":true}')]
-        extra = f"resources/clusterrolebindings.rbac.authorization.k8s.io/cluster/backdoor.json"
+        extra = "resources/clusterrolebindings.rbac.authorization.k8s.io/cluster/backdoor.json"
         victim["path"] = extra
         return entries + [(extra, b'{"kind":"ClusterRoleBinding"}')]
 

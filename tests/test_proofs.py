@@ -42,7 +42,7 @@ from merkle_backup.formats.proof import (
 from merkle_backup.proofs import verify_proof
 from merkle_backup.signing import public_key_of, sign
 from tests.conftest import copy_backup
-from tests.core.test_proofs_core import EDGE_BUG, Table, make_record
+from tests.core.test_proofs_core import Table, make_record
 from tests.tamper import add_sidecar, first, read_entries, rewrite, write_entries
 
 # --- Library: proof files signed here ----------------------------------------------------------

@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 from merkle_backup.core.keys import (
     NAMESPACES_RESOURCE,
-    SCOPE_BUCKET,
     SCOPE_CLUSTER,
     SCOPE_NAMESPACED,
     ResourceKey,
@@ -241,10 +240,3 @@ def path_of(record: bytes) -> str:
     return path if path is not None else decode_record(record).path
 
 
-def key_of(record: bytes) -> ResourceKey:
-    """The key of a record already checked (slow; for messages and rare cases)."""
-    return decode_record(record).key
-
-
-def is_bucket(checked: CheckedLeaf) -> bool:
-    return checked.scope == SCOPE_BUCKET

@@ -44,14 +44,6 @@ SHA256 = tree.TreeHasher("sha256", lambda b: hashlib.sha256(b).digest())
 RFC = json.loads((VECTORS / "rfc6962.json").read_text())
 RANGE_VECTORS = RFC["range_inclusion_proofs_inorder"]
 
-EDGE_BUG = (
-    "BUG: core/proofs.py check_namespace_records (and docs/format.md §11.3 step 3) set the first "
-    "record aside as the left neighbour only when begin > 0, and the last only when end < size; "
-    "the prover sends begin = max(first-1, 0), so a namespace starting at leaf 1 (neighbour = leaf "
-    "0) or ending one leaf before the end (neighbour = the last leaf) gets an honest proof that "
-    "is refused. Fix: a first record sorting before N is the left neighbour, else begin must be 0; "
-    "a last record sorting after N is the right neighbour, else end must equal size"
-)
 
 _SETTINGS = settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -324,7 +316,7 @@ def test_every_honest_namespace_proof_verifies_including_edges(table: Table) -> 
 @_SETTINGS
 @given(tables())
 def test_every_namespace_proof_verifies_and_is_exact(table: Table) -> None:
-    """Every present and absent namespace (skipping the EDGE_BUG cases): the honest proof leads
+    """Every present and absent namespace (the EDGE_BUG cases included): the honest proof leads
     to the root and gives exactly the namespace's records; its size does not grow with them."""
     assert table.size > 0
     for namespace in probes(table):
