@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.mutate import mutate
 from merkle_backup.errors import CannotCheck, FormatError
 from merkle_backup.formats import proof as proof_module
 from merkle_backup.formats.proof import (
@@ -334,23 +335,7 @@ def _decode_or_format_error(data: bytes) -> ProofFile | None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_mutations_decode_or_raise_format_error(data: st.DataObject) -> None:
-    mutated = bytearray(bytes.fromhex(GOLDEN_HEX))
-    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
-        if not mutated:
-            break
-        kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
-        i = data.draw(st.integers(0, len(mutated) - 1), label="index")
-        if kind == "flip":
-            mutated[i] ^= 1 << data.draw(st.integers(0, 7))
-        elif kind == "set":
-            mutated[i] = data.draw(st.integers(0, 255))
-        elif kind == "insert":
-            mutated[i:i] = data.draw(st.binary(min_size=1, max_size=4))
-        elif kind == "delete":
-            del mutated[i:i + data.draw(st.integers(1, 4))]
-        else:
-            del mutated[i:]
-    _decode_or_format_error(bytes(mutated))
+    _decode_or_format_error(mutate(bytes.fromhex(GOLDEN_HEX), data))
 
 
 _values: Any = st.recursive(

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.mutate import mutate
 from merkle_backup.errors import CannotCheck, FormatError
 from merkle_backup.formats import seal as seal_module
 from merkle_backup.formats.seal import SEAL_MAGIC, SEAL_VERSION, SealFile, decode_seal, encode_seal
@@ -334,23 +335,7 @@ _MUTATION_SOURCES = [
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(_MUTATION_SOURCES), st.data())
 def test_random_mutations_of_a_valid_seal(source: bytes, data: st.DataObject) -> None:
-    mutated = bytearray(source)
-    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
-        kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
-        if not mutated:
-            break
-        i = data.draw(st.integers(0, len(mutated) - 1), label="index")
-        if kind == "flip":
-            mutated[i] ^= 1 << data.draw(st.integers(0, 7))
-        elif kind == "set":
-            mutated[i] = data.draw(st.integers(0, 255))
-        elif kind == "insert":
-            mutated[i:i] = data.draw(st.binary(min_size=1, max_size=4))
-        elif kind == "delete":
-            del mutated[i : i + data.draw(st.integers(1, 4))]
-        else:
-            del mutated[i:]
-    _decode_or_format_error(bytes(mutated))
+    _decode_or_format_error(mutate(source, data))
 
 
 _values = st.recursive(
