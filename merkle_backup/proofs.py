@@ -95,8 +95,9 @@ def prove(
             checkpoint = parse_checkpoint(_unverified.checkpoint)
         except CheckpointError as e:
             raise FormatError(f"seal checkpoint is malformed: {e}") from e
-    records = check_leaf_table(checkpoint, _unverified.leaves)
+    # One pass of leaf hashing serves both the table check and the proofs.
     merkle = tree.MerkleTree([tree.BLAKE3.leaf_hash(leaf) for leaf in _unverified.leaves])
+    records = check_leaf_table(checkpoint, _unverified.leaves, merkle.root)
     index_of = {r.path: i for i, r in enumerate(records)}
 
     resource_proofs = []

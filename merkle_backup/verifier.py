@@ -208,14 +208,16 @@ def check_signature(_unverified: SealFile, trusted: Sequence[PublicKey]) -> tupl
     return checkpoint, signer
 
 
-def check_leaf_table(checkpoint: Checkpoint, leaves: list[bytes]) -> list[LeafRecord]:
-    """Step 3: the leaf table hashes to the checkpoint's root and is in strict key order."""
+def check_leaf_table(checkpoint: Checkpoint, leaves: list[bytes], root: bytes) -> list[LeafRecord]:
+    """Step 3: the leaf table hashes to the checkpoint's root and is in strict key order.
+
+    ``root`` is the Merkle root of ``leaves``, computed by the caller (who needs the tree too).
+    """
     if len(leaves) != checkpoint.tree_size:
         raise NotAuthentic(
             f"seal holds {len(leaves)} leaves, its checkpoint says {checkpoint.tree_size}"
         )
-    leaf_hash = tree.BLAKE3.leaf_hash
-    if not hmac.compare_digest(tree.root([leaf_hash(leaf) for leaf in leaves]), checkpoint.root):
+    if not hmac.compare_digest(root, checkpoint.root):
         raise NotAuthentic("the seal's leaf table does not hash to its signed root")
     try:
         records = [decode_record(leaf) for leaf in leaves]
