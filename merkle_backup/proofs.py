@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource, no_cyclic_gc
+from merkle_backup.builder import BackupSource, bulk_pass
 from merkle_backup.core import tree
 from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
 from merkle_backup.core.keys import SCOPE_BUCKET
@@ -72,7 +72,7 @@ class ProofReport:
 
 # --- prove --------------------------------------------------------------------------------------
 
-@no_cyclic_gc()
+@bulk_pass()
 def prove(
     source: BackupSource,
     *,

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import blake3
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource, no_cyclic_gc
+from merkle_backup.builder import BackupSource, bulk_pass
 from merkle_backup.consistency import (
     PREFERRED_SUFFIX,
     Inconsistency,
@@ -392,12 +392,15 @@ class _Checker:
             with source.open_tarball() as stream:
                 entry = self._entry
                 hash_content = blake3.blake3
+                previous, digest = b"", hash_content(b"").digest()
                 for path, data, problem in ArchiveReader(stream, limits, None).tuples():
                     index = index_of.get(path)
                     if problem is None and index is not None and not seen[index]:
                         # The hot path, inline: a sealed entry seen for the first time.
                         seen[index] = 1
-                        digest = hash_content(data).digest()
+                        if data != previous:  # a -preferredversion copy repeats the bytes before it
+                            digest = hash_content(data).digest()
+                            previous = data
                         if not leaves[index].endswith(len(data).to_bytes(8, "big") + digest):
                             self.compare(index, len(data), digest)
                         if self.in_scope[index]:
@@ -449,7 +452,7 @@ class _Checker:
                 self.report.warnings.append(Inconsistency(path, problem))
 
 
-@no_cyclic_gc()
+@bulk_pass()
 def verify_backup(
     source: BackupSource,
     trusted: Sequence[PublicKey],

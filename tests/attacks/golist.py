@@ -21,18 +21,23 @@ from typing import IO
 
 from merkle_backup.archive import Entry
 
-TARLIST_SRC = Path(__file__).resolve().parents[1] / "tools" / "tarlist"
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def build_go_tool(name: str, out_dir: Path) -> Path | None:
+    """Build tests/tools/<name> into ``out_dir``; None when Go is not installed."""
+    if shutil.which("go") is None:
+        return None
+    out = out_dir / name
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOPROXY="off")
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=TOOLS / name, env=env, check=True,
+                   capture_output=True)
+    return out
 
 
 def build_tarlist(out_dir: Path) -> Path | None:
     """Build tests/tools/tarlist into ``out_dir``; None when Go is not installed."""
-    if shutil.which("go") is None:
-        return None
-    out = out_dir / "tarlist"
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOPROXY="off")
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=TARLIST_SRC, env=env, check=True,
-                   capture_output=True)
-    return out
+    return build_go_tool("tarlist", out_dir)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,3 @@
+module jsonmeta
+
+go 1.19
