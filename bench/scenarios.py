@@ -91,7 +91,7 @@ def seal(ctx: dict) -> dict:
     key = load_private_key(Path(ctx["private_key"]))
     result = seal_backup(_source(ctx, "unchanged"), key, created_at=CREATED, replace=True)
     return {"leaves": result.leaf_count, "entries": result.entries,
-            "seal_bytes": len(result.seal_bytes)}
+            "seal_bytes": result.seal_size}
 
 
 def seal_no_manifest_check(ctx: dict) -> dict:
@@ -102,7 +102,7 @@ def seal_no_manifest_check(ctx: dict) -> dict:
     key = load_private_key(Path(ctx["private_key"]))
     source = LocalBackup(Path(ctx["unchanged"]), seal_path=Path(ctx["seal"] + ".nocheck"))
     result = seal_backup(source, key, created_at=CREATED, replace=True, check_manifests=False)
-    return {"leaves": result.leaf_count, "seal_bytes": len(result.seal_bytes)}
+    return {"leaves": result.leaf_count, "seal_bytes": result.seal_size}
 
 
 def _verify(ctx: dict, which: str, namespace: str | None) -> dict:

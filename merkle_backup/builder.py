@@ -17,11 +17,12 @@ import dataclasses
 import gc
 import io
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Protocol
+from typing import BinaryIO, Callable, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -88,13 +89,14 @@ class BackupSource(Protocol):
     def object_names(self) -> list[str]: ...
     def read_object(self, filename: str) -> bytes | None: ...
     def read_seal(self) -> bytes: ...
-    def write_seal(self, data: bytes, *, replace: bool) -> str: ...
+    def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str: ...
 
 
 @dataclass(frozen=True)
 class SealResult:
     checkpoint: Checkpoint
-    seal_bytes: bytes
+    seal_path: str  # where it was written (a path or s3:// URL)
+    seal_size: int
     leaf_count: int
     entries: int
     bucket_objects: int
@@ -168,12 +170,13 @@ def hash_tarball(
     return leaves, reader.archive_digest, reader.archive_size
 
 
-def write_seal_bytes(
+def write_seal(
     leaves: list[bytes], checkpoint: Checkpoint, private_key: Ed25519PrivateKey,
-    inconsistencies: list[Inconsistency], force: bool,
-) -> tuple[Checkpoint, bytes]:
+    inconsistencies: list[Inconsistency], force: bool, out: BinaryIO,
+) -> Checkpoint:
     """Steps 4-5 in one pass: the sortable leaves in key order become the seal's records, each
-    hashed into the root as it is written, and dropped (the table is never held twice).
+    hashed into the root as it is written to ``out`` (a seekable file), and dropped: the table
+    is never held twice, nor the seal in memory.
 
     Two entries with one key cannot both be sealed (§3.2); -preferredversion copies unlike their
     classic copy are inconsistencies (refused unless forced). ``checkpoint`` is complete but for
@@ -181,7 +184,6 @@ def write_seal_bytes(
     the root, so the seal's head is written last, over a placeholder of its length.
     """
     placeholder = encode_seal_head(checkpoint.body(), bytes(64), len(leaves))
-    out = io.BytesIO()
     out.write(placeholder)
     frames: dict[int, bytes] = {}
     root = tree.RootBuilder()
@@ -195,8 +197,7 @@ def write_seal_bytes(
             frame = frames.get(n)
             if frame is None:
                 frame = frames[n] = leaf_frame(n)
-            out.write(frame)
-            out.write(record)
+            out.write(frame + record)
     except table.DuplicateKey as e:
         raise ArchiveError(
             "duplicate entry: the archive holds this path more than once", e.path
@@ -217,7 +218,7 @@ def write_seal_bytes(
         raise AssertionError("the seal's head changed length with its root")
     out.seek(0)
     out.write(head)
-    return checkpoint, out.getvalue()  # BytesIO hands over its buffer: no copy
+    return checkpoint
 
 
 @bulk_pass()
@@ -254,22 +255,23 @@ def seal_backup(
     entries = len(leaves)
     leaves.extend(bucket)
     del bucket
-    # 4-5. Canonical order, root, signed checkpoint, in one pass over the sorted table.
-    checkpoint, seal_bytes = write_seal_bytes(
-        leaves,
-        Checkpoint(
-            backup=name,
-            uid=uid,
-            tree_size=len(leaves),
-            root=bytes(32),  # computed by the pass
-            archive_digest=archive_digest,
-            archive_size=archive_size,
-            created=created_at.replace(microsecond=0),
-            key_id=public_key_of(private_key).key_id,
-        ),
-        private_key, inconsistencies, force,
+    checkpoint = Checkpoint(
+        backup=name,
+        uid=uid,
+        tree_size=len(leaves),
+        root=bytes(32),  # computed by the pass
+        archive_digest=archive_digest,
+        archive_size=archive_size,
+        created=created_at.replace(microsecond=0),
+        key_id=public_key_of(private_key).key_id,
     )
-    # 6. Atomic, conditional write.
-    source.write_seal(seal_bytes, replace=replace)
-    return SealResult(checkpoint, seal_bytes, len(leaves), entries, bucket_objects,
+    # 4-5. Canonical order, root, signed checkpoint, in one pass over the sorted table, into a
+    # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
+    with tempfile.TemporaryFile(prefix="merkle-backup-seal.") as seal_file:
+        checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force, seal_file)
+        seal_size = seal_file.seek(0, io.SEEK_END)
+        seal_file.seek(0)
+        # 6. Atomic, conditional write.
+        where = source.write_seal(seal_file, replace=replace)
+    return SealResult(checkpoint, where, seal_size, len(leaves), entries, bucket_objects,
                       inconsistencies)

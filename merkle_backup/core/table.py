@@ -6,12 +6,15 @@ module does the same work on the paths Velero actually writes with a few C-level
 entry, and hands every other path to the reference functions. Its outputs are byte-identical to
 theirs (tests/test_table.py checks both on every shape of path).
 
-A *sortable leaf* is ``sort key ‖ record ‖ u16be(len(sort key))`` where the sort key is the
+A *sortable leaf* is ``sort key ‖ payload ‖ u16be(len(sort key))`` where the sort key is the
 five key components joined by NUL, plus one NUL (docs/format.md §3.2). Components hold no NUL,
 so comparing two sortable leaves bytewise compares their keys first (a key that is a prefix of
 another ends in the NUL terminator, which sorts before any character), and ``list.sort()``
-with no key function puts them in seal order. The NUL terminator right before the record makes
-``leaf[k - 1:-2]`` exactly the leaf-hash input ``0x00 ‖ record`` (docs/format.md §4.2).
+with no key function puts them in seal order. The payload is the record, or, for a path in
+Velero's usual shape (which its key alone determines), just the record's last 40 bytes
+``u64be(size) ‖ H(content)``: a record is never that short, and leaving out the fields and
+path halves what a sealer holds per entry (the table is in memory until sorted);
+``drain_sorted`` rebuilds the record.
 """
 
 from __future__ import annotations
@@ -82,43 +85,40 @@ def tar_fields(path: str) -> Fields:
     return f
 
 
-def sortable_tar_leaf(path: str, size: int, digest: bytes, f: Fields | None = None) -> bytes:
+def sortable_tar_leaf(path: str, size: int, digest: bytes) -> bytes:
     """The sortable leaf of a tar entry; PathError (from keys.py) when the path is not sealable."""
-    return tar_leaf_and_key(path, size, digest, f)[0]
+    return tar_leaf_and_key(path, size, digest)[0]
 
 
-def tar_leaf_and_key(
-    path: str, size: int, digest: bytes, f: Fields | None = None
-) -> tuple[bytes, Fields]:
+def tar_leaf_and_key(path: str, size: int, digest: bytes) -> tuple[bytes, Fields]:
     """(sortable leaf, key) of a tar entry: the sealer's per-entry step, in one call."""
-    if f is None:
-        m = _velero_path(path) if len(path) < FAST_PATH_LIMIT else None
-        if m is None:
-            f = Fields(*key_for_tar_path(path).components())  # PathError: not sealable
-        else:  # _fast_fields, inline (this runs once per entry)
-            gr, ver, cluster_name, ns, name = m.groups()
-            if ver is None:
-                ver = ""
-            if cluster_name is None:
-                scope = SCOPE_NAMESPACED
-            else:
-                scope, name = SCOPE_CLUSTER, cluster_name
-                ns = cluster_name if gr == NAMESPACES_RESOURCE else ""
-            sort_key = f"{ns}\0{gr}\0{scope}\0{name}\0{ver}\0"
-            head = (f"{sort_key}\0{chr(len(ns))}{ns}\0{chr(len(gr))}{gr}\0{chr(len(scope))}{scope}"
-                    f"\0{chr(len(name))}{name}\0{chr(len(ver))}{ver}\0{chr(len(path))}{path}")
-            leaf = b"".join((head.encode("latin-1"), size.to_bytes(8, "big"), digest,
-                             len(sort_key).to_bytes(2, "big")))
-            return leaf, Fields(ns, gr, scope, name, ver)
-    if len(path) >= FAST_PATH_LIMIT or not path.isascii():
+    m = _velero_path(path) if len(path) < FAST_PATH_LIMIT else None
+    if m is None:  # any other path: the reference functions, and the whole record
+        f = Fields(*key_for_tar_path(path).components())  # PathError: not sealable
         return sortable_leaf(LeafRecord(ResourceKey(*f), path, size, digest)), f
-    ns, gr, scope, name, ver = f
+    # _fast_fields, inline (this runs once per entry)
+    gr, ver, cluster_name, ns, name = m.groups()
+    if ver is None:
+        ver = ""
+    if cluster_name is None:
+        scope = SCOPE_NAMESPACED
+    else:
+        scope, name = SCOPE_CLUSTER, cluster_name
+        ns = cluster_name if gr == NAMESPACES_RESOURCE else ""
     sort_key = f"{ns}\0{gr}\0{scope}\0{name}\0{ver}\0"
-    head = (f"{sort_key}\0{chr(len(ns))}{ns}\0{chr(len(gr))}{gr}\0{chr(len(scope))}{scope}"
-            f"\0{chr(len(name))}{name}\0{chr(len(ver))}{ver}\0{chr(len(path))}{path}")
-    leaf = b"".join((head.encode("latin-1"), size.to_bytes(8, "big"), digest,
+    # Compact: the path and fields are implied by the key (see _rebuild_record).
+    leaf = b"".join((sort_key.encode("latin-1"), size.to_bytes(8, "big"), digest,
                      len(sort_key).to_bytes(2, "big")))
-    return leaf, f
+    return leaf, Fields(ns, gr, scope, name, ver)
+
+
+def _rebuild_record(key: bytes, tail: bytes) -> bytes:
+    """The record of a compact sortable leaf: its path is the one Velero path with this key
+    (the inverse of the fast path of tar_leaf_and_key; tests/core/test_table.py checks both)."""
+    ns, gr, scope, name, ver = key[:-1].decode("latin-1").split("\0")
+    where = f"cluster/{name}" if scope == SCOPE_CLUSTER else f"namespaces/{ns}/{name}"
+    path = f"resources/{gr}/{ver}/{where}.json" if ver else f"resources/{gr}/{where}.json"
+    return _fast_head(Fields(ns, gr, scope, name, ver), path).encode("latin-1") + tail
 
 
 def sortable_leaf(record: LeafRecord) -> bytes:
@@ -141,6 +141,13 @@ class DuplicateKey(ValueError):
 NO_CLASSIC_COPY = "preferred-version copy has no classic copy"
 DIFFERS_FROM_CLASSIC = "differs from its classic copy {}"
 _PREFERRED_END = b"-preferredversion\0"
+
+
+def record_of(item: bytes) -> bytes:
+    """The record a sortable leaf stands for."""
+    k = (item[-2] << 8) | item[-1]
+    record = item[k:-2]
+    return _rebuild_record(item[:k], record) if len(record) == TAIL else record
 
 
 def sort_leaves(
@@ -178,11 +185,13 @@ def drain_sorted(
         items[i] = None
         k = (item[-2] << 8) | item[-1]
         key = item[:k]
-        if key == previous:
-            raise DuplicateKey(path_of(item[k:-2]))
-        previous = key
         record = item[k:-2]
         del item
+        if len(record) == TAIL:  # compact: only u64be(size) ‖ H(content) was kept
+            record = _rebuild_record(key, record)
+        if key == previous:
+            raise DuplicateKey(path_of(record))
+        previous = key
         # Scopes cluster and namespaces have a non-empty resource: keys not starting "\0\0".
         if copies is not None and not key.startswith(b"\0\0"):
             if key.endswith(b"\0\0"):  # version "": a classic copy

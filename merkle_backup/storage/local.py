@@ -6,6 +6,7 @@ This module moves bytes; it decides nothing about trust.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +18,9 @@ SEAL_SUFFIX = "-merkle.seal"
 MAX_OBJECT_BYTES = 256 * 2**20  # velero-backup.json and sidecars are small; refuse a giant one
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, replace: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never half.
+def write_atomic(path: Path, data: bytes | BinaryIO, *, mode: int = 0o644, replace: bool = True) -> None:
+    """Write ``data`` (bytes, or a binary file read from where it stands to its end) to
+    ``path`` so that readers see the old file or the new, never half.
 
     With ``replace=False`` an existing file is never overwritten (os.link fails on EEXIST).
     """
@@ -31,7 +33,10 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, replace: bool = 
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                shutil.copyfileobj(data, f, 1 << 20)
             f.flush()
             os.fsync(f.fileno())
         if replace:
@@ -138,7 +143,7 @@ class LocalBackup:
         except OSError as e:
             raise StorageError(f"cannot read {self.seal_path}: {e.strerror or e}") from e
 
-    def write_seal(self, data: bytes, *, replace: bool) -> str:
+    def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str:
         write_atomic(self.seal_path, data, replace=replace)
         return str(self.seal_path)
 

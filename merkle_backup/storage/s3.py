@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from merkle_backup.errors import StorageError
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, write_atomic
@@ -148,7 +148,7 @@ class S3Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, *, if_absent: bool) -> None:
+    def put(self, key: str, data: bytes | BinaryIO, *, if_absent: bool) -> None:
         """Store ``data`` at ``key`` in one PUT (atomic: readers see the old object or the new).
 
         With ``if_absent`` an existing object is never replaced: a HEAD first (a clear refusal,
@@ -162,6 +162,7 @@ class S3Store:
             raise _seal_exists(url)
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
                                   "ContentType": "application/octet-stream", **self._put_params()}
+        start = None if isinstance(data, bytes) else data.tell()
         try:
             if if_absent:
                 try:
@@ -169,6 +170,8 @@ class S3Store:
                 except Exception as e:
                     if _status(e) != 501 and _code(e) != "NotImplemented":
                         raise
+                    if start is not None:
+                        data.seek(start)  # type: ignore[union-attr]  # a file: send it again
                     self.client.put_object(**params)  # HEAD-then-PUT on such stores
             else:
                 self.client.put_object(**params)
@@ -413,7 +416,7 @@ class S3Backup:
             )
         return data
 
-    def write_seal(self, data: bytes, *, replace: bool) -> str:
+    def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str:
         if self.local_seal is not None:
             write_atomic(self.local_seal, data, replace=replace)
             return str(self.local_seal)

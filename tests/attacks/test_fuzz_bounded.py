@@ -60,7 +60,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
     gotar.store(tarball(folder), gotar.load(tarball(folder))[:8])
     source = LocalBackup(folder)
     result = seal_backup(source, KEY, created_at=datetime(2026, 11, 28, 12, tzinfo=timezone.utc))
-    return Small(LocalBackup(folder), result.seal_bytes, decode_seal(result.seal_bytes))
+    seal_bytes = source.read_seal()
+    assert len(seal_bytes) == result.seal_size
+    return Small(source, seal_bytes, decode_seal(seal_bytes))
 
 
 @st.composite

@@ -108,7 +108,7 @@ def small_sealed(tmp_path: Path, keypair) -> tuple[Path, bytes]:
     gotar.store(tarball(folder), gotar.load(tarball(folder))[:6])
     result = seal_backup(LocalBackup(folder), load_private_key(keypair[0]),
                          created_at=datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc))
-    return folder, result.seal_bytes
+    return folder, Path(result.seal_path).read_bytes()
 
 
 def test_t9_seal_corrupted_at_every_byte(small_sealed: tuple[Path, bytes], keypair) -> None:

@@ -88,8 +88,9 @@ def build_sealed() -> Sealed:
     result = seal_backup(source, PRIVATE_KEY(), created_at=WHEN)
     proof = prove(LocalBackup(tarball), resources=["resources/secrets/namespaces/billing/key.json"],
                   namespaces=["app", "billing", "absent"], with_content=True, trusted=[TRUSTED()])
-    decoded = decode_seal(result.seal_bytes)
-    return Sealed(folder, tarball, result.seal_bytes, encode_proof(proof), decoded.leaves,
+    seal_bytes = Path(result.seal_path).read_bytes()
+    decoded = decode_seal(seal_bytes)
+    return Sealed(folder, tarball, seal_bytes, encode_proof(proof), decoded.leaves,
                   decoded.checkpoint, dict(ENTRIES))
 
 
