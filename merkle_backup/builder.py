@@ -19,7 +19,7 @@ import io
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Callable, Protocol
@@ -89,6 +89,7 @@ class BackupSource(Protocol):
     def object_names(self) -> list[str]: ...
     def read_object(self, filename: str) -> bytes | None: ...
     def read_seal(self) -> bytes: ...
+    def open_seal(self) -> AbstractContextManager[BinaryIO]: ...  # seekable, at its start
     def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str: ...
 
 

@@ -15,8 +15,10 @@ The chain of trust (docs/format.md §9), each step only after the one above it h
 from __future__ import annotations
 
 import hmac
+import io
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import blake3
 
@@ -47,7 +49,7 @@ from merkle_backup.errors import (
     NotGzip,
     SignatureError,
 )
-from merkle_backup.formats.seal import SealFile, decode_seal
+from merkle_backup.formats.seal import SealFile, SealHead, read_leaves, read_seal_head
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.local import bare_tarball_name
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
@@ -169,14 +171,15 @@ class VerifyReport:
 class TrustedSeal:
     """A seal whose signature, checkpoint and leaf table have all been checked (steps 1-3).
 
-    The leaves stay records (bytes): at a million entries, a LeafRecord and a ResourceKey per
-    leaf would cost more than the rest of the verification. ``in_scope[i]`` says whether leaf
-    ``i`` is covered by the scope; the rest is what the scope's notes and warnings need.
+    Each leaf is kept as its sortable leaf (core/table.py): for the paths Velero writes just the
+    key and ``u64be(size) ‖ H(content)``, about 120 bytes, and in key order, so an archive
+    entry's sortable leaf is found by bisection and compared whole. ``in_scope[i]`` says whether
+    leaf ``i`` is covered by the scope; the rest is what the scope's notes and warnings need.
     """
 
     checkpoint: Checkpoint
     signer: PublicKey
-    leaves: list[bytes]
+    items: list[bytes]
     in_scope: bytearray
     bucket: list[int]  # indices of bucket-object leaves
     namespaces: set[str]  # namespaces with leaves (only collected for a namespace scope)
@@ -184,7 +187,9 @@ class TrustedSeal:
     copies: list[Inconsistency]  # in-scope -preferredversion copies unlike their classic copy
 
 
-def check_signature(_unverified: SealFile, trusted: Sequence[PublicKey]) -> tuple[Checkpoint, PublicKey]:
+def check_signature(
+    _unverified: SealFile | SealHead, trusted: Sequence[PublicKey]
+) -> tuple[Checkpoint, PublicKey]:
     """Steps 1-2: the signature over the exact checkpoint bytes, by a key the user named."""
     if not trusted:
         raise CannotCheck("no trusted public key given")
@@ -229,27 +234,33 @@ def check_leaf_table(checkpoint: Checkpoint, leaves: list[bytes], root: bytes) -
     return records
 
 
-def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Scope()) -> TrustedSeal:
+def open_seal(
+    seal: bytes | BinaryIO, trusted: Sequence[PublicKey], scope: Scope = Scope()
+) -> TrustedSeal:
     """Steps 1-3: decode, check the signature, the checkpoint and the leaf table.
 
-    The same checks as check_leaf_table, in one pass over the records as bytes (core/table.py),
-    which also marks what the scope covers.
+    The same checks as check_leaf_table, in one streaming pass over the records as bytes
+    (core/table.py), which also marks what the scope covers. ``seal`` is the seal's bytes or
+    a seekable file at its start; the records are read one at a time.
     """
-    _unverified = decode_seal(seal_bytes)
-    del seal_bytes  # the decoded leaves are copies: let the raw seal go (it is as large)
+    f = io.BytesIO(seal) if isinstance(seal, bytes) else seal
+    _unverified = read_seal_head(f)
     checkpoint, signer = check_signature(_unverified, trusted)
-    leaves = _unverified.leaves
-    if len(leaves) != checkpoint.tree_size:
+    count = _unverified.leaf_count
+    if count != checkpoint.tree_size:
         raise NotAuthentic(
-            f"seal holds {len(leaves)} leaves, its checkpoint says {checkpoint.tree_size}"
+            f"seal holds {count} leaves, its checkpoint says {checkpoint.tree_size}"
         )
+    leaves = read_leaves(f, _unverified)
+    items: list[bytes] = []
+    append = items.append
     leaf_hash = blake3.blake3
     leaf_prefix = tree.LEAF_PREFIX
     root = tree.RootBuilder()  # O(log n) memory: no list of leaf hashes
     add_leaf = root.add_unchecked
     backup = checkpoint.backup
     whole = scope.whole
-    in_scope = bytearray(b"\x01") * len(leaves) if whole else bytearray(len(leaves))
+    in_scope = bytearray(b"\x01") * count if whole else bytearray(count)
     bucket: list[int] = []
     namespaces: set[str] = set()
     resources: set[str] = set()
@@ -262,7 +273,8 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Sc
     try:
         for i, leaf in enumerate(leaves):
             add_leaf(leaf_hash(leaf_prefix + leaf).digest())
-            sort_key, namespace, kind, path = check_record(leaf)
+            sort_key, namespace, kind, path, item = check_record(leaf)
+            append(item)
             # Keys strictly increase (§3.2): the NUL-joined components compare as the keys do.
             if previous is not None and not previous < sort_key and out_of_order is None:
                 out_of_order = path
@@ -287,9 +299,11 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Sc
                     elif twin[-table.TAIL:] != leaf[-table.TAIL:]:
                         copies.append(Inconsistency(
                             path, table.DIFFERS_FROM_CLASSIC.format(table.path_of(twin))))
+    except FormatError:
+        raise  # the file is not a seal (any more): nothing to hash
     except ValueError as e:
         invalid = e
-        for leaf in leaves[root.size:]:  # the root first: a changed table is not authentic
+        for leaf in leaves:  # the root first: a changed table is not authentic
             add_leaf(leaf_hash(leaf_prefix + leaf).digest())
     if not hmac.compare_digest(root.root(), checkpoint.root):
         raise NotAuthentic("the seal's leaf table does not hash to its signed root")
@@ -297,7 +311,7 @@ def open_seal(seal_bytes: bytes, trusted: Sequence[PublicKey], scope: Scope = Sc
         raise FormatError(f"signed leaf table holds an invalid record: {invalid}") from invalid
     if out_of_order is not None:
         raise FormatError(f"signed leaf table is not in strict key order at {out_of_order}")
-    return TrustedSeal(checkpoint, signer, leaves, in_scope, bucket, namespaces, resources, copies)
+    return TrustedSeal(checkpoint, signer, items, in_scope, bucket, namespaces, resources, copies)
 
 
 def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: str | None) -> None:
@@ -337,20 +351,23 @@ class _Checker:
         else:
             self.report.out_of_scope_failures += 1
 
+    def path(self, index: int) -> str:
+        return table.path_of(table.record_of(self.seal.items[index]))
+
     def compare(self, index: int, size: int, digest: bytes) -> None:
-        leaf = self.seal.leaves[index]
-        if not leaf.endswith(size.to_bytes(8, "big") + digest):  # u64be(size) ‖ H(content)
-            sealed_size = int.from_bytes(leaf[-40:-32], "big")
+        tail = self.seal.items[index][-2 - table.TAIL:-2]  # u64be(size) ‖ H(content)
+        if tail != size.to_bytes(8, "big") + digest:
+            sealed_size = int.from_bytes(tail[:8], "big")
             self.fail(
-                self.in_scope[index], table.path_of(leaf), MODIFIED,
+                self.in_scope[index], self.path(index), MODIFIED,
                 f"{size} bytes, blake3 {digest.hex()[:16]}...; sealed {sealed_size} bytes, "
-                f"blake3 {leaf[-32:].hex()[:16]}...",
+                f"blake3 {tail[8:].hex()[:16]}...",
             )
 
     def bucket_objects(self, source: BackupSource) -> None:
         sealed = {}
         for index in self.seal.bucket:
-            path = table.path_of(self.seal.leaves[index])
+            path = self.path(index)
             sealed[path] = index
             if not self.in_scope[index]:
                 continue
@@ -381,40 +398,52 @@ class _Checker:
             )
         else:
             self.report.notes.append("tarball differs from the sealed file; checked entry by entry")
-        leaves = self.seal.leaves
-        path_of = table.path_of
-        bucket = set(self.seal.bucket)
-        index_of = {path_of(leaf): i for i, leaf in enumerate(leaves) if i not in bucket}
-        seen = bytearray(len(leaves))
-        for i in bucket:
+        items = self.seal.items
+        count = len(items)
+        seen = bytearray(count)
+        for i in self.seal.bucket:
             seen[i] = 1
         try:
             with source.open_tarball() as stream:
                 entry = self._entry
                 hash_content = blake3.blake3
+                leaf_and_key = table.tar_leaf_and_key
                 previous, digest = b"", hash_content(b"").digest()
                 for path, data, problem in ArchiveReader(stream, limits, None).tuples():
-                    index = index_of.get(path)
-                    if problem is None and index is not None and not seen[index]:
-                        # The hot path, inline: a sealed entry seen for the first time.
-                        seen[index] = 1
+                    index = None
+                    if problem is None:
                         if data != previous:  # a -preferredversion copy repeats the bytes before it
                             digest = hash_content(data).digest()
                             previous = data
-                        if not leaves[index].endswith(len(data).to_bytes(8, "big") + digest):
+                        try:
+                            # The entry's sortable leaf, as the sealer built it: the sealed one
+                            # with its key is found by bisection, and equal if the entry is.
+                            item, key = leaf_and_key(path, len(data), digest)
+                        except PathError:
+                            item = b""
+                        if item:
+                            probe = item[:(item[-2] << 8) | item[-1]]  # the key, NUL-ended
+                            i = bisect_left(items, probe)
+                            # One key, one path: a compact leaf's path is its key's; else compare.
+                            if i < count and (items[i] == item or (
+                                    items[i].startswith(probe) and self.path(i) == path)):
+                                index = i
+                    if index is not None and not seen[index]:
+                        # The hot path: a sealed entry seen for the first time.
+                        seen[index] = 1
+                        if items[index] != item:
                             self.compare(index, len(data), digest)
                         if self.in_scope[index]:
-                            self._manifest(path, data)
+                            self._manifest(path, data, key)
                     else:
                         entry(path, data, problem, index, seen)
         except NotGzip:
             raise  # nothing to compare at all: could not check (exit 3)
         except ArchiveError as e:
             self.report.add_failure(Failure(e.path or source.describe(), MALFORMED, e.reason))
-        del index_of
-        for index in range(len(leaves)):
+        for index in range(count):
             if not seen[index]:
-                self.fail(self.in_scope[index], path_of(leaves[index]), MISSING,
+                self.fail(self.in_scope[index], self.path(index), MISSING,
                           "sealed entry is not in the archive")
         if self.report.verified and not self.report.out_of_scope_failures:
             self.report.notes.append(
@@ -443,9 +472,8 @@ class _Checker:
             return
         raise AssertionError("a first sighting of a sealed entry takes the hot path")
 
-    def _manifest(self, path: str, data: bytes) -> None:
+    def _manifest(self, path: str, data: bytes, key: table.Fields) -> None:
         """An in-scope manifest that disagrees with its path is a warning (consistency.py)."""
-        key = table.tar_fields(path)  # a sealed path: it has a key
         if needs_manifest_check(key):  # type: ignore[arg-type]  # reads scope, version only
             problem = check_manifest(key, data)  # type: ignore[arg-type]
             if problem is not None:
@@ -463,7 +491,11 @@ def verify_backup(
     limits: Limits = Limits(),
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    seal = open_seal(source.read_seal() if seal_bytes is None else seal_bytes, trusted, scope)
+    if seal_bytes is None:
+        with source.open_seal() as f:
+            seal = open_seal(f, trusted, scope)
+    else:
+        seal = open_seal(seal_bytes, trusted, scope)
     checkpoint = seal.checkpoint
     check_identity(checkpoint, source, expected_uid)
     report = VerifyReport(

@@ -210,6 +210,7 @@ class CheckedLeaf(NamedTuple):
     namespace: str
     scope: str
     path: str
+    item: bytes  # the record's sortable leaf, compact where the path allows (record_of inverts)
 
 
 def check_record(record: bytes) -> CheckedLeaf:
@@ -224,11 +225,14 @@ def check_record(record: bytes) -> CheckedLeaf:
         if f is not None:
             head = _fast_head(f, path).encode("latin-1")
             if len(record) == len(head) + TAIL and record.startswith(head):
-                sort_key = f"{f.namespace}\0{f.resource}\0{f.scope}\0{f.name}\0{f.version}"
-                return CheckedLeaf(sort_key.encode("latin-1"), f.namespace, f.scope, path)
+                sort_key = f"{f.namespace}\0{f.resource}\0{f.scope}\0{f.name}\0{f.version}\0"
+                k = sort_key.encode("latin-1")
+                item = b"".join((k, record[-TAIL:], len(k).to_bytes(2, "big")))
+                return CheckedLeaf(k[:-1], f.namespace, f.scope, path, item)
     decoded = decode_record(record)
     key = decoded.key
-    return CheckedLeaf(key.sort_bytes(), key.namespace, key.scope, decoded.path)
+    return CheckedLeaf(key.sort_bytes(), key.namespace, key.scope, decoded.path,
+                       sortable_leaf(decoded))
 
 
 def fast_path_of(record: bytes) -> str | None:

@@ -8,8 +8,10 @@ verifier checks the signature over ``checkpoint`` first and only then the leaf t
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
@@ -113,18 +115,95 @@ def check_envelope(obj: Any, *, what: str, magic: str, version: int, keys: froze
     return obj
 
 
-def decode_seal(data: bytes) -> SealFile:
-    if len(data) > MAX_SEAL_BYTES:
-        raise FormatError(f"seal is {len(data)} bytes, over the {MAX_SEAL_BYTES} byte limit")
-    obj = check_envelope(
-        unpack_strict(data, what="seal file", max_array=MAX_LEAVES),
-        what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSION, keys=_KEYS,
+@dataclass(frozen=True)
+class SealHead:
+    """A seal file's fields but its leaves, NOT yet verified; the leaves stay in the file."""
+
+    checkpoint: bytes
+    signature: bytes
+    leaf_count: int
+    leaves_at: int  # file offset of the first leaf record's msgpack header
+
+
+def _unpacker(f: BinaryIO) -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        f, raw=False, strict_map_key=True, use_list=True, read_size=1 << 20,
+        max_buffer_size=4 * MAX_RECORD_BYTES, max_str_len=MAX_CHECKPOINT_BYTES,
+        max_bin_len=MAX_RECORD_BYTES, max_array_len=MAX_LEAVES, max_map_len=16, max_ext_len=0,
+        object_pairs_hook=_unique_keys,
     )
-    checkpoint, signature, leaves = obj["checkpoint"], obj["signature"], obj["leaves"]
+
+
+def _invalid(e: Exception) -> FormatError:
+    return FormatError(f"seal file is not valid msgpack ({type(e).__name__}: {e})")
+
+
+def read_seal_head(f: BinaryIO) -> SealHead:
+    """Read and check a seal file's envelope (§7.1) in one streaming pass over a seekable
+    binary file, skipping the leaf records (in constant memory, whatever the seal's size);
+    ``read_leaves`` then streams them. The same rules as ``decode_seal``, which is built on it.
+    """
+    size = f.seek(0, io.SEEK_END)
+    f.seek(0)
+    if size > MAX_SEAL_BYTES:
+        raise FormatError(f"seal is {size} bytes, over the {MAX_SEAL_BYTES} byte limit")
+    unpacker = _unpacker(f)
+    fields: dict[str, Any] = {}
+    count = leaves_at = -1
+    try:
+        try:
+            entries = unpacker.read_map_header()
+        except msgpack.UnpackValueError as e:  # another type than a map
+            raise FormatError("seal file is not a msgpack map") from e
+        for _ in range(entries):
+            key = unpacker.unpack()
+            if key in fields:
+                raise ValueError("a map repeats a key")
+            if key != "leaves":
+                fields[key] = unpacker.unpack()
+                continue
+            try:
+                count = unpacker.read_array_header()
+            except msgpack.UnpackValueError as e:
+                raise FormatError("seal leaves must be a list of binary leaf records") from e
+            if count > MAX_LEAVES:  # read_array_header does not apply max_array_len
+                raise FormatError(f"seal holds {count} leaves, over the limit of {MAX_LEAVES}")
+            leaves_at = unpacker.tell()
+            for _ in range(count):
+                unpacker.skip()
+            fields[key] = None  # read by read_leaves
+    except FormatError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        # msgpack raises ValueError (incl. StackError, FormatError) and UnpackException subclasses
+        raise _invalid(e) from e
+    if unpacker.tell() != size:
+        raise FormatError("seal file has trailing bytes after its content")
+    check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSION, keys=_KEYS)
+    checkpoint, signature = fields["checkpoint"], fields["signature"]
     if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
         raise FormatError("seal checkpoint must be binary, at most 4096 bytes")
     if type(signature) is not bytes or len(signature) != 64:
         raise FormatError("seal signature must be 64 bytes of binary")
-    if type(leaves) is not list or not all(type(r) is bytes for r in leaves):
-        raise FormatError("seal leaves must be a list of binary leaf records")
-    return SealFile(checkpoint=checkpoint, signature=signature, leaves=leaves)
+    return SealHead(checkpoint, signature, count, leaves_at)
+
+
+def read_leaves(f: BinaryIO, head: SealHead) -> Iterator[bytes]:
+    """The leaf records of the seal file ``head`` was read from, one at a time (FormatError
+    on a record that is not binary, or a file that changed under the reader)."""
+    f.seek(head.leaves_at)
+    unpacker = _unpacker(f)
+    for _ in range(head.leaf_count):
+        try:
+            record = unpacker.unpack()
+        except (ValueError, TypeError, msgpack.UnpackException) as e:
+            raise _invalid(e) from e
+        if type(record) is not bytes:
+            raise FormatError("seal leaves must be a list of binary leaf records")
+        yield record
+
+
+def decode_seal(data: bytes) -> SealFile:
+    f = io.BytesIO(data)
+    head = read_seal_head(f)
+    return SealFile(head.checkpoint, head.signature, list(read_leaves(f, head)))

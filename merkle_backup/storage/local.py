@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -60,6 +60,18 @@ def write_atomic(path: Path, data: bytes | BinaryIO, *, mode: int = 0o644, repla
             os.close(dir_fd)
     except OSError:
         pass  # not every file system lets a directory be fsynced; the rename is done
+
+
+@contextmanager
+def open_local_seal(path: Path) -> Iterator[BinaryIO]:
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError as e:
+        raise StorageError(f"no seal at {path} (seal the backup first, or pass --seal)") from e
+    except OSError as e:
+        raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+    with f:
+        yield f
 
 
 class LocalBackup:
@@ -136,12 +148,11 @@ class LocalBackup:
             raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
 
     def read_seal(self) -> bytes:
-        try:
-            return self.seal_path.read_bytes()
-        except FileNotFoundError as e:
-            raise StorageError(f"no seal at {self.seal_path} (seal the backup first, or pass --seal)") from e
-        except OSError as e:
-            raise StorageError(f"cannot read {self.seal_path}: {e.strerror or e}") from e
+        with self.open_seal() as f:
+            return f.read()
+
+    def open_seal(self) -> AbstractContextManager[BinaryIO]:
+        return open_local_seal(self.seal_path)
 
     def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str:
         write_atomic(self.seal_path, data, replace=replace)

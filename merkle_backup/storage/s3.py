@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from merkle_backup.errors import StorageError
-from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, write_atomic
+from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, open_local_seal, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from merkle_backup.storage.resolve import ConnectionOptions
@@ -138,9 +138,15 @@ class S3Store:
         return data
 
     def pin(self, key: str) -> _Pin:
+        pin = self.pin_if_exists(key)
+        if pin is None:
+            raise StorageError(f"{self.url(key)}: no such object")
+        return pin
+
+    def pin_if_exists(self, key: str) -> _Pin | None:
         head = self.head(key)
         if head is None:
-            raise StorageError(f"{self.url(key)}: no such object")
+            return None
         return _Pin(head.get("ContentLength", 0), head.get("ETag", ""), head.get("VersionId"))
 
     def open_stream(self, key: str, pin: _Pin) -> _ObjectStream:
@@ -402,19 +408,31 @@ class S3Backup:
         return self.store.head(self.seal_key) is not None
 
     def read_seal(self) -> bytes:
+        with self.open_seal() as f:
+            return f.read()
+
+    @contextmanager
+    def open_seal(self) -> Iterator[BinaryIO]:
+        """The seal as a seekable file: a local one, or the object copied to a temporary file
+        by a pinned stream (a seal is ~200 bytes per leaf: never held in memory)."""
         if self.local_seal is not None:
-            try:
-                return self.local_seal.read_bytes()
-            except FileNotFoundError as e:
-                raise StorageError(f"no seal at {self.local_seal}") from e
-            except OSError as e:
-                raise StorageError(f"cannot read {self.local_seal}: {e.strerror or e}") from e
-        data = self.store.get_bytes(self.seal_key, limit=2**40)
-        if data is None:
+            with open_local_seal(self.local_seal) as f:
+                yield f
+            return
+        pin = self.store.pin_if_exists(self.seal_key)
+        if pin is None:
             raise StorageError(
                 f"no seal at {self.seal_path} (seal the backup first, or pass --seal)"
             )
-        return data
+        with tempfile.TemporaryFile(prefix="merkle-backup-seal.") as f:
+            stream = self.store.open_stream(self.seal_key, pin)
+            try:
+                while chunk := stream.read(1 << 20):
+                    f.write(chunk)
+            finally:
+                stream.close()
+            f.seek(0)
+            yield f
 
     def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str:
         if self.local_seal is not None:

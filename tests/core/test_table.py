@@ -66,6 +66,8 @@ def _check_path(path: str) -> None:
     assert list(table.drain_sorted([leaf])) == [reference.encode()]
     checked = table.check_record(reference.encode())
     assert checked.sort_key == reference.key.sort_bytes()
+    assert table.record_of(checked.item) == reference.encode()
+    assert checked.item == leaf  # the sealer's and the verifier's sortable leaves are one
     assert (checked.namespace, checked.scope, checked.path) == (
         reference.key.namespace, reference.key.scope, path)
     assert table.path_of(reference.encode()) == path
