@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Callable, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 import blake3
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import ArchiveReader, Limits
 from merkle_backup.consistency import PREFERRED_SUFFIX, Inconsistency, check_manifest
@@ -43,7 +42,6 @@ from merkle_backup.errors import ArchiveError, CannotCheck
 from merkle_backup.formats.seal import encode_seal_head, leaf_frame
 from merkle_backup.signing import public_key_of, sign
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
-
 
 _MANIFEST_SCOPES = (SCOPE_CLUSTER, SCOPE_NAMESPACED)
 

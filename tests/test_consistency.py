@@ -14,7 +14,6 @@ import json
 import random
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
