@@ -14,7 +14,7 @@ from typing import Sequence
 
 from merkle_backup.archive import ArchiveReader, Limits
 from merkle_backup.builder import BackupSource, bulk_pass
-from merkle_backup.core import tree
+from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
 from merkle_backup.core.keys import SCOPE_BUCKET
 from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
@@ -26,9 +26,9 @@ from merkle_backup.formats.proof import (
     ResourceProof,
     decode_proof,
 )
-from merkle_backup.formats.seal import decode_seal
+from merkle_backup.formats.seal import read_seal_head
 from merkle_backup.signing import PublicKey
-from merkle_backup.verifier import check_leaf_table, check_signature
+from merkle_backup.verifier import check_signature, read_leaf_table
 
 
 @dataclass(frozen=True)
@@ -87,35 +87,37 @@ def prove(
         raise UsageError("nothing to prove: give --resource or --namespace")
     if any(not n for n in namespaces):
         raise UsageError("a namespace name is not empty")
-    _unverified = decode_seal(source.read_seal())
-    if trusted:
-        checkpoint, _ = check_signature(_unverified, trusted)
-    else:  # the proof is checked by its recipient; still never write one that cannot verify
-        try:
-            checkpoint = parse_checkpoint(_unverified.checkpoint)
-        except CheckpointError as e:
-            raise FormatError(f"seal checkpoint is malformed: {e}") from e
-    # One pass of leaf hashing serves both the table check and the proofs.
-    merkle = tree.MerkleTree([tree.BLAKE3.leaf_hash(leaf) for leaf in _unverified.leaves])
-    records = check_leaf_table(checkpoint, _unverified.leaves, merkle.root)
-    index_of = {r.path: i for i, r in enumerate(records)}
+    with source.open_seal() as f:
+        _unverified = read_seal_head(f)
+        if trusted:
+            checkpoint, signer = check_signature(_unverified, trusted)
+        else:  # the proof is checked by its recipient; still never write one that cannot verify
+            try:
+                checkpoint, signer = parse_checkpoint(_unverified.checkpoint), None
+            except CheckpointError as e:
+                raise FormatError(f"seal checkpoint is malformed: {e}") from e
+        # One pass over the leaves checks the table and keeps the tree the proofs come from.
+        seal = read_leaf_table(f, _unverified, checkpoint, signer, keep_tree=True)
+    merkle = seal.merkle
+    assert merkle is not None
 
     resource_proofs = []
+    wanted = []
     for path in dict.fromkeys(resources):
-        if path not in index_of:
+        i = seal.index_of(path)
+        if i is None:
             raise CannotCheck(f"{path}: no such resource in the seal of {checkpoint.backup}")
-        i = index_of[path]
-        resource_proofs.append(ResourceProof(i, _unverified.leaves[i], merkle.inclusion_proof(i)))
+        resource_proofs.append(ResourceProof(i, seal.record(i), merkle.inclusion_proof(i)))
+        wanted.append(i)
     namespace_proofs = []
-    wanted = [index_of[p] for p in dict.fromkeys(resources)]
     for namespace in dict.fromkeys(namespaces):
-        run = namespace_range(records, namespace)
+        run = namespace_range(seal.items, namespace, table.namespace_of)
         hashes = merkle.range_proof(run.begin, run.end) if run.end > run.begin else []
-        namespace_proofs.append(
-            NamespaceProof(namespace, run.begin, _unverified.leaves[run.begin:run.end], hashes)
-        )
+        records = [seal.record(i) for i in range(run.begin, run.end)]
+        namespace_proofs.append(NamespaceProof(namespace, run.begin, records, hashes))
         wanted.extend(range(run.first, run.last))
-    contents = _contents(source, [records[i] for i in wanted], limits) if with_content else {}
+    contents = (_contents(source, [decode_record(seal.record(i)) for i in wanted], limits)
+                if with_content else {})
     proof = ProofFile(_unverified.checkpoint, _unverified.signature, resource_proofs,
                       namespace_proofs, contents)
     # Never hand out a proof that its recipient would reject.

@@ -18,7 +18,7 @@ import hmac
 import io
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO, Callable, Protocol, Sequence
 
 import blake3
 
@@ -38,9 +38,10 @@ from merkle_backup.core.keys import (
     SCOPE_NAMESPACED,
     PathError,
     ResourceKey,
+    key_for_bucket_object,
     key_for_tar_path,
 )
-from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
+from merkle_backup.core.leaf import content_digest
 from merkle_backup.errors import (
     ArchiveError,
     CannotCheck,
@@ -49,7 +50,7 @@ from merkle_backup.errors import (
     NotGzip,
     SignatureError,
 )
-from merkle_backup.formats.seal import SealFile, SealHead, read_leaves, read_seal_head
+from merkle_backup.formats.seal import SealHead, read_leaves, read_seal_head
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.local import bare_tarball_name
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
@@ -178,17 +179,53 @@ class TrustedSeal:
     """
 
     checkpoint: Checkpoint
-    signer: PublicKey
+    signer: PublicKey | None  # None: the signature was not checked (prove without --trust)
     items: list[bytes]
     in_scope: bytearray
     bucket: list[int]  # indices of bucket-object leaves
     namespaces: set[str]  # namespaces with leaves (only collected for a namespace scope)
     resources: set[str]  # scope.resources that have a tar leaf
     copies: list[Inconsistency]  # in-scope -preferredversion copies unlike their classic copy
+    merkle: tree.MerkleTree | None  # every level, when asked for (to prove leaves)
+
+    def record(self, index: int) -> bytes:
+        return table.record_of(self.items[index])
+
+    def path(self, index: int) -> str:
+        return table.path_of(self.record(index))
+
+    def find(self, key: bytes, path: str, item: bytes = b"") -> int | None:
+        """The index of the leaf with sort key ``key`` (NUL-ended) and this path, or None.
+        ``item``, the sortable leaf expected there, spares rebuilding the path when equal."""
+        items = self.items
+        i = bisect_left(items, key)
+        if i < len(items) and (items[i] == item or (
+                items[i].startswith(key) and self.path(i) == path)):
+            return i
+        return None
+
+    def index_of(self, path: str) -> int | None:
+        """The leaf of a tar path or bucket object name, or None."""
+        for key_of in (key_for_tar_path, key_for_bucket_object):
+            try:
+                key = key_of(path)
+            except PathError:
+                continue
+            return self.find(key.sort_bytes() + b"\0", path)
+        return None
+
+
+class Signed(Protocol):
+    """A seal's or a proof file's signed part, not yet verified."""
+
+    @property
+    def checkpoint(self) -> bytes: ...
+    @property
+    def signature(self) -> bytes: ...
 
 
 def check_signature(
-    _unverified: SealFile | SealHead, trusted: Sequence[PublicKey]
+    _unverified: Signed, trusted: Sequence[PublicKey]
 ) -> tuple[Checkpoint, PublicKey]:
     """Steps 1-2: the signature over the exact checkpoint bytes, by a key the user named."""
     if not trusted:
@@ -213,51 +250,41 @@ def check_signature(
     return checkpoint, signer
 
 
-def check_leaf_table(checkpoint: Checkpoint, leaves: list[bytes], root: bytes) -> list[LeafRecord]:
-    """Step 3: the leaf table hashes to the checkpoint's root and is in strict key order.
-
-    ``root`` is the Merkle root of ``leaves``, computed by the caller (who needs the tree too).
-    """
-    if len(leaves) != checkpoint.tree_size:
-        raise NotAuthentic(
-            f"seal holds {len(leaves)} leaves, its checkpoint says {checkpoint.tree_size}"
-        )
-    if not hmac.compare_digest(root, checkpoint.root):
-        raise NotAuthentic("the seal's leaf table does not hash to its signed root")
-    try:
-        records = [decode_record(leaf) for leaf in leaves]
-    except ValueError as e:
-        raise FormatError(f"signed leaf table holds an invalid record: {e}") from e
-    for previous, current in zip(records, records[1:]):
-        if not previous.key < current.key:
-            raise FormatError(f"signed leaf table is not in strict key order at {current.path}")
-    return records
-
-
 def open_seal(
     seal: bytes | BinaryIO, trusted: Sequence[PublicKey], scope: Scope = Scope()
 ) -> TrustedSeal:
     """Steps 1-3: decode, check the signature, the checkpoint and the leaf table.
 
-    The same checks as check_leaf_table, in one streaming pass over the records as bytes
-    (core/table.py), which also marks what the scope covers. ``seal`` is the seal's bytes or
-    a seekable file at its start; the records are read one at a time.
+    ``seal`` is the seal's bytes or a seekable file at its start.
     """
     f = io.BytesIO(seal) if isinstance(seal, bytes) else seal
     _unverified = read_seal_head(f)
     checkpoint, signer = check_signature(_unverified, trusted)
-    count = _unverified.leaf_count
+    return read_leaf_table(f, _unverified, checkpoint, signer, scope)
+
+
+def read_leaf_table(
+    f: BinaryIO, head: SealHead, checkpoint: Checkpoint, signer: PublicKey | None,
+    scope: Scope = Scope(), *, keep_tree: bool = False,
+) -> TrustedSeal:
+    """Step 3, once the checkpoint is known: the leaves hash to its root, each record's key is
+    the one its path implies, and keys strictly increase. One streaming pass over the records
+    as bytes (core/table.py), which also marks what the scope covers; with ``keep_tree`` the
+    whole Merkle tree is kept (for proofs), else only the root is computed (O(log n) memory).
+    """
+    count = head.leaf_count
     if count != checkpoint.tree_size:
         raise NotAuthentic(
             f"seal holds {count} leaves, its checkpoint says {checkpoint.tree_size}"
         )
-    leaves = read_leaves(f, _unverified)
+    leaves = read_leaves(f, head)
     items: list[bytes] = []
     append = items.append
     leaf_hash = blake3.blake3
     leaf_prefix = tree.LEAF_PREFIX
-    root = tree.RootBuilder()  # O(log n) memory: no list of leaf hashes
-    add_leaf = root.add_unchecked
+    hashes: list[bytes] = []
+    root = tree.RootBuilder()
+    add_leaf = hashes.append if keep_tree else root.add_unchecked
     backup = checkpoint.backup
     whole = scope.whole
     in_scope = bytearray(b"\x01") * count if whole else bytearray(count)
@@ -305,13 +332,15 @@ def open_seal(
         invalid = e
         for leaf in leaves:  # the root first: a changed table is not authentic
             add_leaf(leaf_hash(leaf_prefix + leaf).digest())
-    if not hmac.compare_digest(root.root(), checkpoint.root):
+    merkle = tree.MerkleTree(hashes) if keep_tree else None
+    if not hmac.compare_digest(merkle.root if merkle else root.root(), checkpoint.root):
         raise NotAuthentic("the seal's leaf table does not hash to its signed root")
     if invalid is not None:
         raise FormatError(f"signed leaf table holds an invalid record: {invalid}") from invalid
     if out_of_order is not None:
         raise FormatError(f"signed leaf table is not in strict key order at {out_of_order}")
-    return TrustedSeal(checkpoint, signer, items, in_scope, bucket, namespaces, resources, copies)
+    return TrustedSeal(checkpoint, signer, items, in_scope, bucket, namespaces, resources, copies,
+                       merkle)
 
 
 def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: str | None) -> None:
@@ -351,15 +380,12 @@ class _Checker:
         else:
             self.report.out_of_scope_failures += 1
 
-    def path(self, index: int) -> str:
-        return table.path_of(table.record_of(self.seal.items[index]))
-
     def compare(self, index: int, size: int, digest: bytes) -> None:
         tail = self.seal.items[index][-2 - table.TAIL:-2]  # u64be(size) ‖ H(content)
         if tail != size.to_bytes(8, "big") + digest:
             sealed_size = int.from_bytes(tail[:8], "big")
             self.fail(
-                self.in_scope[index], self.path(index), MODIFIED,
+                self.in_scope[index], self.seal.path(index), MODIFIED,
                 f"{size} bytes, blake3 {digest.hex()[:16]}...; sealed {sealed_size} bytes, "
                 f"blake3 {tail[8:].hex()[:16]}...",
             )
@@ -367,7 +393,7 @@ class _Checker:
     def bucket_objects(self, source: BackupSource) -> None:
         sealed = {}
         for index in self.seal.bucket:
-            path = self.path(index)
+            path = self.seal.path(index)
             sealed[path] = index
             if not self.in_scope[index]:
                 continue
@@ -408,6 +434,7 @@ class _Checker:
                 entry = self._entry
                 hash_content = blake3.blake3
                 leaf_and_key = table.tar_leaf_and_key
+                find = self.seal.find
                 previous, digest = b"", hash_content(b"").digest()
                 for path, data, problem in ArchiveReader(stream, limits, None).tuples():
                     index = None
@@ -422,12 +449,7 @@ class _Checker:
                         except PathError:
                             item = b""
                         if item:
-                            probe = item[:(item[-2] << 8) | item[-1]]  # the key, NUL-ended
-                            i = bisect_left(items, probe)
-                            # One key, one path: a compact leaf's path is its key's; else compare.
-                            if i < count and (items[i] == item or (
-                                    items[i].startswith(probe) and self.path(i) == path)):
-                                index = i
+                            index = find(item[:(item[-2] << 8) | item[-1]], path, item)
                     if index is not None and not seen[index]:
                         # The hot path: a sealed entry seen for the first time.
                         seen[index] = 1
@@ -443,7 +465,7 @@ class _Checker:
             self.report.add_failure(Failure(e.path or source.describe(), MALFORMED, e.reason))
         for index in range(count):
             if not seen[index]:
-                self.fail(self.in_scope[index], self.path(index), MISSING,
+                self.fail(self.in_scope[index], self.seal.path(index), MISSING,
                           "sealed entry is not in the archive")
         if self.report.verified and not self.report.out_of_scope_failures:
             self.report.notes.append(

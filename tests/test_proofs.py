@@ -41,9 +41,9 @@ from merkle_backup.formats.proof import (
 )
 from merkle_backup.proofs import verify_proof
 from merkle_backup.signing import public_key_of, sign
-from tests.mutate import mutate
 from tests.conftest import copy_backup
 from tests.core.test_proofs_core import Table, make_record
+from tests.mutate import mutate
 from tests.tamper import add_sidecar, first, read_entries, rewrite, write_entries
 
 # --- Library: proof files signed here ----------------------------------------------------------
@@ -352,6 +352,27 @@ def _seal_root(folder: Path, pub: Path) -> str:
     code, out, _ = run("verify", folder, "--trust", pub, "--json", "--resource", "metadata/version")
     assert code == 0
     return json.loads(out)["root"]
+
+
+def test_every_sealed_leaf_is_found_by_its_path_and_nothing_else(sealed: Path, keypair) -> None:
+    """prove finds a resource by bisection on its key (TrustedSeal.index_of), not by a dict of
+    every path: each leaf, tar entry or bucket object, must be found at its own index, and a
+    path that is not sealed (or not a path at all) nowhere."""
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.storage.local import LocalBackup
+    from merkle_backup.verifier import open_seal
+
+    with LocalBackup(sealed).open_seal() as f:
+        trusted = open_seal(f, [load_public_key(keypair[1])])
+    paths = [trusted.path(i) for i in range(len(trusted.items))]
+    assert "velero-backup.json" in paths and "metadata/version" in paths
+    assert [trusted.index_of(p) for p in paths] == list(range(len(paths)))
+    for path in ("resources/pods/namespaces/nope/x.json", paths[0] + "x", "nope.json", "../x", ""):
+        assert trusted.index_of(path) is None
+    code, _, err = run("prove", sealed, "--resource", "resources/pods/namespaces/nope/x.json",
+                       "-o", sealed.parent / "x.proof")
+    assert code == 3 and "no such resource in the seal of demo-small" in err
+    assert not (sealed.parent / "x.proof").exists()
 
 
 @pytest.mark.parametrize("with_content", [False, True], ids=["bare", "with-content"])

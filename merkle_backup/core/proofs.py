@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 from merkle_backup.core import tree
 from merkle_backup.core.leaf import LeafRecord, decode_record
 from merkle_backup.errors import ProofError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,18 @@ class NamespaceRange:
         return self.last > self.first
 
 
-def namespace_range(records: Sequence[LeafRecord], namespace: str) -> NamespaceRange:
-    """The run of ``namespace`` in a leaf table sorted by key (docs/format.md §3.2)."""
+def namespace_range(
+    leaves: Sequence[T], namespace: str,
+    namespace_of: Callable[[T], str] = lambda record: record.key.namespace,  # type: ignore[attr-defined]
+) -> NamespaceRange:
+    """The run of ``namespace`` in a leaf table sorted by key (docs/format.md §3.2): leaves are
+    LeafRecords, or anything ``namespace_of`` reads a namespace from."""
     if not namespace:
         raise ValueError("a namespace name is not empty")
-    names = [r.key.namespace for r in records]
-    first = bisect.bisect_left(names, namespace)
-    last = bisect.bisect_right(names, namespace)
+    first = bisect.bisect_left(leaves, namespace, key=namespace_of)
+    last = bisect.bisect_right(leaves, namespace, key=namespace_of)
     return NamespaceRange(
-        namespace, first, last, begin=max(first - 1, 0), end=min(last + 1, len(records))
+        namespace, first, last, begin=max(first - 1, 0), end=min(last + 1, len(leaves))
     )
 
 

@@ -143,6 +143,11 @@ DIFFERS_FROM_CLASSIC = "differs from its classic copy {}"
 _PREFERRED_END = b"-preferredversion\0"
 
 
+def namespace_of(item: bytes) -> str:
+    """The namespace of a sortable leaf: its key's first component."""
+    return item[: item.index(b"\0")].decode("utf-8")
+
+
 def record_of(item: bytes) -> bytes:
     """The record a sortable leaf stands for."""
     k = (item[-2] << 8) | item[-1]
