@@ -74,22 +74,17 @@ def unpack_strict(
     """msgpack-decode ``data`` as one object with no trailing bytes, raising FormatError."""
     try:
         return msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            max_str_len=MAX_CHECKPOINT_BYTES,
-            max_bin_len=max(MAX_RECORD_BYTES, max_bin),
-            max_array_len=max_array,
-            max_map_len=max_map,
-            max_ext_len=0,
-            object_pairs_hook=_unique_keys,
+            data, max_bin_len=max(MAX_RECORD_BYTES, max_bin), max_array_len=max_array,
+            max_map_len=max_map, **_STRICT,
         )
     except msgpack.ExtraData as e:
         raise FormatError(f"{what} has trailing bytes after its content") from e
-    except (ValueError, TypeError, msgpack.UnpackException) as e:
-        # msgpack raises ValueError (incl. StackError, FormatError) and UnpackException subclasses
-        raise FormatError(f"{what} is not valid msgpack ({type(e).__name__}: {e})") from e
+    except _MSGPACK_ERRORS as e:
+        raise _invalid(what, e) from e
+
+
+def _invalid(what: str, e: Exception) -> FormatError:
+    return FormatError(f"{what} is not valid msgpack ({type(e).__name__}: {e})")
 
 
 def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict:
@@ -98,6 +93,15 @@ def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict:
     if len(result) != len(pairs):
         raise ValueError("a map repeats a key")
     return result
+
+
+# Every msgpack decode of our files: text as str, only str map keys, lists, no ext types, no
+# repeated map keys, and no string longer than a checkpoint.
+_STRICT: dict[str, Any] = dict(raw=False, strict_map_key=True, use_list=True,
+                               max_str_len=MAX_CHECKPOINT_BYTES, max_ext_len=0,
+                               object_pairs_hook=_unique_keys)
+# msgpack raises ValueError (incl. StackError, FormatError) and UnpackException subclasses.
+_MSGPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
 
 def check_envelope(obj: Any, *, what: str, magic: str, version: int, keys: frozenset[str]) -> dict:
@@ -127,15 +131,9 @@ class SealHead:
 
 def _unpacker(f: BinaryIO) -> msgpack.Unpacker:
     return msgpack.Unpacker(
-        f, raw=False, strict_map_key=True, use_list=True, read_size=1 << 20,
-        max_buffer_size=4 * MAX_RECORD_BYTES, max_str_len=MAX_CHECKPOINT_BYTES,
-        max_bin_len=MAX_RECORD_BYTES, max_array_len=MAX_LEAVES, max_map_len=16, max_ext_len=0,
-        object_pairs_hook=_unique_keys,
+        f, read_size=1 << 20, max_buffer_size=4 * MAX_RECORD_BYTES, max_bin_len=MAX_RECORD_BYTES,
+        max_array_len=MAX_LEAVES, max_map_len=16, **_STRICT,
     )
-
-
-def _invalid(e: Exception) -> FormatError:
-    return FormatError(f"seal file is not valid msgpack ({type(e).__name__}: {e})")
 
 
 def read_seal_head(f: BinaryIO) -> SealHead:
@@ -174,9 +172,8 @@ def read_seal_head(f: BinaryIO) -> SealHead:
             fields[key] = None  # read by read_leaves
     except FormatError:
         raise
-    except (ValueError, TypeError, msgpack.UnpackException) as e:
-        # msgpack raises ValueError (incl. StackError, FormatError) and UnpackException subclasses
-        raise _invalid(e) from e
+    except _MSGPACK_ERRORS as e:
+        raise _invalid("seal file", e) from e
     if unpacker.tell() != size:
         raise FormatError("seal file has trailing bytes after its content")
     check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSION, keys=_KEYS)
@@ -196,8 +193,8 @@ def read_leaves(f: BinaryIO, head: SealHead) -> Iterator[bytes]:
     for _ in range(head.leaf_count):
         try:
             record = unpacker.unpack()
-        except (ValueError, TypeError, msgpack.UnpackException) as e:
-            raise _invalid(e) from e
+        except _MSGPACK_ERRORS as e:
+            raise _invalid("seal file", e) from e
         if type(record) is not bytes:
             raise FormatError("seal leaves must be a list of binary leaf records")
         yield record
