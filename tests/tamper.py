@@ -17,7 +17,7 @@ def read_entries(tarball: Path) -> Entries:
         return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
 
 
-def write_entries(tarball: Path, entries: Entries, *, level: int = 6) -> None:
+def targz(entries: Entries, *, level: int = 6) -> bytes:
     """A valid Velero-like tar.gz (PAX where names are long), as Python's tarfile writes it."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -25,7 +25,12 @@ def write_entries(tarball: Path, entries: Entries, *, level: int = 6) -> None:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o755, 1764221678
             tar.addfile(info, io.BytesIO(data))
-    tarball.write_bytes(gzip.compress(buffer.getvalue(), compresslevel=level, mtime=0))
+    return gzip.compress(buffer.getvalue(), compresslevel=level, mtime=0)
+
+
+def write_entries(tarball: Path, entries: Entries, *, level: int = 6) -> None:
+    """``targz(entries)`` written to ``tarball``."""
+    tarball.write_bytes(targz(entries, level=level))
 
 
 def rewrite(tarball: Path, change: Callable[[Entries], Entries]) -> None:

@@ -105,17 +105,23 @@ def _reseal(tar: bytearray, start: int) -> None:
                                                       & 0o777777)
 
 
-@st.composite
-def header_flips(draw: st.DrawFn) -> bytes:
-    tar = bytearray(GO_TAR)
-    start = draw(st.sampled_from(HEADERS))
+def _flip_header(draw: st.DrawFn, archive: bytes, headers: list[int]) -> bytearray:
+    """1-3 bytes of one header (or the block after it) set to interesting values, and its
+    checksum fixed half of the time (so the change reaches past the checksum check)."""
+    tar = bytearray(archive)
+    start = draw(st.sampled_from(headers))
     for _ in range(draw(st.integers(1, 3))):
         pos = start + draw(st.sampled_from(INTERESTING_OFFSETS) | st.integers(0, 1023))
         if pos < len(tar):
             tar[pos] = draw(st.sampled_from(INTERESTING_BYTES) | st.integers(0, 255))
     if draw(st.booleans()):
         _reseal(tar, start)
-    return tc.gzip_member(bytes(tar))
+    return tar
+
+
+@st.composite
+def header_flips(draw: st.DrawFn) -> bytes:
+    return tc.gzip_member(bytes(_flip_header(draw, GO_TAR, HEADERS)))
 
 
 @st.composite
@@ -182,14 +188,7 @@ CRAFTED_HEADERS = [sum(map(len, CRAFTED_PARTS[:i])) for i in range(len(CRAFTED_P
 
 @st.composite
 def crafted_mutations(draw: st.DrawFn) -> bytes:
-    tar = bytearray(CRAFTED)
-    start = draw(st.sampled_from(CRAFTED_HEADERS))
-    for _ in range(draw(st.integers(1, 3))):
-        pos = start + draw(st.sampled_from(INTERESTING_OFFSETS) | st.integers(0, 1023))
-        if pos < len(tar):
-            tar[pos] = draw(st.sampled_from(INTERESTING_BYTES) | st.integers(0, 255))
-    if draw(st.booleans()):
-        _reseal(tar, start)
+    tar = _flip_header(draw, CRAFTED, CRAFTED_HEADERS)
     cut = draw(st.none() | st.integers(0, len(tar)))
     return tc.gzip_member(bytes(tar[:cut] if cut is not None else tar))
 

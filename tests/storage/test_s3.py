@@ -14,7 +14,7 @@ import pytest
 
 from tests.storage.conftest import Bucket, one_line_error, run
 from tests.storage.server import keys
-from tests.tamper import add_sidecar, first
+from tests.tamper import add_sidecar, first, targz
 
 NAME = "demo-small"
 SEAL = f"{NAME}-merkle.seal"
@@ -31,16 +31,6 @@ def verify(bucket: Bucket, pub: Path, *extra: object) -> tuple[int, str, str]:
 def entries_of(data: bytes) -> list[tuple[str, bytes]]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
-
-
-def tarball_of(entries: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o755, 1764221678
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(buffer.getvalue(), mtime=0)
 
 
 # --- seal and verify --------------------------------------------------------------------------
@@ -141,7 +131,7 @@ def test_tampered_tarball_in_s3_is_not_authentic(bucket: Bucket, keypair) -> Non
     entries = entries_of(bucket.get(NAME, f"{NAME}.tar.gz"))
     target = first(entries, "resources/deployments.apps/namespaces/")
     entries = [(n, add_sidecar(d) if n == target else d) for n, d in entries]
-    bucket.put(NAME, f"{NAME}.tar.gz", tarball_of(entries))
+    bucket.put(NAME, f"{NAME}.tar.gz", targz(entries, level=9))
     code, out, _ = verify(bucket, keypair[1], "--json")
     assert code == 1
     report = json.loads(out)
