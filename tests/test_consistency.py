@@ -19,7 +19,7 @@ import pytest
 
 from merkle_backup.archive import ArchiveReader
 from merkle_backup.consistency import check_manifest
-from merkle_backup.core import table
+from merkle_backup.core.keys import key_for_tar_path
 from tests.attacks.golist import build_go_tool
 from tests.conftest import FIXTURES
 
@@ -105,7 +105,7 @@ def go_view(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _expected(path: str) -> tuple[str, str]:
-    f = table.tar_fields(path)
+    f = key_for_tar_path(path)
     return f.name, f.namespace if f.scope == "namespaces" else ""
 
 
@@ -120,7 +120,7 @@ def _assert_never_passes_a_mismatch(path: str, data: bytes, verdict: str | None,
 
 @pytest.mark.parametrize("label,path,data,want", CASES, ids=[c[0] for c in CASES])
 def test_named_case(label: str, path: str, data: bytes, want: str | None, go_view) -> None:
-    verdict = check_manifest(table.tar_fields(path), data)  # type: ignore[arg-type]
+    verdict = check_manifest(key_for_tar_path(path), data)
     if want is None:
         assert verdict is None
     else:
@@ -136,7 +136,7 @@ def _fixture_manifests() -> Iterator[tuple[str, bytes]]:
     tarball = FIXTURES / "demo-small" / "demo-small.tar.gz"
     with tarball.open("rb") as f:
         for path, data, problem in ArchiveReader(f).tuples():
-            fields = table.tar_fields(path) if problem is None else None
+            fields = key_for_tar_path(path) if problem is None else None
             if fields is not None and fields.scope in ("namespaces", "cluster") and not fields.version:
                 yield path, data
 
@@ -174,7 +174,7 @@ def test_mutated_real_manifests_never_pass_a_mismatch(go_view) -> None:
         cases.append((path, data[:-1] + b',"metadata":{"name":"evil"}}'))
         cases += [(path, _mutate(rng, data)) for _ in range(25)]
     views = go_view([d for _, d in cases])
-    verdicts = [check_manifest(table.tar_fields(p), d) for p, d in cases]  # type: ignore[arg-type]
+    verdicts = [check_manifest(key_for_tar_path(p), d) for p, d in cases]
     for (path, data), verdict, go in zip(cases, verdicts, views):
         _assert_never_passes_a_mismatch(path, data, verdict, go)
     # The real manifests pass, and so must many mutations (the check is not refusing blindly).

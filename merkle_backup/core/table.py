@@ -77,14 +77,6 @@ def _fast_head(f: Fields, path: str) -> str:
             f"\0{chr(len(name))}{name}\0{chr(len(ver))}{ver}\0{chr(len(path))}{path}")
 
 
-def tar_fields(path: str) -> Fields:
-    """The key of a tar entry's path (as key_for_tar_path); PathError when not sealable."""
-    f = _fast_fields(path)
-    if f is None:
-        return Fields(*key_for_tar_path(path).components())
-    return f
-
-
 def sortable_tar_leaf(path: str, size: int, digest: bytes) -> bytes:
     """The sortable leaf of a tar entry; PathError (from keys.py) when the path is not sealable."""
     return tar_leaf_and_key(path, size, digest)[0]
