@@ -56,7 +56,7 @@ def _seal(entries: list[tuple[str, bytes]], folder: Path) -> tuple[LocalBackup, 
     source = LocalBackup(tarball)
     # Random bytes are not manifests: these properties are about bytes, not about JSON.
     result = seal_backup(source, KEY, created_at=WHEN, replace=True, force=True, check_manifests=False)
-    return source, source.read_seal()
+    return source, source.seal_path.read_bytes()
 
 
 def _entries_of(data: bytes) -> list[tuple[str, bytes]] | None:

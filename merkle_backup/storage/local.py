@@ -147,10 +147,6 @@ class LocalBackup:
         except OSError as e:
             raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
 
-    def read_seal(self) -> bytes:
-        with self.open_seal() as f:
-            return f.read()
-
     def open_seal(self) -> AbstractContextManager[BinaryIO]:
         return open_local_seal(self.seal_path)
 

@@ -407,10 +407,6 @@ class S3Backup:
             return self.local_seal.is_file()
         return self.store.head(self.seal_key) is not None
 
-    def read_seal(self) -> bytes:
-        with self.open_seal() as f:
-            return f.read()
-
     @contextmanager
     def open_seal(self) -> Iterator[BinaryIO]:
         """The seal as a seekable file: a local one, or the object copied to a temporary file

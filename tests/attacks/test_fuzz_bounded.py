@@ -60,7 +60,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
     gotar.store(tarball(folder), gotar.load(tarball(folder))[:8])
     source = LocalBackup(folder)
     result = seal_backup(source, KEY, created_at=datetime(2026, 11, 28, 12, tzinfo=timezone.utc))
-    seal_bytes = source.read_seal()
+    seal_bytes = source.seal_path.read_bytes()
     assert len(seal_bytes) == result.seal_size
     return Small(source, seal_bytes, decode_seal(seal_bytes))
 
