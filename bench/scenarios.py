@@ -108,7 +108,7 @@ def seal_no_manifest_check(ctx: dict) -> dict:
 def _verify(ctx: dict, which: str, namespace: str | None) -> dict:
     from merkle_backup.verifier import Scope, verify_backup
 
-    scope = Scope(namespaces=frozenset({namespace})) if namespace else Scope()
+    scope = Scope.namespace(namespace) if namespace else Scope()
     report = verify_backup(_source(ctx, which), _trusted(ctx), scope=scope)
     return {"verified": report.verified, "checked": report.checked,
             "failures": [(f.path, f.problem) for f in report.failures]}

@@ -116,11 +116,13 @@ FAST_HEADER = re.compile(
 OCTAL_FIELD = re.compile(rb"[ \x00]*([0-7]*)[ \x00]*")
 
 # A safe relative path (docs/format.md §2 rule 6): one or more "/"-separated segments, each
-# non-empty, not "." or "..", without control characters or backslashes. The fast check for the
-# common case (UTF-8 is checked by decoding); _path_problem() says which rule a path breaks.
-_SEGMENT = rb"(?!\.\.?(?:/|\Z))[^\x00-\x1f\x7f\\/]+"
+# non-empty, not "." or "..", without NUL. Control characters and backslashes are allowed:
+# Kubernetes allows them in RBAC names and Velero writes and restores them on Linux, where a
+# backslash is an ordinary character. (They are escaped wherever a path is shown.) The fast
+# check for the common case (UTF-8 is checked by decoding); _path_problem() says which rule a
+# path breaks.
+_SEGMENT = rb"(?!\.\.?(?:/|\Z))[^\x00/]+"
 SAFE_PATH = re.compile(_SEGMENT + rb"(?:/" + _SEGMENT + rb")*")
-CONTROL_CHAR = re.compile(rb"[\x00-\x1f\x7f]")
 
 # PAX records (docs/format.md §2 rule 4): "%d %s=%s\n", length in decimal without sign or leading zero.
 PAX_LENGTH = re.compile(rb"[1-9][0-9]{0,9} ")
@@ -313,7 +315,7 @@ class ArchiveReader:
                 if size > limits.max_pax_size:
                     raise LimitExceeded(
                         f"{_META_KINDS[typeflag]} header is {size} bytes, over the limit "
-                        f"max_pax_size={limits.max_pax_size}"
+                        f"max_pax_size={limits.max_pax_size}", limit="max_pax_size"
                     )
                 if size > GO_MAX_SPECIAL_FILE:
                     raise ArchiveError(
@@ -342,12 +344,13 @@ class ArchiveReader:
             count += 1
             if count > max_entries:
                 raise LimitExceeded(
-                    f"more than max_entries={max_entries} entries", path=_show(name)
+                    f"more than max_entries={max_entries} entries", path=_show(name),
+                    limit="max_entries",
                 )
             if len(name) > max_path_length:
                 raise LimitExceeded(
                     f"path is {len(name)} bytes, over the limit max_path_length={max_path_length}",
-                    path=_show(name),
+                    path=_show(name), limit="max_path_length",
                 )
 
             # 5. Regular file with a safe path: the hot path.
@@ -362,7 +365,7 @@ class ArchiveReader:
                         raise LimitExceeded(
                             f"entry data is {size} bytes, over the limit "
                             f"max_entry_size={max_entry_size}",
-                            path=path,
+                            path=path, limit="max_entry_size",
                         )
                     end = off + size
                     padded = end + (-size & 511)  # data is padded to a whole block
@@ -390,7 +393,7 @@ class ArchiveReader:
             elif size > max_entry_size:
                 raise LimitExceeded(
                     f"entry data is {size} bytes, over the limit max_entry_size={max_entry_size}",
-                    path=_show(path),
+                    path=_show(path), limit="max_entry_size",
                 )
             buf, off = _skip(inflater, buf, off, size + (-size & 511), path)
             yield (path, b"", problem) if as_tuples else Entry(path, b"", problem)
@@ -456,7 +459,7 @@ class _Inflater:
                 if self.total_out > self.max_total_size:
                     raise LimitExceeded(
                         "the decompressed tar stream is over the limit "
-                        f"max_total_size={self.max_total_size}"
+                        f"max_total_size={self.max_total_size}", limit="max_total_size"
                     )
                 return out
             if self._file_ended and not d.eof and not d.unconsumed_tail:
@@ -676,7 +679,7 @@ def _take_entry_data(
         raise LimitExceeded(
             f"entry data of {size} bytes would take the tar stream over the limit "
             f"max_total_size={inflater.max_total_size}",
-            path,
+            path, limit="max_total_size",
         )
     data, buf, off = _take(inflater, buf, off, size)
     if len(data) < size:
@@ -938,13 +941,9 @@ def _path_problem(name: bytes) -> str | None:
     try:
         name.decode("utf-8")
     except UnicodeDecodeError:
-        return "path is not valid UTF-8"
+        return "path is not valid UTF-8 (no Kubernetes name is: Velero never wrote it)"
     if b"\x00" in name:
-        return "path contains a NUL byte"
-    if CONTROL_CHAR.search(name):
-        return "path contains a control character"
-    if b"\\" in name:
-        return "path contains a backslash"
+        return "path contains a NUL byte (Go's archive/tar cannot carry one: Velero never wrote it)"
     if name.startswith(b"/"):
         return "path is absolute"
     segments = name.split(b"/")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -228,29 +229,66 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
         click.echo(f"warning: sealed despite: {item.path}: {item.problem}", err=True)
 
 
+def _selection_options(f: Callable) -> Callable:
+    """`velero restore create`'s selection flags, with Velero's meaning (docs/format.md §9.2)."""
+    for option in reversed([
+        click.option("--include-namespaces", "include_namespaces", multiple=True, metavar="NS",
+                     help="Namespaces the restore includes: names or globs (prod-*, *), "
+                          "comma-separated or repeated, as Velero matches them."),
+        click.option("--exclude-namespaces", "exclude_namespaces", multiple=True, metavar="NS",
+                     help="Namespaces the restore excludes (globs; an exclude wins)."),
+        click.option("--namespace", "namespaces", multiple=True,
+                     help="One namespace by its exact name (no glob). Repeatable."),
+        click.option("--include-resources", "include_resources", multiple=True, metavar="RES",
+                     help="Resources the restore includes (deployments.apps, secrets, *)."),
+        click.option("--exclude-resources", "exclude_resources", multiple=True, metavar="RES",
+                     help="Resources the restore excludes; only exact resource.group names narrow."),
+        click.option("--include-cluster-resources", "include_cluster_resources",
+                     type=click.Choice(["true", "false"]), is_flag=False, flag_value="true",
+                     default=None, help="Velero's three-state flag: unset, =true (bare flag), "
+                     "or =false."),
+        click.option("--restore", "restore_file", type=click.Path(path_type=Path),
+                     help="A Velero Restore manifest (YAML or JSON): verify what it restores."),
+    ]):
+        f = option(f)
+    return f
+
+
 @main.command()
 @click.argument("backup")
 @_trust_option
-@click.option("--namespace", "namespaces", multiple=True, help="Verify only this namespace (exact name). Repeatable.")
-@click.option("--include-cluster-resources", is_flag=True, help="Also verify every cluster-scoped resource.")
-@click.option("--resource", "resources", multiple=True, help="Verify only this tar path. Repeatable.")
+@_selection_options
+@click.option("--resource", "resources", multiple=True,
+              help="Verify only this tar path or bucket object (velero-backup.json). Repeatable.")
 @click.option("--uid", "expected_uid", help="The Backup object's metadata.uid in the cluster (catches replayed backups).")
 @_seal_option
 @_json_option
 @_limits_options
 @_storage_options
 @_funnel
-def verify(backup: str, trust: tuple[Path, ...], namespaces: tuple[str, ...],
-           include_cluster_resources: bool, resources: tuple[str, ...], expected_uid: str | None,
+def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, ...],
+           exclude_namespaces: tuple[str, ...], namespaces: tuple[str, ...],
+           include_resources: tuple[str, ...], exclude_resources: tuple[str, ...],
+           include_cluster_resources: str | None, restore_file: Path | None,
+           resources: tuple[str, ...], expected_uid: str | None,
            seal_path: Path | None, as_json: bool, max_entry_size: int | None,
            max_entries: int | None) -> int:
-    """Verify BACKUP against its seal: the whole backup, or chosen namespaces or resources."""
+    """Verify BACKUP against its seal: the whole backup, what a restore of a selection reads
+    (the same flags as `velero restore create`, or --restore FILE), or single resources.
+
+    \b
+    Exit codes: 0 verified; 1 not authentic (tampering found, each failure named);
+                2 usage error; 3 could not check (missing file, bad key, I/O, a limit).
+    """
     from merkle_backup.signing import load_public_key
     from merkle_backup.verifier import Scope, verify_backup
 
     keys = [load_public_key(p) for p in trust]
     source = _open_source(backup, seal_path)
-    scope = Scope(frozenset(namespaces), include_cluster_resources, frozenset(resources))
+    selection = _selection(
+        source.name, include_namespaces, exclude_namespaces, namespaces, include_resources,
+        exclude_resources, include_cluster_resources, restore_file)
+    scope = Scope(selection, frozenset(resources))
     with _Progress("verifying", _tarball_size(source)) as progress:
         report = verify_backup(source, keys, scope=scope, expected_uid=expected_uid,
                                limits=_limits(max_entry_size, max_entries), progress=progress)
@@ -261,10 +299,51 @@ def verify(backup: str, trust: tuple[Path, ...], namespaces: tuple[str, ...],
     return EXIT_OK if report.verified else EXIT_NOT_AUTHENTIC
 
 
+def _selection(backup: str, include_namespaces: tuple[str, ...],
+               exclude_namespaces: tuple[str, ...], namespaces: tuple[str, ...],
+               include_resources: tuple[str, ...], exclude_resources: tuple[str, ...],
+               include_cluster_resources: str | None, restore_file: Path | None):
+    """The restore selection the flags or a Restore manifest give; None: none was given."""
+    from merkle_backup.errors import UsageError
+    from merkle_backup.selection import (
+        Selection,
+        parse_restore_manifest,
+        selection_from_restore,
+        split_list,
+    )
+
+    flags = (include_namespaces, exclude_namespaces, namespaces, include_resources,
+             exclude_resources)
+    if restore_file is not None:
+        if any(flags) or include_cluster_resources is not None:
+            raise UsageError("--restore takes its selection from the Restore manifest: "
+                             "give no other selection flag")
+        obj = parse_restore_manifest(_read_file(restore_file), str(restore_file))
+        return selection_from_restore(obj, backup, str(restore_file))
+    if not any(flags) and include_cluster_resources is None:
+        return None
+    return Selection(
+        include_namespaces=split_list(include_namespaces),
+        exclude_namespaces=split_list(exclude_namespaces),
+        exact_namespaces=tuple(namespaces),
+        include_resources=split_list(include_resources),
+        exclude_resources=split_list(exclude_resources),
+        include_cluster_resources=(None if include_cluster_resources is None
+                                   else include_cluster_resources == "true"),
+    )
+
+
 def _print_report(report) -> None:
     verdict = "VERIFIED" if report.verified else "NOT AUTHENTIC"
-    click.echo(f"{verdict}: backup {report.backup} (uid {report.uid}), {report.scope}")
+    remark = f" ({report.scope_remark})" if report.scope_remark else ""
+    click.echo(f"{verdict}: backup {report.backup} (uid {report.uid}), {report.scope}{remark}")
+    created = f"{report.created:%Y-%m-%dT%H:%M:%SZ}" if report.created else "?"
+    click.echo(f"  sealed {created}, signed by key {report.key_id[:16]}")
     click.echo(f"  root {report.root.hex()}, {report.tree_size} leaves, {report.checked} in scope")
+    if report.selection is not None:
+        shown = ", ".join(report.namespaces[:20]) + (" ..." if len(report.namespaces) > 20 else "")
+        click.echo(f"  namespaces selected: {len(report.namespaces)}"
+                   + (f" ({shown})" if shown else ""))
     for failure in report.failures[:_MAX_SHOWN_FAILURES]:
         detail = f"  ({failure.detail})" if failure.detail else ""
         click.echo(f"  {failure.problem:<10} {failure.path}{detail}")

@@ -48,7 +48,7 @@ def run_demo(echo: Callable[[str], None]) -> int:
         whole = verify_backup(source, trusted)
         _show("4. verify the whole backup", whole, echo)
         namespace = _deployment_namespace(folder)
-        ns_report = verify_backup(source, trusted, scope=Scope(namespaces=frozenset({namespace})))
+        ns_report = verify_backup(source, trusted, scope=Scope.namespace(namespace))
         _show(f"5. verify namespace {namespace} only (a selective restore)", ns_report, echo)
 
         target = _tamper(folder / f"{DEMO_BACKUP}.tar.gz", namespace)
@@ -56,7 +56,7 @@ def run_demo(echo: Callable[[str], None]) -> int:
         tampered = verify_backup(source, trusted)
         _show("7. verify the whole backup again", tampered, echo)
         other = _other_namespace(folder, namespace)
-        other_report = verify_backup(source, trusted, scope=Scope(namespaces=frozenset({other})))
+        other_report = verify_backup(source, trusted, scope=Scope.namespace(other))
         _show(f"8. verify namespace {other}: untouched, still provable", other_report, echo)
 
         expected = (whole.verified and ns_report.verified and not tampered.verified

@@ -54,7 +54,14 @@ class NotGzip(ArchiveError):
 
 
 class LimitExceeded(ArchiveError):
-    """A configured cap (entry size, entry count, total size, path or PAX length) was hit."""
+    """A configured cap (entry size, entry count, total size, path or PAX length) was hit.
+
+    ``limit`` names the cap (a field of archive.Limits), so that a verifier can tell whether
+    the sealed backup itself is that large (verifier.archive_verdict)."""
+
+    def __init__(self, message: str, path: str | None = None, *, limit: str) -> None:
+        super().__init__(message, path)
+        self.limit = limit
 
 
 class FormatError(CannotCheck):

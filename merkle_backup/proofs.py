@@ -19,7 +19,7 @@ from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_che
 from merkle_backup.core.keys import SCOPE_BUCKET
 from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
 from merkle_backup.core.proofs import namespace_range, root_from_namespace_proof
-from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, UsageError
+from merkle_backup.errors import FormatError, NotAuthentic, ProofError, UsageError
 from merkle_backup.formats.proof import (
     NamespaceProof,
     ProofFile,
@@ -106,7 +106,7 @@ def prove(
     for path in dict.fromkeys(resources):
         i = seal.index_of(path)
         if i is None:
-            raise CannotCheck(f"{path}: no such resource in the seal of {checkpoint.backup}")
+            raise UsageError(f"{path}: no such resource in the seal of {checkpoint.backup}")
         resource_proofs.append(ResourceProof(i, seal.record(i), merkle.inclusion_proof(i)))
         wanted.append(i)
     namespace_proofs = []

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hmac
 import io
 from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Protocol, Sequence
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol
 
 import blake3
 
@@ -37,7 +39,6 @@ from merkle_backup.core.keys import (
     SCOPE_CLUSTER,
     SCOPE_NAMESPACED,
     PathError,
-    ResourceKey,
     key_for_bucket_object,
     key_for_tar_path,
 )
@@ -46,14 +47,16 @@ from merkle_backup.errors import (
     ArchiveError,
     CannotCheck,
     FormatError,
+    LimitExceeded,
     NotAuthentic,
     NotGzip,
     SignatureError,
+    UsageError,
 )
 from merkle_backup.formats.seal import SealHead, read_leaves, read_seal_head
+from merkle_backup.selection import Matcher, Selection
+from merkle_backup.velero import BACKUP_OBJECT
 from merkle_backup.signing import PublicKey
-from merkle_backup.storage.local import bare_tarball_name
-from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
 # Problems a failure can name (docs/format.md §9.2).
 MODIFIED = "modified"
@@ -62,15 +65,6 @@ UNEXPECTED = "unexpected"
 DUPLICATE = "duplicate"
 MALFORMED = "malformed"
 
-# Bucket objects a restore reads besides the tarball (../shared/VELERO.md §2-3).
-_RESTORE_SIDECARS = (
-    "-podvolumebackups.json.gz",
-    "-volumesnapshots.json.gz",
-    "-volumeinfo.json.gz",
-    "-csi-volumesnapshots.json.gz",
-    "-csi-volumesnapshotcontents.json.gz",
-    "-csi-volumesnapshotclasses.json.gz",
-)
 _HASH_CHUNK = 4 * 2**20
 MAX_LISTED_FAILURES = 1000
 _PREFERRED = PREFERRED_SUFFIX.encode()  # a sort key (no terminator) ends with its version
@@ -78,42 +72,51 @@ _PREFERRED = PREFERRED_SUFFIX.encode()  # a sort key (no terminator) ends with i
 
 @dataclass(frozen=True)
 class Scope:
-    """What a verification covers. Empty namespaces and resources: the whole backup."""
+    """What a verification covers (docs/format.md §9.2): the whole backup (no selection and no
+    resources), what a Velero restore of ``selection`` can read, and/or single ``resources``
+    (tar paths or bucket object names). ``velero-backup.json`` is in every scope: it is the
+    backup's identity."""
 
-    namespaces: frozenset[str] = frozenset()
-    include_cluster_resources: bool = False
+    selection: Selection | None = None
     resources: frozenset[str] = frozenset()
+
+    @classmethod
+    def namespace(cls, *names: str) -> Scope:
+        """What a restore of these namespaces (exact names) reads."""
+        return cls(Selection(exact_namespaces=names))
 
     @property
     def whole(self) -> bool:
-        return not self.namespaces and not self.resources and not self.include_cluster_resources
-
-    def covers(self, key: ResourceKey, path: str, backup: str) -> bool:
-        return self.covers_parts(key.namespace, key.scope, path, backup)
-
-    def covers_parts(self, namespace: str, scope: str, path: str, backup: str) -> bool:
-        """``covers`` from a key's namespace and scope (no ResourceKey needed)."""
-        if self.whole:
-            return True
-        if path in self.resources and scope != SCOPE_BUCKET:
-            return True
-        if not self.namespaces and not self.include_cluster_resources:
-            return False
-        if scope == SCOPE_BUCKET:  # a namespace restore reads these objects too
-            return path == BACKUP_OBJECT or any(path == backup + s for s in _RESTORE_SIDECARS)
-        if namespace in self.namespaces:
-            return True
-        # is_cluster_scoped(key): a cluster-scoped resource other than a Namespace object
-        return self.include_cluster_resources and scope == SCOPE_CLUSTER and namespace == ""
+        return self.selection is None and not self.resources
 
     def describe(self) -> str:
         if self.whole:
             return "whole backup"
-        parts = [f"namespace {n}" for n in sorted(self.namespaces)]
-        if self.include_cluster_resources:
-            parts.append("cluster-scoped resources")
+        parts = [self.selection.describe()] if self.selection is not None else []
         parts += [f"resource {p}" for p in sorted(self.resources)]
         return ", ".join(parts)
+
+
+class _ScopeRule:
+    """A Scope applied to one backup's leaves (a Matcher holds what it has seen)."""
+
+    def __init__(self, scope: Scope, backup: str) -> None:
+        self.scope = scope
+        self.backup = backup
+        self.matcher = Matcher(scope.selection) if scope.selection is not None else None
+
+    def covers(self, namespace: str, gr: str, kind: str, name: str, path: str) -> bool:
+        if self.scope.whole or path in self.scope.resources:
+            return True
+        if kind == SCOPE_BUCKET and name == BACKUP_OBJECT:
+            return True
+        return self.matcher is not None and self.matcher.covers(
+            namespace, gr, kind, name, self.backup)
+
+    def covers_key(self, sort_key: bytes, path: str) -> bool:
+        """``covers`` from a sort key (NUL-joined components, with or without terminator)."""
+        namespace, gr, kind, name = sort_key.decode("utf-8").split("\0", 4)[:4]
+        return self.covers(namespace, gr, kind, name, path)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,12 @@ class VerifyReport:
     root: bytes
     tree_size: int
     scope: str
+    created: datetime | None = None
+    key_id: str = ""  # the ID of the trusted key that verified the checkpoint
+    selection: dict[str, Any] | None = None  # the restore selection checked, if any
+    resources: list[str] = field(default_factory=list)  # single resources asked for
+    namespaces: list[str] = field(default_factory=list)  # sealed namespaces the selection matched
+    scope_remark: str = ""  # e.g. "matches no sealed namespace", shown on the verdict line
     checked: int = 0
     failures: list[Failure] = field(default_factory=list)
     out_of_scope_failures: int = 0
@@ -157,6 +166,15 @@ class VerifyReport:
             "root": self.root.hex(),
             "tree_size": self.tree_size,
             "scope": self.scope,
+            "scope_detail": {
+                "selection": self.selection,
+                "resources": self.resources,
+                "namespaces": self.namespaces,
+                "leaves_in_scope": self.checked,
+                "remark": self.scope_remark,
+            },
+            "created": self.created.strftime("%Y-%m-%dT%H:%M:%SZ") if self.created else None,
+            "key_id": self.key_id,
             "checked": self.checked,
             "failures": [
                 {"path": f.path, "problem": f.problem, "detail": f.detail} for f in self.failures
@@ -183,10 +201,12 @@ class TrustedSeal:
     items: list[bytes]
     in_scope: bytearray
     bucket: list[int]  # indices of bucket-object leaves
-    namespaces: set[str]  # namespaces with leaves (only collected for a namespace scope)
-    resources: set[str]  # scope.resources that have a tar leaf
+    namespaces: set[str]  # namespaces with leaves (only collected for a scope that is not whole)
+    resources: set[str]  # scope.resources that have a leaf
     copies: list[Inconsistency]  # in-scope -preferredversion copies unlike their classic copy
     merkle: tree.MerkleTree | None  # every level, when asked for (to prove leaves)
+    rule: _ScopeRule | None = None  # the scope as applied (None: not read for a scope)
+    scope_notes: list[str] = field(default_factory=list)
 
     def record(self, index: int) -> bytes:
         return table.record_of(self.items[index])
@@ -285,13 +305,14 @@ def read_leaf_table(
     hashes: list[bytes] = []
     root = tree.RootBuilder()
     add_leaf = hashes.append if keep_tree else root.add_unchecked
-    backup = checkpoint.backup
     whole = scope.whole
+    rule = _ScopeRule(scope, checkpoint.backup)
+    covers_key = rule.covers_key
     in_scope = bytearray(b"\x01") * count if whole else bytearray(count)
     bucket: list[int] = []
     namespaces: set[str] = set()
     resources: set[str] = set()
-    copies: list[Inconsistency] = []
+    copies: list[tuple[int, Inconsistency]] = []
     check_record = table.check_record
     previous = None
     out_of_order = None
@@ -308,24 +329,22 @@ def read_leaf_table(
             previous = sort_key
             if kind == SCOPE_BUCKET:
                 bucket.append(i)
-            elif scope.resources and path in scope.resources:
+            if scope.resources and path in scope.resources:
                 resources.add(path)
             if not whole:
-                if scope.namespaces:
-                    namespaces.add(namespace)
-                if not scope.covers_parts(namespace, kind, path, backup):
-                    continue
-                in_scope[i] = 1
-            # consistency.check_copies over the in-scope leaves, on sort keys.
+                namespaces.add(namespace)
+                if covers_key(sort_key, path):
+                    in_scope[i] = 1
+            # consistency.check_copies, on sort keys (kept for the leaves in scope, below).
             if kind == SCOPE_CLUSTER or kind == SCOPE_NAMESPACED:
                 if sort_key.endswith(b"\0"):  # version "": a classic copy
                     twin_id, twin = sort_key, leaf
                 elif sort_key.endswith(_PREFERRED):
                     if twin is None or sort_key[: sort_key.rindex(b"\0") + 1] != twin_id:
-                        copies.append(Inconsistency(path, table.NO_CLASSIC_COPY))
+                        copies.append((i, Inconsistency(path, table.NO_CLASSIC_COPY)))
                     elif twin[-table.TAIL:] != leaf[-table.TAIL:]:
-                        copies.append(Inconsistency(
-                            path, table.DIFFERS_FROM_CLASSIC.format(table.path_of(twin))))
+                        copies.append((i, Inconsistency(
+                            path, table.DIFFERS_FROM_CLASSIC.format(table.path_of(twin)))))
     except FormatError:
         raise  # the file is not a seal (any more): nothing to hash
     except ValueError as e:
@@ -339,25 +358,32 @@ def read_leaf_table(
         raise FormatError(f"signed leaf table holds an invalid record: {invalid}") from invalid
     if out_of_order is not None:
         raise FormatError(f"signed leaf table is not in strict key order at {out_of_order}")
-    return TrustedSeal(checkpoint, signer, items, in_scope, bucket, namespaces, resources, copies,
-                       merkle)
+    if rule.matcher is not None and rule.matcher.finish():
+        # What Velero decides from the whole backup widened the rule: decide again (it only adds).
+        for i, item in enumerate(items):
+            if not in_scope[i]:
+                in_scope[i] = covers_key(item[:(item[-2] << 8) | item[-1]],
+                                         table.path_of(table.record_of(item)))
+    notes = rule.matcher.notes if rule.matcher is not None else []
+    namespaces.discard("")
+    in_scope_copies = [c for i, c in copies if in_scope[i]]
+    return TrustedSeal(checkpoint, signer, items, in_scope, bucket, namespaces, resources,
+                       in_scope_copies, merkle, rule, notes)
 
 
 def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: str | None) -> None:
-    """Step 2b: a validly signed seal of another backup is a failure."""
-    names = {source.name, bare_tarball_name(source.name)}
+    """Step 2b: a validly signed seal of another backup is a failure.
+
+    A backup folder or S3 prefix is named by its own name, exactly; only a bare tarball's file
+    name is read by the `velero backup download` rule (``X-data.tar.gz`` may be backup ``X``).
+    ``velero-backup.json`` is not parsed here: it is a sealed leaf, so its bytes, whatever
+    they are, are compared with the sealed ones in step 4 (modified, missing or unexpected).
+    """
+    names = source.identity_names()
     if checkpoint.backup not in names:
         raise NotAuthentic(
             f"the seal is for backup {checkpoint.backup!r}, not {source.name!r}"
         )
-    data = source.read_object(BACKUP_OBJECT)
-    if data is not None:
-        info = parse_backup_object(data, source.describe())
-        if info.uid != checkpoint.uid:
-            raise NotAuthentic(
-                f"the seal is for backup {checkpoint.backup} uid {checkpoint.uid}, "
-                f"but {BACKUP_OBJECT} has uid {info.uid}"
-            )
     if expected_uid is not None and expected_uid != checkpoint.uid:
         shown = "unknown (sealed from a bare tarball)" if checkpoint.uid == UNKNOWN_UID else checkpoint.uid
         raise NotAuthentic(f"the seal is for backup uid {shown}, expected {expected_uid}")
@@ -372,6 +398,9 @@ class _Checker:
         self.report = report
         self.backup = seal.checkpoint.backup
         self.in_scope = seal.in_scope
+        assert seal.rule is not None
+        self.rule = seal.rule
+        self.unsealed_seen: set[str] = set()  # scope.resources found unsealed in the backup
         report.checked = sum(self.in_scope)
 
     def fail(self, in_scope: bool | int, path: str, problem: str, detail: str = "") -> None:
@@ -404,7 +433,9 @@ class _Checker:
                 self.compare(index, len(data), content_digest(data))
         for name in source.object_names():
             if name not in sealed:
-                self.fail(self.scope.covers_parts("", SCOPE_BUCKET, name, self.backup), name,
+                if name in self.scope.resources:
+                    self.unsealed_seen.add(name)
+                self.fail(self.rule.covers("", "", SCOPE_BUCKET, name, name), name,
                           UNEXPECTED, "bucket object was not sealed")
 
     def tarball(self, source: BackupSource, limits: Limits, progress: Callable[[int], None] | None) -> None:
@@ -429,6 +460,7 @@ class _Checker:
         seen = bytearray(count)
         for i in self.seal.bucket:
             seen[i] = 1
+        stopped: ArchiveError | None = None
         try:
             with source.open_tarball() as stream:
                 entry = self._entry
@@ -459,14 +491,20 @@ class _Checker:
                             self._manifest(path, data, key)
                     else:
                         entry(path, data, problem, index, seen)
-        except NotGzip:
-            raise  # nothing to compare at all: could not check (exit 3)
         except ArchiveError as e:
-            self.report.add_failure(Failure(e.path or source.describe(), MALFORMED, e.reason))
-        for index in range(count):
-            if not seen[index]:
-                self.fail(self.in_scope[index], self.seal.path(index), MISSING,
-                          "sealed entry is not in the archive")
+            # The bytes are not the sealed ones (the fast path above would have proven them),
+            # or a limit stopped the reading: archive_verdict decides which (one place).
+            self.report.add_failure(archive_verdict(e, self.seal, source, limits))
+            stopped = e
+        unseen = [i for i in range(count) if not seen[i]]
+        if stopped is not None:
+            if unseen:
+                self.report.notes.append(
+                    f"reading stopped there: {len(unseen)} sealed entries were not reached")
+            return
+        for index in unseen:
+            self.fail(self.in_scope[index], self.seal.path(index), MISSING,
+                      "sealed entry is not in the archive")
         if self.report.verified and not self.report.out_of_scope_failures:
             self.report.notes.append(
                 "every entry matches its seal: the archive was only recompressed or reordered"
@@ -485,8 +523,10 @@ class _Checker:
             except PathError as e:
                 self.report.add_failure(Failure(path, MALFORMED, str(e)))
                 return
-            self.fail(self.scope.covers(key, path, self.backup), path, UNEXPECTED,
-                      "entry was not sealed")
+            if path in self.scope.resources:
+                self.unsealed_seen.add(path)
+            self.fail(self.rule.covers(key.namespace, key.resource, key.scope, key.name, path),
+                      path, UNEXPECTED, "entry was not sealed")
             return
         if seen[index]:
             self.fail(self.in_scope[index], path, DUPLICATE,
@@ -500,6 +540,65 @@ class _Checker:
             problem = check_manifest(key, data)  # type: ignore[arg-type]
             if problem is not None:
                 self.report.warnings.append(Inconsistency(path, problem))
+
+    def unknown_resources(self) -> None:
+        """A requested resource neither sealed nor in the backup is a usage error, as in prove."""
+        unknown = sorted(self.scope.resources - self.seal.resources - self.unsealed_seen)
+        if unknown:
+            raise UsageError(
+                f"{unknown[0]}: no such resource in the seal or the backup {self.backup}"
+                + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+
+
+def archive_verdict(error: ArchiveError, seal: TrustedSeal, source: BackupSource,
+                    limits: Limits) -> Failure:
+    """What an archive that stopped the reader means, decided by evidence (the one place).
+
+    Called only when the tarball is not byte-identical to the sealed one or must be read for
+    warnings. Not a gzip stream, or breaking the reader's rules: the sealed file was gzip and
+    followed them, so these bytes are not the sealed ones (modified / malformed, exit 1). A
+    limit hit where the sealed backup itself is that large: could not check (CannotCheck, exit
+    3: raise the limit); where the sealed backup is smaller, the limit is proof of a change.
+    """
+    tarball = f"{seal.checkpoint.backup}.tar.gz"
+    if isinstance(error, NotGzip):
+        return Failure(tarball, MODIFIED, f"not the sealed file: {error.reason}")
+    if not isinstance(error, LimitExceeded):
+        return Failure(error.path or source.describe(), MALFORMED, error.reason)
+    sealed_too = _sealed_backup_hits(error, seal, limits)
+    if sealed_too:
+        raise CannotCheck(f"{error}; the sealed backup {sealed_too}, so it cannot be checked "
+                          "within this limit: raise it")
+    detail = f"{error.reason}; the sealed backup is within the limit"
+    if error.limit in ("max_entry_size", "max_path_length") and error.path:
+        sealed = seal.index_of(error.path) is not None
+        return Failure(error.path, MODIFIED if sealed else UNEXPECTED, detail)
+    return Failure(error.path or tarball, MALFORMED, detail)
+
+
+def _sealed_backup_hits(error: LimitExceeded, seal: TrustedSeal, limits: Limits) -> str:
+    """How the sealed backup itself breaks the limit ``error`` reports ("" if it does not)."""
+    tar = [i for i in range(len(seal.items)) if not seal.items[i].startswith(b"\0\0bucket\0")]
+    def size(i: int) -> int:
+        return int.from_bytes(seal.items[i][-2 - table.TAIL:-2 - 32], "big")
+    if error.limit == "max_entry_size":
+        index = seal.index_of(error.path) if error.path else None
+        if index is not None and size(index) > limits.max_entry_size:
+            return f"holds {error.path} of {size(index)} bytes"
+        big = max((size(i) for i in tar), default=0)
+        return f"holds an entry of {big} bytes" if big > limits.max_entry_size else ""
+    if error.limit == "max_entries":
+        return f"holds {len(tar)} tar entries" if len(tar) > limits.max_entries else ""
+    if error.limit == "max_total_size":
+        total = sum(512 + size(i) + (-size(i) & 511) for i in tar)
+        return f"holds {total} bytes of tar data" if total > limits.max_total_size else ""
+    if error.limit == "max_path_length":
+        longest = max((len(seal.path(i).encode()) for i in tar), default=0)
+        return f"holds a path of {longest} bytes" if longest > limits.max_path_length else ""
+    if error.limit == "max_pax_size":
+        longest = max((len(seal.path(i).encode()) for i in tar), default=0)
+        return f"holds a path of {longest} bytes" if longest + 64 > limits.max_pax_size else ""
+    return "may"  # a limit this function does not know: never claim tampering on it
 
 
 @bulk_pass()
@@ -520,23 +619,40 @@ def verify_backup(
         seal = open_seal(seal_bytes, trusted, scope)
     checkpoint = seal.checkpoint
     check_identity(checkpoint, source, expected_uid)
+    assert seal.signer is not None and seal.rule is not None
     report = VerifyReport(
         backup=checkpoint.backup, uid=checkpoint.uid, root=checkpoint.root,
         tree_size=checkpoint.tree_size, scope=scope.describe(),
+        created=checkpoint.created, key_id=seal.signer.key_id.hex(),
+        selection=scope.selection.to_json() if scope.selection is not None else None,
+        resources=sorted(scope.resources),
     )
     checker = _Checker(seal, scope, report)
-    _note_unknown_scope(scope, seal, report)
+    _note_scope(scope, seal, report)
     report.warnings.extend(seal.copies)
     checker.bucket_objects(source)
     checker.tarball(source, limits, progress)
+    checker.unknown_resources()
     return report
 
 
-def _note_unknown_scope(scope: Scope, seal: TrustedSeal, report: VerifyReport) -> None:
-    for namespace in sorted(scope.namespaces - seal.namespaces):
-        report.notes.append(f"namespace {namespace} has no sealed entries: it was not backed up")
-    for path in sorted(scope.resources - seal.resources):
-        report.add_failure(Failure(path, MISSING, "no such resource in the seal"))
+def _note_scope(scope: Scope, seal: TrustedSeal, report: VerifyReport) -> None:
+    """The scope as checked: which namespaces it matched, and what was not used to narrow."""
+    report.notes.extend(seal.scope_notes)
+    rule = seal.rule
+    if rule is None or rule.matcher is None:
+        return
+    matched = sorted(n for n in seal.namespaces if rule.matcher.namespace_selected(n))
+    report.namespaces = matched
+    selection = rule.matcher.selection
+    if rule.matcher.patterns_matched_nothing:
+        report.scope_remark = "no pattern matches a sealed namespace: Velero restores all of them"
+    elif rule.matcher.matches_no_namespace:
+        report.scope_remark = "matches no sealed namespace"
+    if selection.unused_fields:
+        report.notes.append(
+            "not used to narrow the check (a superset was verified): "
+            + ", ".join(f"spec.{f}" for f in selection.unused_fields))
 
 
 def _hash_file(source: BackupSource, progress: Callable[[int], None] | None) -> tuple[bytes, int]:
@@ -549,4 +665,3 @@ def _hash_file(source: BackupSource, progress: Callable[[int], None] | None) -> 
             if progress:
                 progress(len(chunk))
     return hasher.digest(), size
-

@@ -88,21 +88,41 @@ def test_verify_human_output(sealed: Path, keypair) -> None:
 def test_verify_namespace_and_resource(sealed: Path, keypair) -> None:
     code, report = verify_json(sealed, keypair[1], "--namespace", NS_A)
     assert code == 0 and report["verified"]
-    entries = read_entries(tarball(sealed))
-    in_ns = [n for n, _ in entries if f"/namespaces/{NS_A}/" in n or n.endswith(f"/cluster/{NS_A}.json")]
-    # The namespace's entries plus velero-backup.json and the volume sidecars a restore reads.
-    assert report["checked"] == len(in_ns) + 4
-    path = first(entries, f"resources/deployments.apps/namespaces/{NS_B}/")
+    read = read_entries(tarball(sealed))
+    entries = [n for n, _ in read]
+    in_ns = [n for n in entries if f"/namespaces/{NS_A}/" in n or n.endswith(f"/cluster/{NS_A}.json")]
+    # With includeClusterResources unset, a restore of one namespace can also apply every kind
+    # of cluster-scoped item (as additional items: docs/format.md §9.2), so all of them are in
+    # scope; the other namespaces' Namespace objects are not.
+    cluster = [n for n in entries if "/cluster/" in n and "resources/namespaces/" not in n]
+    # Plus metadata/version, velero-backup.json and the volume sidecars a restore reads.
+    assert report["checked"] == len(in_ns) + len(cluster) + 1 + 4
+    assert report["scope_detail"]["namespaces"] == [NS_A]
+    path = first(read, f"resources/deployments.apps/namespaces/{NS_B}/")
     code, report = verify_json(sealed, keypair[1], "--resource", path)
-    assert code == 0 and report["checked"] == 1
+    # The resource, and velero-backup.json (the backup's identity is in every scope).
+    assert code == 0 and report["checked"] == 2
 
 
-def test_verify_include_cluster_resources_adds_cluster_scope(sealed: Path, keypair) -> None:
-    _, ns_only = verify_json(sealed, keypair[1], "--namespace", NS_A)
-    _, with_cluster = verify_json(sealed, keypair[1], "--namespace", NS_A, "--include-cluster-resources")
-    cluster = [n for n, _ in read_entries(tarball(sealed))
-               if "/cluster/" in n and not n.startswith("resources/namespaces/")]
-    assert with_cluster["checked"] == ns_only["checked"] + len(cluster)
+def test_verify_include_cluster_resources_three_states(sealed: Path, keypair) -> None:
+    """Velero's three-state flag: =true adds every Namespace object of the backup; =false
+    leaves out every cluster-scoped item but the kinds that must-include actions pull in."""
+    entries = [n for n, _ in read_entries(tarball(sealed))]
+    _, unset = verify_json(sealed, keypair[1], "--namespace", NS_A)
+    _, true = verify_json(sealed, keypair[1], "--namespace", NS_A, "--include-cluster-resources")
+    _, true2 = verify_json(sealed, keypair[1], "--namespace", NS_A, "--include-cluster-resources=true")
+    _, false = verify_json(sealed, keypair[1], "--namespace", NS_A, "--include-cluster-resources=false")
+    other_ns_objects = [n for n in entries if n.startswith("resources/namespaces/")
+                        and not n.endswith(f"/{NS_A}.json")]
+    assert true["checked"] == true2["checked"] == unset["checked"] + len(other_ns_objects)
+    must_include = ("resources/persistentvolumes/", "resources/priorityclasses.scheduling.k8s.io/",
+                    "resources/volumesnapshotcontents.snapshot.storage.k8s.io/")
+    dropped = [n for n in entries if "/cluster/" in n and "resources/namespaces/" not in n
+               and not n.startswith(must_include)]
+    assert dropped and false["checked"] == unset["checked"] - len(dropped)
+    assert true["scope_detail"]["selection"]["include_cluster_resources"] is True
+    assert false["scope_detail"]["selection"]["include_cluster_resources"] is False
+    assert unset["scope_detail"]["selection"]["include_cluster_resources"] is None
 
 
 def test_reordered_and_recompressed_archive_still_verifies(sealed: Path, keypair) -> None:

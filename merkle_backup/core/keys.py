@@ -26,10 +26,12 @@ SCOPE_NAMESPACED = "namespaces"  # resources/<gr>/[<ver>/]namespaces/<ns>/<name>
 NAMESPACES_RESOURCE = "namespaces"  # the group-resource of Namespace objects
 
 # Path segments: the archive reader (docs/format.md §2) has already refused empty, "." and ".."
-# segments, NUL, control characters and backslashes, so any remaining segment is a name. We do
-# not hold names to Kubernetes' syntax: Velero's restore reads whatever directory names it finds,
-# and the key only needs segments to be non-empty and free of "/" and NUL to be unambiguous.
-_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+# segments and NUL, so any remaining segment is a name. We do not hold names to Kubernetes'
+# syntax: Velero's restore reads whatever directory names it finds, Kubernetes allows RBAC names
+# with a backslash, a tab or DEL (path.IsValidPathSegmentName refuses only "/", "%", "." and
+# ".."), and the key only needs segments to be non-empty and free of "/" and NUL to be
+# unambiguous.
+_BAD_CHARS = re.compile(r"\x00")
 # A bucket object name: the files Velero writes into backups/<name>/ (docs/format.md §3.2).
 _BUCKET_OBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z")
 
@@ -65,7 +67,7 @@ def key_for_tar_path(path: str) -> ResourceKey:
         raise PathError("path is outside Velero's layout (metadata/version, resources/...)")
     if any(not part or part in (".", "..") or _BAD_CHARS.search(part) for part in parts):
         # The reader refuses these already (§2.6); a decoded leaf record is checked here too.
-        raise PathError("path has an empty, '.' or '..' segment, a backslash or a control character")
+        raise PathError("path has an empty, '.' or '..' segment or a NUL byte")
     resource = parts[1]
     rest = parts[2:]
     version = ""

@@ -104,6 +104,14 @@ class LocalBackup:
     def describe(self) -> str:
         return str(self.folder or self.tarball)
 
+    def identity_names(self) -> tuple[str, ...]:
+        """A folder is named by its own name, exactly. A bare tarball ``X.tar.gz`` is backup
+        ``X``; ``X-data.tar.gz`` is ``X-data``, or ``X`` as `velero backup download` names it."""
+        if self.folder is not None:
+            return (self.name,)
+        stem = self.tarball.name.removesuffix(".tar.gz")
+        return tuple(dict.fromkeys((stem, self.name)))
+
     def tarball_size(self) -> int:
         try:
             return self.tarball.stat().st_size

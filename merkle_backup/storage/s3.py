@@ -373,6 +373,9 @@ class S3Backup:
     def describe(self) -> str:
         return self.store.url(self.folder.rstrip("/"))
 
+    def identity_names(self) -> tuple[str, ...]:
+        return (self.name,)  # a prefix is named by its own name, exactly
+
     def tarball_size(self) -> int:
         return self._pinned().size
 

@@ -81,7 +81,7 @@ CONSTRUCTIONS = [
                  MALFORMED, ("path has a '..' segment",),
                  appended(tc.entry(f"resources/pods/namespaces/{NS}/../../../../x.json", b"{}"))),
     Construction("backslash", "T14d", "resources\\..\\..\\x.json", MALFORMED,
-                 ("path contains a backslash",),
+                 ("path is outside Velero's layout",),
                  appended(tc.entry("resources\\..\\..\\x.json", b"{}"))),
     # T14e: links, devices and other non-regular types.
     Construction("hardlink", "T14e", TOKEN, MALFORMED, ("hard link entries are not allowed",),
