@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable, Protocol, Sequence
 import blake3
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource, bulk_pass
+from merkle_backup.builder import BackupSource
 from merkle_backup.consistency import (
     PREFERRED_SUFFIX,
     Inconsistency,
@@ -502,7 +502,6 @@ class _Checker:
                 self.report.warnings.append(Inconsistency(path, problem))
 
 
-@bulk_pass()
 def verify_backup(
     source: BackupSource,
     trusted: Sequence[PublicKey],
