@@ -9,10 +9,13 @@ before anything heavy is imported, so the exit code is always the verdict's or 1
 * A closed stdout (``| head -c1``, ``| grep -q VERIFIED``) is not a verdict: after EPIPE, stdout
   is pointed at /dev/null and the command carries on to its real exit code.
 
-What this cannot cover: a SIGINT that arrives before the interpreter has run this module (its
-first milliseconds: exec, interpreter start, the console script's own imports) takes Python's
-default path (killed by SIGINT, which a shell reports as 130, with nothing printed, or
-KeyboardInterrupt's traceback if Python's handler is in place but this one is not yet).
+What this cannot cover: a SIGINT that arrives before the interpreter runs this module, while
+CPython itself starts (tens of milliseconds: its init and ``site``, .pth files, the console
+script's ``import re``), takes CPython's own path: killed by the signal (a shell shows 130),
+or KeyboardInterrupt's traceback, or even "Fatal Python error: init_import_site" and exit 1.
+No code of ours runs then. A launcher that must exclude it blocks SIGINT (sigprocmask) before
+exec: this module unblocks it once its handler is installed, and the pending SIGINT then ends
+the run with exit 130 and the one line (tests/test_signals.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 
 EXIT_INTERRUPTED = 130
 _LINE = b"merkle-backup: interrupted\n"
-_state = {"interrupts": 0, "said": False}
+_state = {"interrupts": 0, "said": False, "armed": False}
 
 
 def _say_interrupted() -> None:
@@ -37,6 +40,8 @@ def _say_interrupted() -> None:
 
 def _on_sigint(signum: int, frame: object) -> None:
     _state["interrupts"] += 1
+    if not _state["armed"]:
+        return  # still importing this module: main() exits 130 as soon as it starts
     if _state["interrupts"] > 1:  # a second ^C: no more waiting for anything
         _say_interrupted()
         os._exit(EXIT_INTERRUPTED)
@@ -48,6 +53,9 @@ def _on_sigint(signum: int, frame: object) -> None:
 def _install() -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup / background jobs
         signal.signal(signal.SIGINT, _on_sigint)
+        # A launcher that wants no window at all blocks SIGINT before exec (the interpreter's
+        # own start is not ours): once the handler is in place, a pending SIGINT lands here.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 _install()  # as early as possible: on import, before click and the rest
@@ -112,6 +120,9 @@ def _exit(code: int) -> None:
 
 def main() -> None:
     try:
+        _state["armed"] = True
+        if _state["interrupts"]:
+            raise Interrupted()
         if sys.stdout is not None and not isinstance(sys.stdout, _PipeSafe):
             sys.stdout = _PipeSafe(sys.stdout, 1)  # type: ignore[assignment]
         from merkle_backup.cli import main as command
