@@ -100,6 +100,6 @@ def expect_refusal(code: int, *args: str | Path, says: tuple[str, ...] = ()) -> 
     assert outcome.code == code, (outcome.code, outcome.out, outcome.err)
     line = outcome.err.strip()
     assert line, "no message on stderr"
-    for fragment in says:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
+    for fragment in says:  # the line shows attacker text escaped (display.shown)
+        assert escaped(fragment) in line, f"{escaped(fragment)!r} not in {line!r}"
     return line
