@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import io
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -53,7 +54,10 @@ SWITCH_INTERVAL = 0.0001
 @contextmanager
 def bulk_pass() -> Iterator[None]:
     """Run one seal, verification or proof with the interpreter tuned for a bulk pass; both
-    settings are process-wide and restored afterwards.
+    settings are process-wide and restored afterwards, so only a program that does nothing
+    else meanwhile may use it: the command line's ``seal``, ``verify`` and ``prove``
+    (cli._single_pass). Library calls never do (a caller's threads, such as fleet's pool, would
+    see the collector off and the interval changed under them, and restore them out of order).
 
     * The cyclic garbage collector is paused. Sealing and verifying hold containers of a
       million leaves while they allocate millions of short-lived objects; every full collection
@@ -179,11 +183,26 @@ def write_seal(
 
     Two entries with one key cannot both be sealed (§3.2); -preferredversion copies unlike their
     classic copy are inconsistencies (refused unless forced). ``checkpoint`` is complete but for
-    its root, which only the pass computes; the checkpoint text has the same length whatever
-    the root, so the seal's head is written last, over a placeholder of its length.
+    its root and its count of inconsistencies, which only the pass computes (the copies are
+    compared as the sorted table is drained). Both are in the seal's head, and the count's
+    length in digits is not known before the pass either (it was a crash: 10 forced findings
+    made the head one byte longer than its placeholder), so the records go to a scratch file
+    first and ``out`` gets the head of the complete checkpoint, then the records.
     """
-    placeholder = encode_seal_head(checkpoint.body(), bytes(64), len(leaves))
-    out.write(placeholder)
+    with tempfile.TemporaryFile(prefix="merkle-backup-leaves.") as records:
+        checkpoint, count = _write_records(leaves, checkpoint, inconsistencies, force, records)
+        body = checkpoint.body()
+        out.write(encode_seal_head(body, sign(private_key, body), count))
+        records.seek(0)
+        shutil.copyfileobj(records, out, 1 << 20)
+    return checkpoint
+
+
+def _write_records(
+    leaves: list[bytes], checkpoint: Checkpoint, inconsistencies: list[Inconsistency],
+    force: bool, out: BinaryIO,
+) -> tuple[Checkpoint, int]:
+    """The leaf records, framed, into ``out``; the checkpoint completed, and the leaf count."""
     frames: dict[int, bytes] = {}
     root = tree.RootBuilder()
     add_leaf = root.add_unchecked
@@ -211,16 +230,9 @@ def write_seal(
             first.path,
         )
     checkpoint = dataclasses.replace(checkpoint, root=root.root(), inconsistent=len(inconsistencies))
-    body = checkpoint.body()
-    head = encode_seal_head(body, sign(private_key, body), root.size)
-    if len(head) != len(placeholder):
-        raise AssertionError("the seal's head changed length with its root")
-    out.seek(0)
-    out.write(head)
-    return checkpoint
+    return checkpoint, root.size
 
 
-@bulk_pass()
 def seal_backup(
     source: BackupSource,
     private_key: Ed25519PrivateKey,

@@ -1,7 +1,12 @@
 """The command line: thin click commands around builder and verifier, and one error funnel.
 
-Exit codes (README, docs/format.md §9.3): 0 verified; 1 not authentic (tampering or corruption
-found); 2 usage; 3 could not check (missing file, unreadable input, bad key, I/O).
+Exit codes (README, docs/format.md §8): 0 verified; 1 not authentic (tampering or corruption
+found); 2 usage; 3 could not check (missing file, unreadable input, bad key, I/O); 130
+interrupted (SIGINT; the console entry point, ``_entry.py``, handles it).
+
+Every human-readable line that holds anything from the backup or the bucket (paths, names,
+uids, error details) goes through ``display.shown``: no control character, ESC sequence or bidi
+override of the attacker's reaches the terminal. ``--json`` prints exact JSON.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import Any
 
 import click
 
-from merkle_backup.errors import Error, NotAuthentic
+from merkle_backup.display import shown
+from merkle_backup.errors import Error, Interrupted, NotAuthentic
 
-EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_USAGE, EXIT_CANNOT_CHECK = 0, 1, 2, 3
+EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_USAGE, EXIT_CANNOT_CHECK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _MAX_SHOWN_FAILURES = 50
 
 
@@ -32,7 +38,7 @@ def _funnel(command: Callable[..., int | None]) -> Callable[..., None]:
             code = command(*args, **kwargs) or EXIT_OK
         except Error as e:
             click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
-                       f"{e.diagnostics()}", err=True)
+                       f"{shown(e.diagnostics())}", err=True)
             if as_json:  # the same shape as a report, so callers need one parser
                 subject = str(kwargs.get("backup") or kwargs.get("proof_file") or "")
                 problem = "not authentic" if isinstance(e, NotAuthentic) else "could not check"
@@ -43,9 +49,11 @@ def _funnel(command: Callable[..., int | None]) -> Callable[..., None]:
                     "error": e.diagnostics(), "exit_code": e.exit_code,
                 }))
             code = e.exit_code
-        except KeyboardInterrupt:
+        except Interrupted:
+            raise  # the entry point prints the line and exits 130 (it may not wait for threads)
+        except KeyboardInterrupt:  # run without the entry point's handler (e.g. in-process)
             click.echo("merkle-backup: interrupted", err=True)
-            code = 130
+            code = EXIT_INTERRUPTED
         sys.exit(code)
 
     return wrapper
@@ -122,6 +130,7 @@ def _storage_options(f: Callable) -> Callable:
             ca_bundle=kwargs.pop("ca_bundle"),
             insecure_skip_tls_verify=kwargs.pop("insecure_skip_tls_verify") or None,
             sse_c_key_file=kwargs.pop("sse_c_key"), bsl=kwargs.pop("bsl"),
+            timeout=kwargs.pop("timeout"),
         )
         return f(*args, **kwargs)
 
@@ -140,6 +149,9 @@ def _storage_options(f: Callable) -> Callable:
                      help="Do not check the endpoint's TLS certificate (BSL insecureSkipTLSVerify)."),
         click.option("--sse-c-key", type=path,
                      help="SSE-C key file, 32 raw bytes (BSL customerKeyEncryptionFile)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1, max=86400), metavar="SECONDS",
+                     help="Most time one storage operation may take, retries included (default "
+                          "60); each connect and read waits a third of it at most."),
     ]):
         wrapper = option(wrapper)
     return wrapper
@@ -154,7 +166,7 @@ def _storage():
 
 
 def _warn(message: str) -> None:
-    click.echo(f"merkle-backup: warning: {message}", err=True)
+    click.echo(f"merkle-backup: warning: {shown(message)}", err=True)
 
 
 def _open_source(backup: str | Path, seal_path: Path | None):
@@ -162,6 +174,21 @@ def _open_source(backup: str | Path, seal_path: Path | None):
     from merkle_backup.storage.resolve import open_backup
 
     return open_backup(backup, _storage(), seal_path, warn=_warn)
+
+
+def _single_pass(command: Callable[..., Any]) -> Callable[..., Any]:
+    """seal, verify, prove: one bulk pass in this process, so the interpreter is tuned for it
+    (builder.bulk_pass: process-wide settings, hence only here, never in a library call nor in
+    audit / seal-all, whose passes run on a thread pool)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from merkle_backup.builder import bulk_pass
+
+        with bulk_pass():
+            return command(*args, **kwargs)
+
+    return wrapper
 
 
 def _tarball_size(source) -> int:
@@ -208,6 +235,7 @@ def keygen(keyfile: Path) -> None:
 @_limits_options
 @_storage_options
 @_funnel
+@_single_pass
 def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, force: bool,
          max_entry_size: int | None, max_entries: int | None) -> None:
     """Seal BACKUP (a backup folder, a .tar.gz, or s3://BUCKET/PREFIX/backups/NAME) with a
@@ -222,11 +250,11 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
                              limits=_limits(max_entry_size, max_entries), replace=replace, force=force,
                              progress=progress)
     cp = result.checkpoint
-    click.echo(f"sealed {cp.backup} (uid {cp.uid}): {result.entries} tar entries and "
+    click.echo(f"sealed {shown(cp.backup)} (uid {shown(cp.uid)}): {result.entries} tar entries and "
                f"{result.bucket_objects} bucket objects, {cp.tree_size} leaves\n"
-               f"root {cp.root.hex()}\nseal {source.seal_path}")
+               f"root {cp.root.hex()}\nseal {shown(source.seal_path)}")
     for item in result.inconsistencies:
-        click.echo(f"warning: sealed despite: {item.path}: {item.problem}", err=True)
+        click.echo(f"warning: sealed despite: {shown(item.path)}: {shown(item.problem)}", err=True)
 
 
 def _selection_options(f: Callable) -> Callable:
@@ -266,6 +294,7 @@ def _selection_options(f: Callable) -> Callable:
 @_limits_options
 @_storage_options
 @_funnel
+@_single_pass
 def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, ...],
            exclude_namespaces: tuple[str, ...], namespaces: tuple[str, ...],
            include_resources: tuple[str, ...], exclude_resources: tuple[str, ...],
@@ -336,17 +365,19 @@ def _selection(backup: str, include_namespaces: tuple[str, ...],
 def _print_report(report) -> None:
     verdict = "VERIFIED" if report.verified else "NOT AUTHENTIC"
     remark = f" ({report.scope_remark})" if report.scope_remark else ""
-    click.echo(f"{verdict}: backup {report.backup} (uid {report.uid}), {report.scope}{remark}")
+    click.echo(f"{verdict}: backup {shown(report.backup)} (uid {shown(report.uid)}), "
+               f"{shown(report.scope)}{remark}")
     created = f"{report.created:%Y-%m-%dT%H:%M:%SZ}" if report.created else "?"
     click.echo(f"  sealed {created}, signed by key {report.key_id[:16]}")
     click.echo(f"  root {report.root.hex()}, {report.tree_size} leaves, {report.checked} in scope")
     if report.selection is not None:
-        shown = ", ".join(report.namespaces[:20]) + (" ..." if len(report.namespaces) > 20 else "")
+        names = ", ".join(map(shown, report.namespaces[:20]))
+        more = " ..." if len(report.namespaces) > 20 else ""
         click.echo(f"  namespaces selected: {len(report.namespaces)}"
-                   + (f" ({shown})" if shown else ""))
+                   + (f" ({names}{more})" if names else ""))
     for failure in report.failures[:_MAX_SHOWN_FAILURES]:
-        detail = f"  ({failure.detail})" if failure.detail else ""
-        click.echo(f"  {failure.problem:<10} {failure.path}{detail}")
+        detail = f"  ({shown(failure.detail)})" if failure.detail else ""
+        click.echo(f"  {failure.problem:<10} {shown(failure.path)}{detail}")
     hidden = len(report.failures) - min(len(report.failures), _MAX_SHOWN_FAILURES)
     if hidden or report.unlisted_failures:
         listed = " (use --json for the next 1000)" if hidden else ""
@@ -354,9 +385,9 @@ def _print_report(report) -> None:
     if report.out_of_scope_failures:
         click.echo(f"  {report.out_of_scope_failures} problem(s) outside the chosen scope (not counted)")
     for warning in report.warnings:
-        click.echo(f"  warning: {warning.path}: {warning.problem}")
+        click.echo(f"  warning: {shown(warning.path)}: {shown(warning.problem)}")
     for note in report.notes:
-        click.echo(f"  note: {note}")
+        click.echo(f"  note: {shown(note)}")
 
 
 @main.command()
@@ -379,13 +410,14 @@ def inspect(seal_file: Path, as_json: bool) -> None:
         return
     click.echo("UNVERIFIED seal contents (signature not checked; use `verify --trust`):")
     for label in ("backup", "uid", "tree_size", "root", "archive_blake3", "archive_size", "created", "key_id"):
-        click.echo(f"  {label:<15}{info[label]}")
+        click.echo(f"  {label:<15}{shown(info[label])}")
     click.echo("  leaves by namespace:")
     for namespace, count in info["leaves_by_namespace"].items():
-        click.echo(f"    {namespace or '(cluster, bucket, metadata)'}: {count}")
+        click.echo(f"    {shown(namespace) or '(cluster, bucket, metadata)'}: {count}")
     click.echo("checkpoint (the signed text):")
-    click.echo(info["checkpoint"], nl=False)
-    click.echo(f"signature {info['signature']}")
+    for line in str(info["checkpoint"]).splitlines():  # its own newlines kept, nothing else
+        click.echo(shown(line))
+    click.echo(f"signature {shown(info['signature'])}")
 
 
 @main.command()
@@ -407,6 +439,7 @@ def demo() -> int:
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Proof file to write.")
 @_seal_option
 @_funnel
+@_single_pass
 def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], with_content: bool,
           trust: tuple[Path, ...], output: Path, seal_path: Path | None) -> None:
     """Write a proof of single resources or whole namespaces of BACKUP, checkable offline."""
@@ -420,7 +453,7 @@ def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], 
                   with_content=with_content, trusted=keys)
     data = encode_proof(proof)
     write_atomic(output, data)
-    click.echo(f"wrote {output}: {len(proof.resources)} resource(s), {len(proof.namespaces)} "
+    click.echo(f"wrote {shown(output)}: {len(proof.resources)} resource(s), {len(proof.namespaces)} "
                f"namespace(s), {len(proof.contents)} embedded manifest(s), {len(data)} bytes")
 
 
@@ -447,16 +480,16 @@ def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple
         click.echo(json.dumps(report.to_json(), indent=2))
         return
     cp = report.checkpoint
-    click.echo(f"VERIFIED: proof for backup {cp.backup} (uid {cp.uid}), sealed "
-               f"{cp.created:%Y-%m-%dT%H:%M:%SZ}, signed by {report.signer}")
+    click.echo(f"VERIFIED: proof for backup {shown(cp.backup)} (uid {shown(cp.uid)}), sealed "
+               f"{cp.created:%Y-%m-%dT%H:%M:%SZ}, signed by {shown(report.signer)}")
     click.echo(f"  root {cp.root.hex()}, {cp.tree_size} leaves")
     for path in report.resources:
-        click.echo(f"  resource  {path}")
+        click.echo(f"  resource  {shown(path)}")
     for ns in report.namespaces:
         state = f"complete, {len(ns.resources)} entries" if ns.present else "absent from the backup"
-        click.echo(f"  namespace {ns.namespace}: {state}")
+        click.echo(f"  namespace {shown(ns.namespace)}: {state}")
     for path in report.contents:
-        click.echo(f"  content   {path}")
+        click.echo(f"  content   {shown(path)}")
 
 
 def _read_file(path: Path) -> bytes:
@@ -482,15 +515,30 @@ def _jobs_option(default: int) -> Callable[[Callable], Callable]:
 
 
 def _print_rows(rows, verbose_failures: bool) -> None:
-    width = max([len(r.name) for r in rows] + [6])
+    names = [shown(r.name) for r in rows]  # folder names under backups/ are the bucket's
+    width = max([len(n) for n in names] + [6])
     click.echo(f"{'BACKUP':<{width}}  {'STATUS':<10}  DETAIL")
-    for row in rows:
+    for name, row in zip(names, rows):
         status = row.status.upper() if row.status in ("tampered", "error") else row.status
-        click.echo(f"{row.name:<{width}}  {status:<10}  {row.detail}")
+        click.echo(f"{name:<{width}}  {status:<10}  {shown(row.detail)}")
         if verbose_failures:
             for failure in row.failures[:_MAX_SHOWN_FAILURES]:
-                detail = f"  ({failure.detail})" if failure.detail else ""
-                click.echo(f"{'':<{width}}    {failure.problem:<10} {failure.path}{detail}")
+                detail = f"  ({shown(failure.detail)})" if failure.detail else ""
+                click.echo(f"{'':<{width}}    {failure.problem:<10} {shown(failure.path)}{detail}")
+
+
+def _print_interrupted(report, as_json: bool, verbose_failures: bool) -> None:
+    """The rows an interrupted audit or seal-all finished (the entry point then exits 130)."""
+    if report is None:
+        return
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "exit_code": EXIT_INTERRUPTED,
+                               "interrupted": True}, indent=2))
+        return
+    if report.backups:
+        _print_rows(report.backups, verbose_failures=verbose_failures)
+    for note in report.notes:
+        click.echo(f"note: {shown(note)}")
 
 
 @main.command("seal-all")
@@ -509,17 +557,21 @@ def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
     from merkle_backup.signing import load_private_key
 
     private = load_private_key(key_path)
-    report = run(_open_location(location, jobs), private, jobs=jobs,
-                 clock=lambda: datetime.now(timezone.utc), limits=_limits(max_entry_size, max_entries))
+    try:
+        report = run(_open_location(location, jobs), private, jobs=jobs,
+                     clock=lambda: datetime.now(timezone.utc), limits=_limits(max_entry_size, max_entries))
+    except Interrupted as e:
+        _print_interrupted(e.partial, as_json, verbose_failures=False)
+        raise
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return report.exit_code
     _print_rows(report.backups, verbose_failures=False)
     s = report.summary
-    click.echo(f"{report.location}: {s['sealed']} sealed, {s['skipped']} skipped, "
+    click.echo(f"{shown(report.location)}: {s['sealed']} sealed, {s['skipped']} skipped, "
                f"{s['error']} could not be sealed")
     for note in report.notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {shown(note)}")
     if report.exit_code:
         click.echo(f"merkle-backup: error: {s['error']} backup(s) could not be sealed", err=True)
     return report.exit_code
@@ -546,18 +598,22 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
     from merkle_backup.signing import load_public_key
 
     keys = [load_public_key(p) for p in trust]
-    report = run(_open_location(location, jobs), keys, jobs=jobs, require_seal=require_seal,
-                 limits=_limits(max_entry_size, max_entries))
+    try:
+        report = run(_open_location(location, jobs), keys, jobs=jobs, require_seal=require_seal,
+                     limits=_limits(max_entry_size, max_entries))
+    except Interrupted as e:
+        _print_interrupted(e.partial, as_json, verbose_failures=True)
+        raise
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return report.exit_code
     _print_rows(report.backups, verbose_failures=True)
     s = report.summary
-    click.echo(f"{report.location}: {s['verified']} verified, {s['tampered']} tampered, "
+    click.echo(f"{shown(report.location)}: {s['verified']} verified, {s['tampered']} tampered, "
                f"{s['unsealed']} unsealed, {s['unfinished']} unfinished, "
                f"{s['error']} could not be checked")
     for note in report.notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {shown(note)}")
     if report.exit_code == EXIT_NOT_AUTHENTIC:
         unsealed = f", {s['unsealed']} final backup(s) without a seal" if require_seal and s["unsealed"] else ""
         click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) tampered{unsealed}", err=True)
@@ -568,4 +624,6 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from merkle_backup._entry import main as entry
+
+    entry()

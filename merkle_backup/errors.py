@@ -7,6 +7,8 @@ Two families, because callers and exit codes depend on the difference (docs/form
   seal, bad key, I/O, an archive the sealer refuses (exit 3).
 
 Bugs are not caught anywhere: they crash with a traceback.
+
+``Interrupted`` is not an ``Error``: it is how a SIGINT reaches the command line (exit 130).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ class Error(Exception):
     exit_code = 3
 
     def diagnostics(self) -> str:
-        """One line for the CLI."""
-        return str(self).splitlines()[0] if str(self) else type(self).__name__
+        """The whole message, exactly (it may hold attacker-controlled paths, even newlines):
+        whoever prints it to a terminal escapes it (``display.shown``); JSON carries it as it is.
+        """
+        return str(self) or type(self).__name__
 
 
 class CannotCheck(Error):
@@ -88,3 +92,19 @@ class UsageError(Error):
     """The command line asks for something that cannot be done (exit 2)."""
 
     exit_code = 2
+
+
+class Interrupted(BaseException):
+    """The user interrupted the run (SIGINT): exit 130, whatever was found so far.
+
+    Raised by the command line's SIGINT handler (``merkle_backup._entry``) instead of
+    ``KeyboardInterrupt``, so that click does not turn it into "Aborted!" and exit 1. Not an
+    ``Error`` (nor an ``Exception``): no ``except Exception`` may swallow it. ``partial`` carries
+    what a fleet run had finished (``fleet.audit`` / ``fleet.seal_all`` rows), or None.
+    """
+
+    exit_code = 130
+
+    def __init__(self, partial: object = None) -> None:
+        super().__init__("interrupted")
+        self.partial = partial

@@ -17,8 +17,9 @@ turn a sealed backup into an "unfinished" one):
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import Limits
-from merkle_backup.errors import CannotCheck, Error, NotAuthentic
+from merkle_backup.errors import CannotCheck, Error, Interrupted, NotAuthentic
 from merkle_backup.signing import PublicKey
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
@@ -41,6 +42,9 @@ SEALED = "sealed"
 SKIPPED = "skipped"
 
 EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_CANNOT_CHECK = 0, 1, 3
+# On an interrupt, how long the backups already being checked (or sealed) may take to finish
+# before they are abandoned (their rows left out).
+INTERRUPT_GRACE_SECONDS = 1.5
 # A Velero backup name (docs/format.md §5.1); other folders under backups/ are not backups.
 _BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -167,7 +171,11 @@ def audit(
         raise CannotCheck("no trusted public key given")
     names = location.backup_names()
     limits = limits or Limits()
-    rows = _map(lambda name: _audit_one(location, name, trusted, limits), names, jobs)
+    try:
+        rows = _map(lambda name: _audit_one(location, name, trusted, limits), names, jobs)
+    except Interrupted as e:
+        raise Interrupted(AuditReport(location.describe(), require_seal, tuple(e.partial or ()),
+                                      (_interrupted_note(e.partial, names),))) from e
     notes = () if names else (f"no backups under {location.describe()}",)
     return AuditReport(location.describe(), require_seal, tuple(rows), notes)
 
@@ -183,18 +191,59 @@ def seal_all(
     """Seal every backup of ``location`` that is final and has no seal yet."""
     names = location.backup_names()
     limits = limits or Limits()
-    rows = _map(lambda name: _seal_one(location, name, private_key, clock, limits), names, jobs)
+    try:
+        rows = _map(lambda name: _seal_one(location, name, private_key, clock, limits), names, jobs)
+    except Interrupted as e:
+        raise Interrupted(SealAllReport(location.describe(), tuple(e.partial or ()),
+                                        (_interrupted_note(e.partial, names),))) from e
     notes = () if names else (f"no backups under {location.describe()}",)
     return SealAllReport(location.describe(), tuple(rows), notes)
 
 
+def _interrupted_note(done: Sequence[BackupRow] | None, names: Sequence[str]) -> str:
+    return f"interrupted: {len(names) - len(done or ())} of {len(names)} backup(s) not done"
+
+
 def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int) -> list[BackupRow]:
-    """Rows in name order. A bug in ``work`` re-raises here, with its traceback."""
+    """Rows in name order. A bug in ``work`` re-raises here, with its traceback.
+
+    An interrupt (``Interrupted`` or ``KeyboardInterrupt`` in the calling thread) cancels the
+    backups not started, gives those running INTERRUPT_GRACE_SECONDS to finish, abandons the
+    rest (a thread cannot be stopped; the command line exits without waiting for it) and raises
+    ``Interrupted`` with the rows done so far, in name order.
+    """
     names = list(names)
+    rows: dict[str, BackupRow] = {}
     if jobs <= 1 or len(names) <= 1:
-        return [work(n) for n in names]
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="merkle-backup") as pool:
-        return list(pool.map(work, names))
+        try:
+            for n in names:
+                rows[n] = work(n)
+        except (Interrupted, KeyboardInterrupt) as e:
+            raise Interrupted([rows[n] for n in names if n in rows]) from e
+        return [rows[n] for n in names]
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="merkle-backup")
+    futures: dict[Future[BackupRow], str] = {}
+    try:
+        futures = {pool.submit(work, n): n for n in names}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                rows[futures[future]] = future.result()  # a bug re-raises here
+    except (Interrupted, KeyboardInterrupt) as e:
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        running = [f for f in futures if not f.cancelled()]
+        wait(running, timeout=max(0.0, deadline - time.monotonic()))
+        for future in running:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                rows[futures[future]] = future.result()
+        raise Interrupted([rows[n] for n in names if n in rows]) from e
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [rows[n] for n in names]
 
 
 def _audit_one(location: Location, name: str, trusted: Sequence[PublicKey], limits: Limits) -> BackupRow:

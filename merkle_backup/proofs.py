@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource, bulk_pass
+from merkle_backup.builder import BackupSource
 from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
 from merkle_backup.core.keys import SCOPE_BUCKET
@@ -72,7 +72,6 @@ class ProofReport:
 
 # --- prove --------------------------------------------------------------------------------------
 
-@bulk_pass()
 def prove(
     source: BackupSource,
     *,

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Protocol
 import blake3
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource, bulk_pass
+from merkle_backup.builder import BackupSource
 from merkle_backup.consistency import (
     PREFERRED_SUFFIX,
     Inconsistency,
@@ -601,7 +601,6 @@ def _sealed_backup_hits(error: LimitExceeded, seal: TrustedSeal, limits: Limits)
     return "may"  # a limit this function does not know: never claim tampering on it
 
 
-@bulk_pass()
 def verify_backup(
     source: BackupSource,
     trusted: Sequence[PublicKey],

@@ -65,8 +65,12 @@ class ConnectionOptions:
     # standard mode and 5 attempts (storage.s3).
     retry_mode: str | None = None
     max_attempts: int | None = None
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    # Seconds a storage operation may take, all its attempts and retries included (--timeout);
+    # None: storage.s3.DEFAULT_TIMEOUT. Each connect and each read of an attempt waits at most
+    # a third of it (connect at most 10 s), unless set here (storage.s3.timeouts).
+    timeout: float | None = None
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
 
     def over(self, base: ConnectionOptions) -> ConnectionOptions:
         """These options, with every unset one taken from ``base``."""

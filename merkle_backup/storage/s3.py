@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +45,12 @@ MAX_RESUMES = 3
 DEFAULT_RETRY_MODE = "standard"  # retries throttling (SlowDown, 503) and transient errors
 DEFAULT_MAX_ATTEMPTS = 5
 SSE_C_KEY_BYTES = 32
+# Seconds one storage operation may take, every attempt and retry included (--timeout): a
+# stalled endpoint (accepts, never answers) ends in exit 3 within this. Each attempt's connect
+# waits at most min(MAX_CONNECT_TIMEOUT, timeout / 3) and each read timeout / 3; no attempt is
+# started that could not finish in time (timeouts()).
+DEFAULT_TIMEOUT = 60.0
+MAX_CONNECT_TIMEOUT = 10.0
 # A Velero backup name (a Kubernetes object name; the checkpoint's grammar, docs/format.md §5.1).
 BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -513,12 +521,13 @@ def connect(bucket: str, options: ConnectionOptions, *, pool_size: int = 10,
         if not options.retry_mode and _retry_mode_is_default(core):
             mode = DEFAULT_RETRY_MODE
         attempts = options.max_attempts or core.get_config_variable("max_attempts") or DEFAULT_MAX_ATTEMPTS
+        connect_timeout, read_timeout, total = timeouts(options)
         config_kwargs: dict[str, Any] = {
             "signature_version": "s3v4",
             "s3": {"addressing_style": "path" if options.path_style else "auto"},
             "retries": {"mode": mode, "total_max_attempts": int(attempts)},
-            "connect_timeout": options.connect_timeout,
-            "read_timeout": options.read_timeout,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
             "max_pool_connections": max(10, pool_size),
             "user_agent_extra": "merkle-backup",
         }
@@ -540,12 +549,60 @@ def connect(bucket: str, options: ConnectionOptions, *, pool_size: int = 10,
             verify=verify,
             config=botocore.config.Config(**config_kwargs),
         )
+        _Deadline(total, connect_timeout + read_timeout).register(client)
     except Exception as e:
         message = _describe(e, "connect to", options.endpoint_url or "S3", None)
         if message is None:
             raise
         raise StorageError(message) from e
     return S3Store(client, bucket, options, sse_c_key)
+
+
+def timeouts(options: ConnectionOptions) -> tuple[float, float, float]:
+    """(connect timeout, read timeout, total per operation) in seconds, as the client uses them."""
+    total = float(options.timeout if options.timeout is not None else DEFAULT_TIMEOUT)
+    connect = options.connect_timeout or min(MAX_CONNECT_TIMEOUT, total / 3)
+    read = options.read_timeout or total / 3
+    return connect, read, total
+
+
+class DeadlineExceeded(Exception):
+    """A storage operation would run past its total time (--timeout)."""
+
+    def __init__(self, total: float) -> None:
+        super().__init__(f"gave up after {total:g} s without an answer (--timeout {total:g})")
+        self.total = total
+
+
+class _Deadline:
+    """Bounds a whole operation, retries included: botocore retries with backoff, and each
+    attempt's connect and reads have their own timeouts, but nothing bounds their sum. The
+    operation's start is noted in ``before-call`` (per thread: a call and all its attempts run
+    in the caller's thread), and every attempt's request refuses to start when it could not be
+    done by the deadline (an exception raised in ``request-created`` ends the call, no retry).
+    """
+
+    def __init__(self, total: float, attempt: float) -> None:
+        self.total = total
+        self.attempt = attempt
+        self._local = threading.local()
+
+    def register(self, client: Any) -> None:
+        client.meta.events.register("before-call.s3", self._start)
+        client.meta.events.register("request-created.s3", self._check)
+
+    def _start(self, **kwargs: Any) -> None:
+        self._local.deadline = time.monotonic() + self.total
+        self._local.attempts = 0
+
+    def _check(self, **kwargs: Any) -> None:
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is None:
+            return
+        self._local.attempts += 1
+        now = time.monotonic()
+        if now >= deadline or (self._local.attempts > 1 and now + self.attempt > deadline):
+            raise DeadlineExceeded(self.total)
 
 
 def _retry_mode_is_default(core: Any) -> bool:
@@ -668,6 +725,8 @@ def _describe(e: BaseException, action: str, url: str, store: S3Store | None) ->
     if isinstance(e, bx.SSLError):
         return (f"{where}: TLS error: {_first_line(e)} (--ca-bundle FILE trusts a private CA; "
                 "--insecure-skip-tls-verify turns checking off)")
+    if isinstance(e, DeadlineExceeded):
+        return f"{where}: the endpoint did not answer in time: {e}"
     if isinstance(e, bx.ConnectTimeoutError):
         return f"{where}: timed out connecting to the endpoint ({_first_line(e)})"
     if isinstance(e, bx.ReadTimeoutError):

@@ -16,6 +16,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from merkle_backup.cli import main
+from merkle_backup.display import shown as escaped
 
 EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_USAGE, EXIT_CANNOT_CHECK = 0, 1, 2, 3
 DEMO_UID = "2e242fc8-0e85-4f16-bc6e-9d5f38be1ce3"  # demo-small's metadata.uid
@@ -76,7 +77,7 @@ def expect_not_authentic(
     backup: Path, pub: Path, *named: tuple[str, str], extra: tuple[str | Path, ...] = ()
 ) -> dict[str, Any]:
     """verify exits 1 and names every (path, problem) in ``named``, in --json and in the human
-    report (which prints each failure as "<problem> <path>")."""
+    report (which prints each failure as "<problem> <path>", the path escaped by display.shown)."""
     code, report = verify(backup, pub, *extra)
     assert code == EXIT_NOT_AUTHENTIC, report
     assert report["verified"] is False
@@ -89,7 +90,7 @@ def expect_not_authentic(
     shown = {(f["path"], f["problem"]) for f in report["failures"][:50]}  # the CLI shows 50
     for path, problem in named:
         if (path, problem) in shown:
-            assert f"{problem:<10} {path}" in human.out, human.out
+            assert f"{problem:<10} {escaped(path)}" in human.out, human.out  # escaped for a terminal
     return report
 
 
@@ -99,6 +100,6 @@ def expect_refusal(code: int, *args: str | Path, says: tuple[str, ...] = ()) -> 
     assert outcome.code == code, (outcome.code, outcome.out, outcome.err)
     line = outcome.err.strip()
     assert line, "no message on stderr"
-    for fragment in says:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
+    for fragment in says:  # the line shows attacker text escaped (display.shown)
+        assert escaped(fragment) in line, f"{escaped(fragment)!r} not in {line!r}"
     return line
