@@ -12,7 +12,6 @@ stream (tests/attacks/gotar.py) and runs the real CLI.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,8 @@ from tests.attacks.helpers import (
     tarball,
     verify,
 )
-from tests.conftest import copy_backup
+from tests.conftest import FIXTURES, copy_backup
+from tests.storage.server import clone_backup
 
 MIX = "restore-mix"
 DATAUPLOAD_B = "resources/datauploads.velero.io/namespaces/velero/restore-mix-data-api-0.json"
@@ -213,16 +213,7 @@ def test_report_shows_created_key_and_scope(mix: Path, keypair) -> None:
 
 def _named_copy(tmp_path: Path, name: str, keypair) -> Path:
     """restore-mix as backup ``name`` (its velero-backup.json and objects renamed), sealed."""
-    src = copy_backup(MIX, tmp_path / f"src-{name}")
-    folder = tmp_path / "bucket" / "backups" / name
-    folder.mkdir(parents=True)
-    for p in src.iterdir():
-        target = p.name.replace(MIX, name, 1) if p.name.startswith(MIX) else p.name
-        (folder / target).write_bytes(p.read_bytes())
-    doc = json.loads((folder / "velero-backup.json").read_text())
-    doc["metadata"]["name"] = name
-    doc["metadata"]["uid"] = str(uuid.uuid5(uuid.NAMESPACE_DNS, name))
-    (folder / "velero-backup.json").write_text(json.dumps(doc, indent=2))
+    folder = clone_backup(FIXTURES / MIX, tmp_path / "bucket" / "backups", name)
     seal(folder, keypair[0])
     return folder
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.storage.conftest import Bucket, one_line_error, run
-from tests.storage.server import keys
+from tests.conftest import FIXTURES
+from tests.storage.server import clone_backup, keys
 from tests.tamper import add_sidecar, first, targz
 
 NAME = "demo-small"
@@ -57,6 +58,23 @@ def test_verify_one_namespace_from_s3(bucket: Bucket, keypair) -> None:
     assert code == 0
     assert out.startswith("VERIFIED: backup demo-small")
     assert "restore of namespace payments-001; include-cluster-resources=true" in out
+
+
+def test_t6_prefix_named_like_a_bare_tarball_swapped(bucket: Bucket, keypair, tmp_path: Path) -> None:
+    """T6 on S3: a prefix is named by its own name, exactly. Backup `nightly-data`'s prefix
+    filled with backup `nightly`'s validly signed objects (renamed) is not authentic."""
+    for name in ("nightly", "nightly-data"):
+        bucket.upload(clone_backup(FIXTURES / "restore-mix", tmp_path / name, name))
+        assert run("seal", bucket.url(name), "--key", keypair[0], *bucket.opts())[0] == 0
+    for key in keys(bucket.client, bucket.name, f"{bucket.prefix}/backups/nightly/"):
+        filename = key.rsplit("/", 1)[1]
+        renamed = filename.replace("nightly", "nightly-data", 1)
+        bucket.put("nightly-data", renamed, bucket.get("nightly", filename))
+    for extra in ((), ("--namespace", "prod-a")):
+        code, out, err = run("verify", bucket.url("nightly-data"), "--trust", keypair[1],
+                             *bucket.opts(), *extra)
+        assert code == 1 and "VERIFIED" not in out
+        assert "the seal is for backup 'nightly', not 'nightly-data'" in one_line_error(err)
 
 
 def test_second_seal_is_refused_and_the_first_left_intact(bucket: Bucket, keypair, other_keypair) -> None:
