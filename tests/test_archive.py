@@ -16,7 +16,6 @@ import base64
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -31,9 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from isal import isal_zlib
 
-from merkle_backup import archive
-from merkle_backup.archive import ArchiveReader, Entry, Limits
-from merkle_backup.errors import NotGzip, ArchiveError, LimitExceeded
+from merkle_backup.archive import ArchiveReader, Entry, Limits, headers, inflate
+from merkle_backup.errors import ArchiveError, LimitExceeded, NotGzip
 from tests import tarcraft as tc
 from tests.attacks import golist
 from tests.attacks.golist import GoListing, build_tarlist, parse_lines
@@ -44,11 +42,10 @@ FIXTURE_TARBALLS = [
     FIXTURES / "demo-v153" / "demo-v153.tar.gz",
 ]
 VELEROGEN_SRC = Path(__file__).parent / "tools" / "velerogen"
-_NEVER = re.compile(rb"(?!)")  # matches nothing: with it as FAST_HEADER, every header goes slow
 
 
-def read_all(blob: bytes, limits: Limits | None = None) -> list[Entry]:
-    return list(ArchiveReader(io.BytesIO(blob), limits or Limits()))
+def read_all(blob: bytes, limits: Limits | None = None, *, fast_path: bool = True) -> list[Entry]:
+    return list(ArchiveReader(io.BytesIO(blob), limits or Limits(), fast_path=fast_path))
 
 
 def read_pairs(blob: bytes) -> list[tuple[str, bytes]]:
@@ -152,12 +149,10 @@ def test_demo_small_has_its_pax_names() -> None:
 
 
 @pytest.mark.parametrize("path", FIXTURE_TARBALLS, ids=lambda p: p.name)
-def test_slow_header_path_reads_the_same(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slow_header_path_reads_the_same(path: Path) -> None:
     """The fast path is only an optimisation: with it off every header goes the slow way."""
     blob = path.read_bytes()
-    fast = read_all(blob)
-    monkeypatch.setattr(archive, "FAST_HEADER", _NEVER)
-    assert read_all(blob) == fast
+    assert read_all(blob, fast_path=False) == read_all(blob)
 
 
 def test_velerogen_long_and_split_names(go_bin: Path, tmp_path: Path) -> None:
@@ -174,7 +169,7 @@ def test_velerogen_long_and_split_names(go_bin: Path, tmp_path: Path) -> None:
         (pax, b"z" * 513),
         (exact, b"{}"),  # (velerogen cannot write empty raw data)
         (unicode, b"\x00" * 511),
-        ("big.json", os.urandom(3 * archive.MAX_OUTPUT + 7)),
+        ("big.json", os.urandom(3 * inflate.MAX_OUTPUT + 7)),
         ("after-big.json", b"{}"),
     ]
     blob = velerogen(go_bin, tmp_path, items)
@@ -232,7 +227,7 @@ GZIP_REJECTIONS = {
     "gzip header CRC wrong": (_gzip_with_header(0x02, b"\x00\x00"), ["corrupt gzip stream"]),
     "gzip method not deflate": (b"\x1f\x8b\x07" + GZ[3:], ["corrupt gzip stream"]),
     "trailing bytes after a full read chunk": (
-        tc.gzip_member(tc.tar(GOOD, tc.entry("r.bin", os.urandom(archive.READ_SIZE))))
+        tc.gzip_member(tc.tar(GOOD, tc.entry("r.bin", os.urandom(inflate.READ_SIZE))))
         + b"\x00" * 10,
         ["trailing bytes"],
     ),
@@ -786,7 +781,7 @@ PROBLEM_TYPES = {
 def test_non_regular_types_are_problems(typeflag: bytes) -> None:
     data = b"payload" * 100
     # Go ignores the size of header-only types (1-6): no data follows them.
-    body = b"" if typeflag in archive.HEADER_ONLY_TYPES else tc.pad(data)
+    body = b"" if typeflag in headers.HEADER_ONLY_TYPES else tc.pad(data)
     blob = tc.tar(
         tc.header("things/t", size=len(data), typeflag=typeflag, linkname=b"x") + body, GOOD
     )
@@ -957,7 +952,7 @@ def test_loose_numeric_fields() -> None:
 
 @pytest.mark.parametrize(
     "size",
-    [0, 1, 511, 512, 513, archive.MAX_OUTPUT - 600, archive.MAX_OUTPUT + 1, 3 * archive.MAX_OUTPUT],
+    [0, 1, 511, 512, 513, inflate.MAX_OUTPUT - 600, inflate.MAX_OUTPUT + 1, 3 * inflate.MAX_OUTPUT],
 )
 def test_data_sizes_and_buffer_boundaries(size: int) -> None:
     data = os.urandom(size)
@@ -969,7 +964,7 @@ def test_headers_across_buffer_boundaries() -> None:
     """Entries of odd sizes make headers and padding straddle every decompressed piece edge."""
     items = [(f"f{i}.bin", os.urandom(997 * i % 5000)) for i in range(6000)]
     blob = tc.tar(*[tc.entry(n, d) for n, d in items])
-    assert len(blob) > 2 * archive.MAX_OUTPUT
+    assert len(blob) > 2 * inflate.MAX_OUTPUT
     assert read_pairs(tc.gzip_member(blob)) == items
 
 
@@ -1069,7 +1064,7 @@ def test_gzip_bomb_entry_refused_before_reading(zero_entry_bomb: bytes) -> None:
     with pytest.raises(LimitExceeded, match="max_entry_size=1048576") as info:
         list(reader)
     assert info.value.path == "resources/bomb.json"
-    assert reader.archive_size <= archive.READ_SIZE  # one read, not the whole file
+    assert reader.archive_size <= inflate.READ_SIZE  # one read, not the whole file
 
 
 # Peak memory of one archive read, measured in a fresh process (VmHWM, as the exhaustion tests
@@ -1280,18 +1275,11 @@ def test_fast_and_slow_header_paths_agree(
     mutation: tuple[int, list[tuple[int, int]], bool],
 ) -> None:
     blob = _mutate_header(mutation)
-    fast = _outcome(blob)
-    original = archive.FAST_HEADER
-    archive.FAST_HEADER = _NEVER
-    try:
-        slow = _outcome(blob)
-    finally:
-        archive.FAST_HEADER = original
-    assert fast == slow
+    assert _outcome(blob) == _outcome(blob, fast_path=False)
 
 
-def _outcome(blob: bytes) -> object:
+def _outcome(blob: bytes, *, fast_path: bool = True) -> object:
     try:
-        return read_all(blob)
+        return read_all(blob, fast_path=fast_path)
     except ArchiveError as e:
         return (type(e), str(e))

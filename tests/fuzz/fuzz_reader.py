@@ -1,4 +1,4 @@
-"""atheris harness: the strict tar.gz reader (merkle_backup/archive.py, docs/format.md §2).
+"""atheris harness: the strict tar.gz reader (merkle_backup/archive/, docs/format.md §2).
 
 The first input byte picks the layer: bit 0 clear, the rest is the compressed file as stored;
 set, the rest is a tar stream that the harness gzips first, so mutations reach the header, PAX
@@ -21,7 +21,7 @@ import atheris
 from tests import tarcraft as tc
 
 with atheris.instrument_imports(include=["merkle_backup"]):
-    from merkle_backup.archive import ArchiveReader, Limits, _path_problem
+    from merkle_backup.archive import ArchiveReader, Limits, path_problem
     from merkle_backup.errors import ArchiveError
 
 LIMITS = Limits(max_entry_size=1 << 20, max_entries=2000, max_total_size=8 << 20,
@@ -33,7 +33,7 @@ def check(blob: bytes) -> None:
         for entry in ArchiveReader(io.BytesIO(blob), LIMITS):
             if entry.problem is None:
                 raw = entry.path.encode()
-                assert _path_problem(raw) is None, entry.path
+                assert path_problem(raw) is None, entry.path
                 assert len(raw) <= LIMITS.max_path_length
                 assert len(entry.data) <= LIMITS.max_entry_size
             else:
