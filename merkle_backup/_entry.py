@@ -24,6 +24,8 @@ import os
 import signal
 import sys
 
+# errors.ExitCode.INTERRUPTED, written out: this module imports nothing of ours before its
+# SIGINT handler is in place (tests/test_signals.py checks the two agree).
 EXIT_INTERRUPTED = 130
 _LINE = b"merkle-backup: interrupted\n"
 _state = {"interrupts": 0, "said": False, "armed": False}

@@ -22,9 +22,8 @@ from typing import Any
 import click
 
 from merkle_backup.display import shown
-from merkle_backup.errors import Error, Interrupted, NotAuthentic
+from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
 
-EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_USAGE, EXIT_CANNOT_CHECK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _MAX_SHOWN_FAILURES = 50
 
 
@@ -35,7 +34,7 @@ def _funnel(command: Callable[..., int | None]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         as_json = kwargs.get("as_json", False)
         try:
-            code = command(*args, **kwargs) or EXIT_OK
+            code = command(*args, **kwargs) or ExitCode.VERIFIED
         except Error as e:
             click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
                        f"{shown(e.diagnostics())}", err=True)
@@ -53,7 +52,7 @@ def _funnel(command: Callable[..., int | None]) -> Callable[..., None]:
             raise  # the entry point prints the line and exits 130 (it may not wait for threads)
         except KeyboardInterrupt:  # run without the entry point's handler (e.g. in-process)
             click.echo("merkle-backup: interrupted", err=True)
-            code = EXIT_INTERRUPTED
+            code = ExitCode.INTERRUPTED
         sys.exit(code)
 
     return wrapper
@@ -325,7 +324,7 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         _print_report(report)
-    return EXIT_OK if report.verified else EXIT_NOT_AUTHENTIC
+    return ExitCode.VERIFIED if report.verified else ExitCode.NOT_AUTHENTIC
 
 
 def _selection(backup: str, include_namespaces: tuple[str, ...],
@@ -532,7 +531,7 @@ def _print_interrupted(report, as_json: bool, verbose_failures: bool) -> None:
     if report is None:
         return
     if as_json:
-        click.echo(json.dumps({**report.to_json(), "exit_code": EXIT_INTERRUPTED,
+        click.echo(json.dumps({**report.to_json(), "exit_code": ExitCode.INTERRUPTED,
                                "interrupted": True}, indent=2))
         return
     if report.backups:
@@ -614,10 +613,10 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
                f"{s['error']} could not be checked")
     for note in report.notes:
         click.echo(f"note: {shown(note)}")
-    if report.exit_code == EXIT_NOT_AUTHENTIC:
+    if report.exit_code == ExitCode.NOT_AUTHENTIC:
         unsealed = f", {s['unsealed']} final backup(s) without a seal" if require_seal and s["unsealed"] else ""
         click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) tampered{unsealed}", err=True)
-    elif report.exit_code == EXIT_CANNOT_CHECK:
+    elif report.exit_code == ExitCode.CANNOT_CHECK:
         what = f"{s['error']} backup(s) could not be checked" if s["error"] else "no backups found"
         click.echo(f"merkle-backup: error: {what}", err=True)
     return report.exit_code

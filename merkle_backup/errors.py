@@ -13,11 +13,23 @@ Bugs are not caught anywhere: they crash with a traceback.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes (README, docs/format.md §8): the only place they are written down."""
+
+    VERIFIED = 0
+    NOT_AUTHENTIC = 1
+    USAGE = 2
+    CANNOT_CHECK = 3
+    INTERRUPTED = 130
+
 
 class Error(Exception):
-    """Base of every deliberate merkle-backup error."""
+    """Base of every deliberate merkle-backup error; its class decides the exit code."""
 
-    exit_code = 3
+    exit_code = ExitCode.CANNOT_CHECK
 
     def diagnostics(self) -> str:
         """The whole message, exactly (it may hold attacker-controlled paths, even newlines):
@@ -29,13 +41,13 @@ class Error(Exception):
 class CannotCheck(Error):
     """The input could not be checked (exit 3)."""
 
-    exit_code = 3
+    exit_code = ExitCode.CANNOT_CHECK
 
 
 class NotAuthentic(Error):
     """The input was checked and does not match what was sealed (exit 1)."""
 
-    exit_code = 1
+    exit_code = ExitCode.NOT_AUTHENTIC
 
 
 class ArchiveError(CannotCheck):
@@ -91,7 +103,7 @@ class StorageError(CannotCheck):
 class UsageError(Error):
     """The command line asks for something that cannot be done (exit 2)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class Interrupted(BaseException):
@@ -103,7 +115,7 @@ class Interrupted(BaseException):
     what a fleet run had finished (``fleet.audit`` / ``fleet.seal_all`` rows), or None.
     """
 
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
 
     def __init__(self, partial: object = None) -> None:
         super().__init__("interrupted")

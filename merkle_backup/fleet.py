@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import Limits
-from merkle_backup.errors import CannotCheck, Error, Interrupted, NotAuthentic
+from merkle_backup.errors import CannotCheck, Error, ExitCode, Interrupted, NotAuthentic
 from merkle_backup.signing import PublicKey
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
@@ -41,7 +41,6 @@ ERROR = "error"  # could not be checked (or sealed)
 SEALED = "sealed"
 SKIPPED = "skipped"
 
-EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_CANNOT_CHECK = 0, 1, 3
 # On an interrupt, how long the backups already being checked (or sealed) may take to finish
 # before they are abandoned (their rows left out).
 INTERRUPT_GRACE_SECONDS = 1.5
@@ -109,14 +108,14 @@ class AuditReport:
         """1 when any backup is tampered (or unsealed under --require-seal); else 3 when any
         could not be checked, or there was no backup at all; else 0."""
         if self.with_status(TAMPERED) or (self.require_seal and self.with_status(UNSEALED)):
-            return EXIT_NOT_AUTHENTIC
+            return ExitCode.NOT_AUTHENTIC
         if self.with_status(ERROR) or not self.backups:
-            return EXIT_CANNOT_CHECK
-        return EXIT_OK
+            return ExitCode.CANNOT_CHECK
+        return ExitCode.VERIFIED
 
     @property
     def verified(self) -> bool:
-        return self.exit_code == EXIT_OK
+        return self.exit_code == ExitCode.VERIFIED
 
     def to_json(self) -> dict:
         return {
@@ -145,11 +144,11 @@ class SealAllReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CANNOT_CHECK if self.with_status(ERROR) else EXIT_OK
+        return ExitCode.CANNOT_CHECK if self.with_status(ERROR) else ExitCode.VERIFIED
 
     def to_json(self) -> dict:
         return {
-            "ok": self.exit_code == EXIT_OK,
+            "ok": self.exit_code == ExitCode.VERIFIED,
             "exit_code": self.exit_code,
             "location": self.location,
             "summary": self.summary,

@@ -251,3 +251,11 @@ def test_pipelines_under_pipefail(proof: Path, keypair: tuple[Path, Path], consu
     proc = subprocess.run([bash, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == expected, proc.stderr
     assert b"Traceback" not in proc.stderr and b"Broken pipe" not in proc.stderr, proc.stderr
+
+
+def test_the_entry_point_exit_code_is_the_error_classes_one() -> None:
+    """_entry writes 130 out (it imports nothing of ours before its handler is in place)."""
+    from merkle_backup import _entry
+    from merkle_backup.errors import ExitCode, Interrupted
+
+    assert _entry.EXIT_INTERRUPTED == ExitCode.INTERRUPTED == Interrupted.exit_code
