@@ -19,22 +19,20 @@ import io
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Callable, Protocol
+from typing import BinaryIO, Protocol
 
 import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.consistency import PREFERRED_SUFFIX, Inconsistency, check_manifest
+from merkle_backup.consistency import Inconsistency, check_manifest, needs_manifest_check
 from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint
 from merkle_backup.core.keys import (
-    SCOPE_CLUSTER,
-    SCOPE_NAMESPACED,
     PathError,
     key_for_bucket_object,
 )
@@ -43,9 +41,6 @@ from merkle_backup.errors import ArchiveError, CannotCheck
 from merkle_backup.formats.seal import encode_seal_head, leaf_frame
 from merkle_backup.signing import public_key_of, sign
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
-
-_MANIFEST_SCOPES = (SCOPE_CLUSTER, SCOPE_NAMESPACED)
-
 
 # The interpreter's thread switch interval during a pass (the default is 5 ms; see bulk_pass).
 SWITCH_INTERVAL = 0.0001
@@ -164,10 +159,10 @@ def hash_tarball(
             except PathError as e:
                 raise ArchiveError(str(e), path) from e
             append(leaf)
-            # needs_manifest_check(key), and check_manifest reads only name, namespace, scope:
-            # the key's fields stand in for a ResourceKey (1 us less per entry).
-            if check and key.scope in _MANIFEST_SCOPES and not key.version.endswith(PREFERRED_SUFFIX):
-                problem = check_manifest(key, data)  # type: ignore[arg-type]  # name, namespace, scope
+            # The key's fields stand in for a ResourceKey: both functions read only its
+            # namespace, scope, name and version (no ResourceKey built per entry).
+            if check and needs_manifest_check(key):  # type: ignore[arg-type]
+                problem = check_manifest(key, data)  # type: ignore[arg-type]
                 if problem is not None:
                     inconsistencies.append(Inconsistency(path, problem))  # type: ignore[union-attr]
     return leaves, reader.archive_digest, reader.archive_size

@@ -9,14 +9,12 @@ differently depending on flags: ``seal`` refuses it unless forced, ``verify`` re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import msgspec
 
 from merkle_backup.core.keys import SCOPE_CLUSTER, SCOPE_NAMESPACED, ResourceKey
-from merkle_backup.core.leaf import LeafRecord
-
-PREFERRED_SUFFIX = "-preferredversion"
+from merkle_backup.velero import PREFERRED_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -71,30 +69,3 @@ def check_manifest(key: ResourceKey, data: bytes) -> str | None:
         where = f"namespace {expected!r}" if expected else "a cluster-scoped resource"
         return f"metadata.namespace is {namespace!r}, the path says {where}"
     return None
-
-
-def check_copies(records: Iterable[LeafRecord]) -> list[Inconsistency]:
-    """Every -preferredversion copy must be byte-identical to its classic copy.
-
-    ``records`` are in key order (docs/format.md §3.2), where an item's classic copy (version
-    "") comes right before its versioned copies, so one pass with one remembered record does.
-    """
-    found: list[Inconsistency] = []
-    twin: LeafRecord | None = None
-    for record in records:
-        key = record.key
-        if key.scope not in (SCOPE_CLUSTER, SCOPE_NAMESPACED):
-            continue
-        if key.version == "":
-            twin = record
-            continue
-        if not key.version.endswith(PREFERRED_SUFFIX):
-            continue
-        t = twin.key if twin is not None else None
-        if t is None or (t.namespace, t.resource, t.scope, t.name) != (
-            key.namespace, key.resource, key.scope, key.name
-        ):
-            found.append(Inconsistency(record.path, "preferred-version copy has no classic copy"))
-        elif (twin.size, twin.digest) != (record.size, record.digest):
-            found.append(Inconsistency(record.path, f"differs from its classic copy {twin.path}"))
-    return found

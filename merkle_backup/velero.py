@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from merkle_backup.errors import CannotCheck
 
 BACKUP_OBJECT = "velero-backup.json"
+# Since v1.4 every item is written twice: resources/<gr>/... and resources/<gr>/<v>-preferredversion/...
+PREFERRED_SUFFIX = "-preferredversion"
 FINAL_PHASES = frozenset({"Completed", "PartiallyFailed", "Failed"})
 
 

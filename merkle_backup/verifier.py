@@ -27,7 +27,6 @@ import blake3
 from merkle_backup.archive import ArchiveReader, Limits
 from merkle_backup.builder import BackupSource
 from merkle_backup.consistency import (
-    PREFERRED_SUFFIX,
     Inconsistency,
     check_manifest,
     needs_manifest_check,
@@ -36,8 +35,6 @@ from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint, CheckpointError, parse_checkpoint
 from merkle_backup.core.keys import (
     SCOPE_BUCKET,
-    SCOPE_CLUSTER,
-    SCOPE_NAMESPACED,
     PathError,
     key_for_bucket_object,
     key_for_tar_path,
@@ -55,8 +52,8 @@ from merkle_backup.errors import (
 )
 from merkle_backup.formats.seal import SealHead, read_leaves, read_seal_head
 from merkle_backup.selection import Matcher, Selection
-from merkle_backup.velero import BACKUP_OBJECT
 from merkle_backup.signing import PublicKey
+from merkle_backup.velero import BACKUP_OBJECT
 
 # Problems a failure can name (docs/format.md §9.2).
 MODIFIED = "modified"
@@ -67,7 +64,6 @@ MALFORMED = "malformed"
 
 _HASH_CHUNK = 4 * 2**20
 MAX_LISTED_FAILURES = 1000
-_PREFERRED = PREFERRED_SUFFIX.encode()  # a sort key (no terminator) ends with its version
 
 
 @dataclass(frozen=True)
@@ -316,7 +312,7 @@ def read_leaf_table(
     check_record = table.check_record
     previous = None
     out_of_order = None
-    twin_id = twin = None
+    check_copy = table.CopyChecker().check
     invalid: ValueError | None = None
     try:
         for i, leaf in enumerate(leaves):
@@ -335,16 +331,10 @@ def read_leaf_table(
                 namespaces.add(namespace)
                 if covers_key(sort_key, path):
                     in_scope[i] = 1
-            # consistency.check_copies, on sort keys (kept for the leaves in scope, below).
-            if kind == SCOPE_CLUSTER or kind == SCOPE_NAMESPACED:
-                if sort_key.endswith(b"\0"):  # version "": a classic copy
-                    twin_id, twin = sort_key, leaf
-                elif sort_key.endswith(_PREFERRED):
-                    if twin is None or sort_key[: sort_key.rindex(b"\0") + 1] != twin_id:
-                        copies.append((i, Inconsistency(path, table.NO_CLASSIC_COPY)))
-                    elif twin[-table.TAIL:] != leaf[-table.TAIL:]:
-                        copies.append((i, Inconsistency(
-                            path, table.DIFFERS_FROM_CLASSIC.format(table.path_of(twin)))))
+            # -preferredversion copies unlike their classic copy (kept for the leaves in scope).
+            problem = check_copy(sort_key, leaf[-table.TAIL:], leaf)
+            if problem is not None:
+                copies.append((i, Inconsistency(path, problem)))
     except FormatError:
         raise  # the file is not a seal (any more): nothing to hash
     except ValueError as e:

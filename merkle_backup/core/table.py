@@ -31,6 +31,7 @@ from merkle_backup.core.keys import (
     key_for_tar_path,
 )
 from merkle_backup.core.leaf import LeafRecord, decode_record
+from merkle_backup.velero import PREFERRED_SUFFIX
 
 # A path segment as Kubernetes and Velero spell them: ASCII, not starting with "." (so never "."
 # or ".."), no "/", NUL, backslash or control character. A path made of such segments in the
@@ -129,10 +130,42 @@ class DuplicateKey(ValueError):
         self.path = path
 
 
-# consistency.check_copies, on sort keys: its two findings, word for word.
+# A -preferredversion copy must be byte-identical to its classic copy (docs/format.md §7.2):
+# restore reads one or the other depending on EnableAPIGroupVersions.
 NO_CLASSIC_COPY = "preferred-version copy has no classic copy"
 DIFFERS_FROM_CLASSIC = "differs from its classic copy {}"
-_PREFERRED_END = b"-preferredversion\0"
+_PREFERRED_END = PREFERRED_SUFFIX.encode()
+
+
+class CopyChecker:
+    """Compares each -preferredversion copy with its classic copy, leaf by leaf in key order,
+    where an item's classic copy (version "") comes right before its versioned copies: one
+    remembered leaf does. The one implementation, for the sealer's sort and the verifier's
+    table pass (tests/core/test_table.py checks it against a reference over decoded records).
+    """
+
+    __slots__ = ("_twin", "_twin_id", "_twin_tail")
+
+    def __init__(self) -> None:
+        self._twin_id: bytes | None = None
+        self._twin_tail = b""
+        self._twin = b""
+
+    def check(self, key: bytes, tail: bytes, record: bytes) -> str | None:
+        """The finding for the leaf with sort key ``key`` (components NUL-joined, no
+        terminator), ``tail`` = u64be(size) ‖ H(content), ``record`` its record; or None."""
+        if key.startswith(b"\0\0"):  # bucket objects and metadata/version: no copies
+            return None
+        if key.endswith(b"\0"):  # version "": a classic copy
+            self._twin_id, self._twin_tail, self._twin = key, tail, record
+            return None
+        if not key.endswith(_PREFERRED_END):
+            return None
+        if self._twin_id is None or key[: key.rindex(b"\0") + 1] != self._twin_id:
+            return NO_CLASSIC_COPY
+        if self._twin_tail != tail:
+            return DIFFERS_FROM_CLASSIC.format(path_of(self._twin))
+        return None
 
 
 def namespace_of(item: bytes) -> str:
@@ -176,7 +209,7 @@ def drain_sorted(
     """
     items.sort()  # sortable leaves (bytes) until the loop below sets them to None
     previous = b""
-    twin_id = twin = None
+    checker = CopyChecker() if copies is not None else None
     for i, item in enumerate(items):
         assert item is not None
         items[i] = None
@@ -189,16 +222,11 @@ def drain_sorted(
         if key == previous:
             raise DuplicateKey(path_of(record))
         previous = key
-        # Scopes cluster and namespaces have a non-empty resource: keys not starting "\0\0".
-        if copies is not None and not key.startswith(b"\0\0"):
-            if key.endswith(b"\0\0"):  # version "": a classic copy
-                twin_id, twin = key[:-1], record
-            elif key.endswith(_PREFERRED_END):
-                ident = key[: key.rindex(b"\0", 0, k - 1) + 1]
-                if twin is None or ident != twin_id:
-                    copies.append((path_of(record), NO_CLASSIC_COPY))
-                elif twin[-TAIL:] != record[-TAIL:]:
-                    copies.append((path_of(record), DIFFERS_FROM_CLASSIC.format(path_of(twin))))
+        if checker is not None:
+            problem = checker.check(key[:-1], record[-TAIL:], record)
+            if problem is not None:
+                assert copies is not None
+                copies.append((path_of(record), problem))
         yield record
 
 
