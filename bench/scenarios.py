@@ -106,7 +106,8 @@ def seal_no_manifest_check(ctx: dict) -> dict:
 
 
 def _verify(ctx: dict, which: str, namespace: str | None) -> dict:
-    from merkle_backup.verifier import Scope, verify_backup
+    from merkle_backup.selection import Scope
+    from merkle_backup.verifier import verify_backup
 
     scope = Scope.namespace(namespace) if namespace else Scope()
     report = verify_backup(_source(ctx, which), _trusted(ctx), scope=scope)

@@ -309,7 +309,8 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
                 2 usage error; 3 could not check (missing file, bad key, I/O, a limit).
     """
     from merkle_backup.signing import load_public_key
-    from merkle_backup.verifier import Scope, verify_backup
+    from merkle_backup.selection import Scope
+    from merkle_backup.verifier import verify_backup
 
     keys = [load_public_key(p) for p in trust]
     source = _open_source(backup, seal_path)

@@ -9,26 +9,25 @@ leaf records. docs/format.md §11.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from merkle_backup.archive import ArchiveReader, Limits
 from merkle_backup.builder import BackupSource
-from merkle_backup.core import table, tree
-from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
+from merkle_backup.core import tree
+from merkle_backup.core.checkpoint import Checkpoint
 from merkle_backup.core.keys import SCOPE_BUCKET
 from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
-from merkle_backup.core.proofs import namespace_range, root_from_namespace_proof
-from merkle_backup.errors import FormatError, NotAuthentic, ProofError, UsageError
+from merkle_backup.core.proofs import root_from_namespace_proof
+from merkle_backup.errors import NotAuthentic, ProofError, UsageError
 from merkle_backup.formats.proof import (
     NamespaceProof,
     ProofFile,
     ResourceProof,
     decode_proof,
 )
-from merkle_backup.formats.seal import read_seal_head
 from merkle_backup.signing import PublicKey
-from merkle_backup.verifier import check_signature, read_leaf_table
+from merkle_backup.trust import SealTable, check_signature, open_seal, read_unverified
 
 
 @dataclass(frozen=True)
@@ -86,38 +85,33 @@ def prove(
         raise UsageError("nothing to prove: give --resource or --namespace")
     if any(not n for n in namespaces):
         raise UsageError("a namespace name is not empty")
+    # One pass over the leaves checks the table and keeps the tree the proofs come from; without
+    # a key the proof's recipient checks the signature, but a proof that cannot verify is never
+    # written (the self-check below).
     with source.open_seal() as f:
-        _unverified = read_seal_head(f)
-        if trusted:
-            checkpoint, signer = check_signature(_unverified, trusted)
-        else:  # the proof is checked by its recipient; still never write one that cannot verify
-            try:
-                checkpoint, signer = parse_checkpoint(_unverified.checkpoint), None
-            except CheckpointError as e:
-                raise FormatError(f"seal checkpoint is malformed: {e}") from e
-        # One pass over the leaves checks the table and keeps the tree the proofs come from.
-        seal = read_leaf_table(f, _unverified, checkpoint, signer, keep_tree=True)
-    merkle = seal.merkle
+        seal: SealTable = (open_seal(f, trusted, keep_tree=True) if trusted
+                           else read_unverified(f, keep_tree=True))
+    checkpoint, leaves, merkle = seal.checkpoint, seal.leaves, seal.merkle
     assert merkle is not None
 
     resource_proofs = []
     wanted = []
     for path in dict.fromkeys(resources):
-        i = seal.index_of(path)
+        i = leaves.index_of(path)
         if i is None:
             raise UsageError(f"{path}: no such resource in the seal of {checkpoint.backup}")
-        resource_proofs.append(ResourceProof(i, seal.record(i), merkle.inclusion_proof(i)))
+        resource_proofs.append(ResourceProof(i, leaves.record(i), merkle.inclusion_proof(i)))
         wanted.append(i)
     namespace_proofs = []
     for namespace in dict.fromkeys(namespaces):
-        run = namespace_range(seal.items, namespace, table.namespace_of)
+        run = leaves.namespace_range(namespace)
         hashes = merkle.range_proof(run.begin, run.end) if run.end > run.begin else []
-        records = [seal.record(i) for i in range(run.begin, run.end)]
+        records = [leaves.record(i) for i in range(run.begin, run.end)]
         namespace_proofs.append(NamespaceProof(namespace, run.begin, records, hashes))
         wanted.extend(range(run.first, run.last))
-    contents = (_contents(source, [decode_record(seal.record(i)) for i in wanted], limits)
+    contents = (_contents(source, [decode_record(leaves.record(i)) for i in wanted], limits)
                 if with_content else {})
-    proof = ProofFile(_unverified.checkpoint, _unverified.signature, resource_proofs,
+    proof = ProofFile(seal.head.checkpoint, seal.head.signature, resource_proofs,
                       namespace_proofs, contents)
     # Never hand out a proof that its recipient would reject.
     _check_claims(proof, checkpoint, ProofReport(checkpoint, "self-check"))

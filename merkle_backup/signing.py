@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from merkle_backup.errors import KeyFileError, SignatureError, StorageError
-from merkle_backup.storage.local import write_atomic
 
 SIGNATURE_SIZE = 64
 _P = 2**255 - 19
@@ -93,6 +92,8 @@ def generate_keypair(path: Path) -> tuple[Path, Path]:
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    from merkle_backup.storage.local import write_atomic  # key files: the only writes here
+
     write_atomic(path, private_pem, mode=0o600, replace=False)
     write_atomic(pub_path, public_pem, mode=0o644, replace=False)
     return path, pub_path

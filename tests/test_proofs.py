@@ -360,15 +360,16 @@ def test_every_sealed_leaf_is_found_by_its_path_and_nothing_else(sealed: Path, k
     path that is not sealed (or not a path at all) nowhere."""
     from merkle_backup.signing import load_public_key
     from merkle_backup.storage.local import LocalBackup
-    from merkle_backup.verifier import open_seal
+    from merkle_backup.trust import open_seal
 
     with LocalBackup(sealed).open_seal() as f:
         trusted = open_seal(f, [load_public_key(keypair[1])])
-    paths = [trusted.path(i) for i in range(len(trusted.items))]
+    leaves = trusted.leaves
+    paths = [leaves.path(i) for i in range(len(leaves))]
     assert "velero-backup.json" in paths and "metadata/version" in paths
-    assert [trusted.index_of(p) for p in paths] == list(range(len(paths)))
+    assert [leaves.index_of(p) for p in paths] == list(range(len(paths)))
     for path in ("resources/pods/namespaces/nope/x.json", paths[0] + "x", "nope.json", "../x", ""):
-        assert trusted.index_of(path) is None
+        assert leaves.index_of(path) is None
     code, _, err = run("prove", sealed, "--resource", "resources/pods/namespaces/nope/x.json",
                        "-o", sealed.parent / "x.proof")
     assert code == 2 and "no such resource in the seal of demo-small" in err  # a usage error

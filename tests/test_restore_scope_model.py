@@ -20,10 +20,10 @@ import pytest
 
 from merkle_backup.builder import seal_backup
 from merkle_backup.errors import UsageError
-from merkle_backup.selection import MUST_HAVE_RESOURCES, Selection
+from merkle_backup.selection import MUST_HAVE_RESOURCES, Scope, Selection
 from merkle_backup.signing import load_private_key, load_public_key
 from merkle_backup.storage.local import LocalBackup
-from merkle_backup.verifier import Scope, open_seal
+from merkle_backup.trust import open_seal
 from tests.conftest import FIXTURES, copy_backup
 from tests.tools import make_restore_mix as gen
 from tests.velero_model import Restore, namespace_filter, restore_reads
@@ -120,7 +120,7 @@ def scope_paths(folder: Path, keypair, restore: Restore) -> set[str] | None:
             seal = open_seal(f, [load_public_key(keypair[1])], Scope(selection))
     except UsageError:
         return None
-    return {seal.path(i) for i in range(len(seal.items)) if seal.in_scope[i]}
+    return {seal.leaves.path(i) for i in range(len(seal.leaves)) if seal.in_scope[i]}
 
 
 def check(folder: Path, keypair, rnd: random.Random, rounds: int) -> int:

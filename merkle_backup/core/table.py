@@ -20,6 +20,7 @@ path halves what a sealer holds per entry (the table is in memory until sorted);
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -27,10 +28,13 @@ from merkle_backup.core.keys import (
     NAMESPACES_RESOURCE,
     SCOPE_CLUSTER,
     SCOPE_NAMESPACED,
+    PathError,
     ResourceKey,
+    key_for_bucket_object,
     key_for_tar_path,
 )
 from merkle_backup.core.leaf import LeafRecord, decode_record
+from merkle_backup.core.proofs import NamespaceRange, namespace_range
 from merkle_backup.velero import PREFERRED_SUFFIX
 
 # A path segment as Kubernetes and Velero spell them: ASCII, not starting with "." (so never "."
@@ -278,3 +282,78 @@ def path_of(record: bytes) -> str:
     return path if path is not None else decode_record(record).path
 
 
+
+
+def sort_key_of(item: bytes) -> bytes:
+    """The sort key of a sortable leaf (NUL-ended): the part compared to find it."""
+    return item[: (item[-2] << 8) | item[-1]]
+
+
+class LeafTable:
+    """The leaves of a seal in key order, each kept as its sortable leaf (compact where its path
+    allows: about 120 bytes for the paths Velero writes). The one type that knows that layout:
+    callers ask it questions and never slice a leaf themselves. An archive entry's sortable leaf
+    (``tar_leaf_and_key``) is found by bisection and compared whole.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[bytes]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def record(self, index: int) -> bytes:
+        return record_of(self.items[index])
+
+    def path(self, index: int) -> str:
+        return path_of(self.record(index))
+
+    def namespace(self, index: int) -> str:
+        return namespace_of(self.items[index])
+
+    def sort_key(self, index: int) -> bytes:
+        return sort_key_of(self.items[index])
+
+    def tail(self, index: int) -> bytes:
+        """``u64be(size) ‖ H(content)`` of the leaf: what an object is compared with."""
+        return self.items[index][-2 - TAIL:-2]
+
+    def size(self, index: int) -> int:
+        return int.from_bytes(self.tail(index)[:8], "big")
+
+    def is_bucket_object(self, index: int) -> bool:
+        return self.items[index].startswith(b"\0\0bucket\0")
+
+    def matches(self, index: int, item: bytes) -> bool:
+        """Whether an entry's sortable leaf is exactly the sealed one (same key, size, digest)."""
+        return self.items[index] == item
+
+    def find(self, key: bytes, path: str, item: bytes = b"") -> int | None:
+        """The index of the leaf with sort key ``key`` (NUL-ended) and this path, or None.
+        ``item``, the sortable leaf expected there, spares rebuilding the path when equal."""
+        items = self.items
+        i = bisect_left(items, key)
+        if i < len(items) and (items[i] == item or (
+                items[i].startswith(key) and self.path(i) == path)):
+            return i
+        return None
+
+    def find_item(self, item: bytes, path: str) -> int | None:
+        """The index of the leaf with the key of the sortable leaf ``item`` and this path."""
+        return self.find(sort_key_of(item), path, item)
+
+    def index_of(self, path: str) -> int | None:
+        """The leaf of a tar path or bucket object name, or None."""
+        for key_of in (key_for_tar_path, key_for_bucket_object):
+            try:
+                key = key_of(path)
+            except PathError:
+                continue
+            return self.find(key.sort_bytes() + b"\0", path)
+        return None
+
+    def namespace_range(self, namespace: str) -> NamespaceRange:
+        """The namespace's contiguous run of leaves and its two neighbours (§3.2, §11.3)."""
+        return namespace_range(self.items, namespace, namespace_of)

@@ -32,7 +32,8 @@ from merkle_backup.errors import Error
 from merkle_backup.formats.seal import SealFile, decode_seal, encode_seal
 from merkle_backup.signing import public_key_of, sign
 from merkle_backup.storage.local import LocalBackup
-from merkle_backup.verifier import open_seal, verify_backup
+from merkle_backup.trust import open_seal
+from merkle_backup.verifier import verify_backup
 from tests.attacks import gotar
 from tests.attacks.helpers import tarball
 from tests.conftest import copy_backup

@@ -18,10 +18,10 @@ import atheris
 
 with atheris.instrument_imports(include=["merkle_backup"]):
     from merkle_backup.errors import Error
-    from merkle_backup.core import table
     from merkle_backup.formats.seal import decode_seal
     from merkle_backup.storage.local import LocalBackup
-    from merkle_backup.verifier import open_seal, verify_backup
+    from merkle_backup.trust import open_seal
+    from merkle_backup.verifier import verify_backup
 
 SEALED = _common.build_sealed()
 TRUSTED = [_common.TRUSTED()]
@@ -38,7 +38,7 @@ def TestOneInput(data: bytes) -> None:
     except Error:
         return
     assert seal.checkpoint.body() == SEALED.checkpoint
-    assert [table.record_of(item) for item in seal.items] == SEALED.leaves
+    assert [seal.leaves.record(i) for i in range(len(seal.leaves))] == SEALED.leaves
     try:
         report = verify_backup(SOURCE, TRUSTED, seal_bytes=data)
     except Error:
