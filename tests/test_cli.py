@@ -11,19 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from merkle_backup.cli import main
+from tests.cli import run
 from tests.conftest import copy_backup
 from tests.tamper import add_sidecar, first, read_entries, rewrite, write_entries
 
 NS_A = "monitoring-000"
 NS_B = "payments-001"
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def seal(backup: Path, key: Path, *extra: str) -> None:

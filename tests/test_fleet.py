@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from merkle_backup.cli import main
+from tests.cli import run
 from tests.conftest import FIXTURES
 from tests.storage import server
 from tests.storage.server import clone_backup, new_bucket, upload_folder
@@ -20,11 +19,6 @@ from tests.tamper import add_sidecar, first, read_entries, write_entries
 # The session's moto server (started once, shared with tests/storage) and test environment.
 moto_server = server.moto_server
 _aws_test_env = server._aws_test_env
-
-
-def run(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def rows(out: str) -> dict[str, str]:

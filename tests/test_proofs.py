@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from merkle_backup.cli import main
 from merkle_backup.core.checkpoint import Checkpoint
 from merkle_backup.errors import (
     Error,
@@ -41,6 +39,7 @@ from merkle_backup.formats.proof import (
 )
 from merkle_backup.proofs import verify_proof
 from merkle_backup.signing import public_key_of, sign
+from tests.cli import run
 from tests.conftest import copy_backup
 from tests.core.test_proofs_core import Table, make_record
 from tests.mutate import mutate
@@ -307,11 +306,6 @@ def test_random_structural_mutations_of_a_signed_proof_file(data: st.DataObject)
 # --- CLI on the Go-written fixture -------------------------------------------------------------
 
 NS = "monitoring-000"
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def seal(folder: Path, key: Path) -> None:

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
-from merkle_backup.cli import main
 from merkle_backup.display import shown as escaped
+from tests.cli import run as invoke
 
 EXIT_OK, EXIT_NOT_AUTHENTIC, EXIT_USAGE, EXIT_CANNOT_CHECK = 0, 1, 2, 3
 DEMO_UID = "2e242fc8-0e85-4f16-bc6e-9d5f38be1ce3"  # demo-small's metadata.uid
@@ -35,8 +33,7 @@ class Outcome:
 
 
 def run(*args: str | Path) -> Outcome:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    outcome = Outcome(result.exit_code, result.stdout, result.stderr)
+    outcome = Outcome(*invoke(*args))
     assert "Traceback" not in outcome.out and "Traceback" not in outcome.err
     if outcome.code != EXIT_OK:
         lines = outcome.err.strip().splitlines()

@@ -12,6 +12,7 @@ from merkle_backup.core import table
 from merkle_backup.core.keys import PathError, key_for_bucket_object, key_for_tar_path
 from merkle_backup.core.leaf import LeafRecord, decode_record
 
+
 def check_copies(records: list[LeafRecord]) -> list[tuple[str, str]]:
     """The reference for table.CopyChecker, over decoded records in key order: every
     -preferredversion copy must equal (size and digest) the classic copy of the same item."""

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.mutate import mutate
 from merkle_backup.errors import CannotCheck, FormatError
 from merkle_backup.formats import proof as proof_module
 from merkle_backup.formats.proof import (
@@ -28,6 +27,7 @@ from merkle_backup.formats.proof import (
     decode_proof,
     encode_proof,
 )
+from tests.mutate import mutate
 
 H1, H2 = b"\x11" * 32, b"\x22" * 32
 SMALL = ProofFile(

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.mutate import mutate
 from merkle_backup.errors import CannotCheck, FormatError
 from merkle_backup.formats import seal as seal_module
 from merkle_backup.formats.seal import SEAL_MAGIC, SEAL_VERSION, SealFile, decode_seal, encode_seal
+from tests.mutate import mutate
 
 SIGNATURE = bytes(range(64))
 SMALL = SealFile(checkpoint=b"cp\n", signature=bytes(64), leaves=[b"r1", b""])

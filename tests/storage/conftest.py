@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from merkle_backup.cli import main
 from tests.conftest import FIXTURES
 from tests.storage import server
 from tests.storage.server import FaultProxy, MotoServer, new_bucket, upload_folder
@@ -68,12 +66,6 @@ def proxy(moto_server: MotoServer):
     p = FaultProxy(moto_server.port)
     yield p
     p.close()
-
-
-def run(*args: object) -> tuple[int, str, str]:
-    """The CLI in-process; a bug (any exception that is not a deliberate error) fails the test."""
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def one_line_error(err: str) -> str:

@@ -18,7 +18,8 @@ from merkle_backup.storage.resolve import (
     parse_simple_yaml,
     split_backup_url,
 )
-from tests.storage.conftest import Bucket, one_line_error, run
+from tests.cli import run
+from tests.storage.conftest import Bucket, one_line_error
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.conftest import Bucket, one_line_error, run
+from tests.cli import run
 from tests.conftest import FIXTURES
+from tests.storage.conftest import Bucket, one_line_error
 from tests.storage.server import clone_backup, keys
 from tests.tamper import add_sidecar, first, targz
 

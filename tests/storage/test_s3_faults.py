@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.conftest import Bucket, one_line_error, run
+from tests.cli import run
+from tests.storage.conftest import Bucket, one_line_error
 from tests.storage.server import MotoServer, Rule, keys
 
 NAME = "demo-small"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import run
 from tests.conftest import FIXTURES
-from tests.storage.conftest import one_line_error, run
+from tests.storage.conftest import one_line_error
 from tests.storage.server import MotoServer, upload_folder
 
 NAME = "demo-small"
