@@ -17,7 +17,6 @@ import dataclasses
 import gc
 import io
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -38,9 +37,10 @@ from merkle_backup.core.keys import (
     key_for_bucket_object,
 )
 from merkle_backup.core.leaf import LeafRecord, content_digest
-from merkle_backup.errors import ArchiveError, CannotCheck
+from merkle_backup.errors import ArchiveError, CannotCheck, StorageError
 from merkle_backup.formats.seal import encode_seal_head, leaf_frame
 from merkle_backup.signing import public_key_of, sign
+from merkle_backup.storage.files import temp_dir_label, temporary_file
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
 _MANIFEST_SCOPES = (SCOPE_CLUSTER, SCOPE_NAMESPACED)
@@ -265,10 +265,16 @@ def seal_backup(
     )
     # 4-5. Canonical order, root, signed checkpoint, in one pass over the sorted table, into a
     # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
-    with tempfile.TemporaryFile(prefix="merkle-backup-seal.") as seal_file:
-        checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force, seal_file)
-        seal_size = seal_file.seek(0, io.SEEK_END)
-        seal_file.seek(0)
+    with temporary_file("the seal") as seal_file:
+        try:
+            checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force, seal_file)
+            seal_size = seal_file.seek(0, io.SEEK_END)
+            seal_file.seek(0)
+        except OSError as e:  # the temporary's file system is full, or over a quota or limit
+            raise StorageError(
+                f"cannot write the seal to a temporary file in {temp_dir_label()}: "
+                f"{e.strerror or e}"
+            ) from e
         # 6. Atomic, conditional write.
         where = source.write_seal(seal_file, replace=replace)
     return SealResult(checkpoint, where, seal_size, len(leaves), entries, bucket_objects,

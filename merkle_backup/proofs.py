@@ -28,6 +28,7 @@ from merkle_backup.formats.proof import (
 )
 from merkle_backup.formats.seal import read_seal_head
 from merkle_backup.signing import PublicKey
+from merkle_backup.storage.files import NotRegularFile
 from merkle_backup.verifier import check_signature, read_leaf_table
 
 
@@ -126,7 +127,16 @@ def prove(
 
 
 def _contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) -> dict[str, bytes]:
-    """The bytes of the wanted records, each checked against its leaf before it is embedded."""
+    """The bytes of the wanted records, each checked against its leaf before it is embedded.
+    A link (to the private key, say), FIFO or device in a sealed object's place is tampering:
+    it is never read, and no proof is written."""
+    try:
+        return _read_contents(source, wanted, limits)
+    except NotRegularFile as e:
+        raise NotAuthentic(f"{e}: refusing to write the proof") from e
+
+
+def _read_contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) -> dict[str, bytes]:
     contents: dict[str, bytes] = {}
     by_path = {r.path: r for r in wanted}
     for record in wanted:

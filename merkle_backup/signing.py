@@ -9,7 +9,6 @@ encoding (y >= p), which would let one signature verify for many messages.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from merkle_backup.errors import KeyFileError, SignatureError, StorageError
+from merkle_backup.storage.files import read_bounded
 from merkle_backup.storage.local import write_atomic
 
 SIGNATURE_SIZE = 64
@@ -137,11 +137,10 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
 def _read_key_file(path: Path) -> bytes:
-    try:
-        size = os.stat(path).st_size
-        if size > 64 * 1024:
-            raise KeyFileError(f"{path}: {size} bytes is too large for a key file")
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot read key file ({e.strerror or e})") from e
+    """A PEM key file the user named: a regular file (a link to one is followed; a FIFO,
+    device or folder is refused, never waited on), at most 64 KiB."""
+    return read_bounded(path, MAX_KEY_FILE_BYTES, follow=True, error=KeyFileError, what="key file")

@@ -52,6 +52,7 @@ from merkle_backup.errors import (
 )
 from merkle_backup.formats.seal import SealHead, read_leaves, read_seal_head
 from merkle_backup.signing import PublicKey
+from merkle_backup.storage.files import NotRegularFile
 from merkle_backup.storage.local import bare_tarball_name
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
@@ -350,7 +351,10 @@ def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: s
         raise NotAuthentic(
             f"the seal is for backup {checkpoint.backup!r}, not {source.name!r}"
         )
-    data = source.read_object(BACKUP_OBJECT)
+    try:
+        data = source.read_object(BACKUP_OBJECT)
+    except NotRegularFile:
+        data = None  # not the sealed object: bucket_objects names it as modified
     if data is not None:
         info = parse_backup_object(data, source.describe())
         if info.uid != checkpoint.uid:
@@ -397,20 +401,30 @@ class _Checker:
             sealed[path] = index
             if not self.in_scope[index]:
                 continue
-            data = source.read_object(path)
+            try:
+                data = source.read_object(path)
+            except NotRegularFile as e:  # a link, FIFO, device or folder in its place
+                self.fail(True, path, MODIFIED, e.reason)
+                continue
             if data is None:
                 self.fail(True, path, MISSING, "sealed bucket object is gone")
             else:
                 self.compare(index, len(data), content_digest(data))
         for name in source.object_names():
             if name not in sealed:
+                kind = getattr(source, "non_regular", lambda _: None)(name)
                 self.fail(self.scope.covers_parts("", SCOPE_BUCKET, name, self.backup), name,
-                          UNEXPECTED, "bucket object was not sealed")
+                          UNEXPECTED, f"is {kind}, not a regular file; bucket object was not "
+                          "sealed" if kind else "bucket object was not sealed")
 
     def tarball(self, source: BackupSource, limits: Limits, progress: Callable[[int], None] | None) -> None:
         checkpoint = self.seal.checkpoint
         # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
-        digest, size = _hash_file(source, progress)
+        try:
+            digest, size = _hash_file(source, progress)
+        except NotRegularFile as e:  # the sealed tarball's place holds a link, FIFO, device
+            self.report.add_failure(Failure(e.path, MODIFIED, e.reason))
+            return
         identical = size == checkpoint.archive_size and hmac.compare_digest(
             digest, checkpoint.archive_digest
         )

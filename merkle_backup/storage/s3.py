@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from merkle_backup.errors import StorageError
+from merkle_backup.formats.seal import MAX_SEAL_BYTES
+from merkle_backup.storage.files import read_bounded, temp_dir_label, temporary_file
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, open_local_seal, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +45,7 @@ MAX_RESUMES = 3
 DEFAULT_RETRY_MODE = "standard"  # retries throttling (SlowDown, 503) and transient errors
 DEFAULT_MAX_ATTEMPTS = 5
 SSE_C_KEY_BYTES = 32
+MAX_SSE_C_KEY_FILE_BYTES = 64 * 1024  # a regular file, read whole: no FIFO, no /dev/zero
 # A Velero backup name (a Kubernetes object name; the checkpoint's grammar, docs/format.md §5.1).
 BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -151,6 +154,34 @@ class S3Store:
 
     def open_stream(self, key: str, pin: _Pin) -> _ObjectStream:
         return _ObjectStream(self, key, pin)
+
+    @contextmanager
+    def open_seal_copy(self, key: str) -> Iterator[BinaryIO]:
+        """The seal object ``key`` copied to an unnamed temporary file by a pinned stream (a
+        seal is ~200 bytes per leaf: never held in memory). Its size, known from the HEAD, is
+        checked against the seal limit before anything is copied; a full temporary folder is
+        one StorageError naming it."""
+        url = self.url(key)
+        pin = self.pin_if_exists(key)
+        if pin is None:
+            raise StorageError(f"no seal at {url} (seal the backup first, or pass --seal)")
+        if pin.size > MAX_SEAL_BYTES:
+            raise StorageError(f"{url} is {pin.size} bytes, over the {MAX_SEAL_BYTES} byte limit of a seal")
+        with temporary_file("the seal") as f:
+            stream = self.open_stream(key, pin)
+            try:
+                while chunk := stream.read(1 << 20):
+                    try:
+                        f.write(chunk)
+                    except OSError as e:  # the temporary's file system is full
+                        raise StorageError(
+                            f"cannot copy {url} to a temporary file in {temp_dir_label()}: "
+                            f"{e.strerror or e}"
+                        ) from e
+            finally:
+                stream.close()
+            f.seek(0)
+            yield f
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -415,19 +446,7 @@ class S3Backup:
             with open_local_seal(self.local_seal) as f:
                 yield f
             return
-        pin = self.store.pin_if_exists(self.seal_key)
-        if pin is None:
-            raise StorageError(
-                f"no seal at {self.seal_path} (seal the backup first, or pass --seal)"
-            )
-        with tempfile.TemporaryFile(prefix="merkle-backup-seal.") as f:
-            stream = self.store.open_stream(self.seal_key, pin)
-            try:
-                while chunk := stream.read(1 << 20):
-                    f.write(chunk)
-            finally:
-                stream.close()
-            f.seek(0)
+        with self.store.open_seal_copy(self.seal_key) as f:
             yield f
 
     def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str:
@@ -460,6 +479,9 @@ class S3Bucket:
     def has_seal(self, name: str) -> bool:
         return self.store.head(f"{_folder_key(self.prefix, name)}{name}{SEAL_SUFFIX}") is not None
 
+    def open_seal(self, name: str) -> Any:
+        return self.store.open_seal_copy(f"{_folder_key(self.prefix, name)}{name}{SEAL_SUFFIX}")
+
     def open(self, name: str) -> S3Backup:
         return S3Backup(self.store, self.prefix, name)
 
@@ -471,12 +493,8 @@ def read_sse_c_key(path: Path, warn: Callable[[str], None] | None = None) -> byt
     """The SSE-C key, read the way velero-plugin-for-aws reads ``customerKeyEncryptionFile``:
     its first 32 bytes, raw. A longer file is cut as the plugin cuts it, so both use one key
     (and the user is told: a hex or base64 key file is almost certainly a mistake)."""
-    try:
-        with open(path, "rb") as f:
-            key = f.read(SSE_C_KEY_BYTES)
-            longer = bool(f.read(1))
-    except OSError as e:
-        raise StorageError(f"cannot read SSE-C key file {path}: {e.strerror or e}") from e
+    data = read_bounded(path, MAX_SSE_C_KEY_FILE_BYTES, follow=True, what="SSE-C key file")
+    key, longer = data[:SSE_C_KEY_BYTES], len(data) > SSE_C_KEY_BYTES
     if len(key) != SSE_C_KEY_BYTES:
         raise StorageError(
             f"SSE-C key file {path} holds {len(key)} bytes; an SSE-C key is {SSE_C_KEY_BYTES} raw bytes"
@@ -571,9 +589,17 @@ _CA_FILES: list[str] = []
 
 def _ca_file(pem: bytes) -> str:
     """botocore wants a CA bundle path; a BSL carries it inline (spec.objectStorage.caCert)."""
-    fd, path = tempfile.mkstemp(prefix="merkle-backup-ca-", suffix=".pem")
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    try:
+        fd, path = tempfile.mkstemp(prefix="merkle-backup-ca-", suffix=".pem")
+    except OSError as e:
+        raise StorageError(f"cannot write the BSL's caCert to a temporary file in "
+                           f"{temp_dir_label()}: {e.strerror or e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    except OSError as e:
+        os.unlink(path)
+        raise StorageError(f"cannot write the BSL's caCert to {path}: {e.strerror or e}") from e
     if not _CA_FILES:
         import atexit
 
