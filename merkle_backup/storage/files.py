@@ -208,5 +208,10 @@ def temporary_file(what: str) -> Iterator[BinaryIO]:
         raise StorageError(
             f"cannot create a temporary file for {what} in {temp_dir_label()}: {e.strerror or e}"
         ) from e
-    with f:
+    try:
         yield f  # type: ignore[misc]
+    finally:
+        try:
+            f.close()
+        except OSError:
+            pass  # flushing what a full disk refused: unnamed, nothing is kept; already reported

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from merkle_backup.errors import CannotCheck, StorageError, UsageError
-from merkle_backup.storage.files import NotRegularFile, non_regular_kind, read_bounded
+from merkle_backup.storage.files import non_regular_kind, read_bounded
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, LocalBackup, open_local_seal
 
 S3_SCHEME = "s3://"
@@ -220,7 +220,7 @@ class LocalBucket:
         folder = self.backups / name
         kind = non_regular_kind(folder, follow=False)
         if kind is not None and kind != "a directory":
-            raise NotRegularFile(folder, kind)
+            raise StorageError(f"{folder} is {kind}, not a backup folder")
         return folder
 
     def read_object(self, name: str, filename: str) -> bytes | None:
