@@ -54,7 +54,7 @@ class Location(Protocol):
     def backup_names(self) -> list[str]: ...
     def read_object(self, name: str, filename: str) -> bytes | None: ...
     def has_seal(self, name: str) -> bool: ...
-    def open_seal(self, name: str) -> Any: ...  # context manager: the seal, seekable
+    def read_seal_head(self, name: str) -> Any: ...  # FormatError unless a seal's head decodes
     def open(self, name: str) -> Any: ...  # a BackupSource (builder.py)
 
 
@@ -261,12 +261,10 @@ def _seal_head_problem(location: Location, name: str) -> str | None:
     """Why the existing seal of ``name`` is not a seal (its head does not decode), or None.
     Only the head is read (the signature is for audit to check): enough to tell a seal from
     an empty, truncated or planted file. I/O failures raise (the backup is an error row)."""
-    from merkle_backup.formats.seal import read_seal_head
     from merkle_backup.storage.files import NotRegularFile
 
     try:
-        with location.open_seal(name) as f:
-            read_seal_head(f)
+        location.read_seal_head(name)
     except (FormatError, NotRegularFile) as e:
         return f"existing seal is not a seal: {e.diagnostics()}"
     return None

@@ -480,3 +480,28 @@ def test_t25_seal_all_and_audit_report_a_link_under_backups(tmp_path, keypair) -
     assert rows["planted"]["status"] == "error"
     assert "is a symbolic link, not a backup folder" in rows["planted"]["detail"]
     assert audit.code == EXIT_CANNOT_CHECK
+
+
+def test_t25_a_seals_head_decodes_from_its_first_bytes(backup, keypair) -> None:
+    """What seal-all reads of an S3 seal: one ranged GET of its first 8 KiB."""
+    import io
+
+    from merkle_backup.errors import FormatError
+    from merkle_backup.formats.seal import SEAL_HEAD_PREFIX_BYTES, read_seal_head
+
+    seal(backup, keypair[0])
+    data = seal_path(backup).read_bytes()
+    whole = read_seal_head(io.BytesIO(data))
+    head = read_seal_head(io.BytesIO(data[:SEAL_HEAD_PREFIX_BYTES]), whole=False)
+    assert (head.checkpoint, head.signature, head.leaf_count) == (
+        whole.checkpoint, whole.signature, whole.leaf_count)
+    with pytest.raises(FormatError):
+        read_seal_head(io.BytesIO(data[:SEAL_HEAD_PREFIX_BYTES]))  # the whole file is checked
+    for cut in (0, 1, 50, len(head.checkpoint)):
+        with pytest.raises(FormatError):
+            read_seal_head(io.BytesIO(data[:cut]), whole=False)
+    leaves_first = msgpack.packb({"leaves": [], "magic": SEAL_MAGIC, "version": SEAL_VERSION,
+                                  "checkpoint": head.checkpoint, "signature": head.signature})
+    read_seal_head(io.BytesIO(leaves_first))  # a valid (if unusual) order for the whole file
+    with pytest.raises(FormatError, match="not its last field"):
+        read_seal_head(io.BytesIO(leaves_first), whole=False)

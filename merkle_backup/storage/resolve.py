@@ -20,12 +20,12 @@ import json
 import os
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from merkle_backup.errors import CannotCheck, StorageError, UsageError
+from merkle_backup.formats.seal import SealHead, read_seal_head
 from merkle_backup.storage.files import non_regular_kind, read_bounded
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, LocalBackup, open_local_seal
 
@@ -239,8 +239,11 @@ class LocalBucket:
         """True when anything (even a link or a FIFO) is at the seal's place."""
         return os.path.lexists(self._folder(name) / f"{name}{SEAL_SUFFIX}")
 
-    def open_seal(self, name: str) -> AbstractContextManager[BinaryIO]:
-        return open_local_seal(self._folder(name) / f"{name}{SEAL_SUFFIX}", follow=False)
+    def read_seal_head(self, name: str) -> SealHead:
+        """The head of the seal (FormatError when it does not decode, NotRegularFile when a
+        link or FIFO is in its place): the whole file is read through, in constant memory."""
+        with open_local_seal(self._folder(name) / f"{name}{SEAL_SUFFIX}", follow=False) as f:
+            return read_seal_head(f)
 
     def open(self, name: str) -> LocalBackup:
         return LocalBackup(self._folder(name))

@@ -19,6 +19,7 @@ objects, and the verifier's two passes over the tarball read the very same objec
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from merkle_backup.errors import StorageError
-from merkle_backup.formats.seal import MAX_SEAL_BYTES
+from merkle_backup.formats.seal import MAX_SEAL_BYTES, SEAL_HEAD_PREFIX_BYTES, read_seal_head
 from merkle_backup.storage.files import read_bounded, temp_dir_label, temporary_file
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, open_local_seal, write_atomic
 
@@ -140,6 +141,21 @@ class S3Store:
             raise StorageError(f"{url}: read {len(data)} bytes, the storage announced {length}")
         return data
 
+    def get_prefix(self, key: str, n: int) -> tuple[bytes, int]:
+        """(the first ``n`` bytes of an object, or all of a smaller one; its whole size)."""
+        pin = self.pin_if_exists(key)
+        if pin is None:
+            raise StorageError(f"{self.url(key)}: no such object")
+        stream = self.open_stream(key, _Pin(min(n, pin.size), pin.etag, pin.version_id),
+                                  range_end=min(n, pin.size))
+        try:
+            data = b""
+            while chunk := stream.read(n - len(data)):
+                data += chunk
+        finally:
+            stream.close()
+        return data, pin.size
+
     def pin(self, key: str) -> _Pin:
         pin = self.pin_if_exists(key)
         if pin is None:
@@ -152,8 +168,8 @@ class S3Store:
             return None
         return _Pin(head.get("ContentLength", 0), head.get("ETag", ""), head.get("VersionId"))
 
-    def open_stream(self, key: str, pin: _Pin) -> _ObjectStream:
-        return _ObjectStream(self, key, pin)
+    def open_stream(self, key: str, pin: _Pin, range_end: int | None = None) -> _ObjectStream:
+        return _ObjectStream(self, key, pin, range_end)
 
     @contextmanager
     def open_seal_copy(self, key: str) -> Iterator[BinaryIO]:
@@ -255,7 +271,8 @@ class _ObjectStream:
     file that the archive reader would mistake for a truncated (malformed) archive.
     """
 
-    def __init__(self, store: S3Store, key: str, pin: _Pin) -> None:
+    def __init__(self, store: S3Store, key: str, pin: _Pin, range_end: int | None = None) -> None:
+        self._range_end = range_end  # read only bytes [0, range_end) of a larger object
         self._store = store
         self._key = key
         self._url = store.url(key)
@@ -325,7 +342,9 @@ class _ObjectStream:
         params: dict[str, Any] = {"Bucket": self._store.bucket, "Key": self._key, **self._store._sse_c}
         if pin.etag:  # every S3 store sends one; without it a change can only be seen by size
             params["IfMatch"] = pin.etag
-        if self._pos:
+        if self._range_end is not None:  # never 0: a read at the pinned size opens nothing
+            params["Range"] = f"bytes={self._pos}-{self._range_end - 1}"
+        elif self._pos:
             params["Range"] = f"bytes={self._pos}-"
         try:
             response = self._store.client.get_object(**params)
@@ -479,8 +498,12 @@ class S3Bucket:
     def has_seal(self, name: str) -> bool:
         return self.store.head(f"{_folder_key(self.prefix, name)}{name}{SEAL_SUFFIX}") is not None
 
-    def open_seal(self, name: str) -> Any:
-        return self.store.open_seal_copy(f"{_folder_key(self.prefix, name)}{name}{SEAL_SUFFIX}")
+    def read_seal_head(self, name: str) -> Any:
+        """The head of the seal object (FormatError when it does not decode), from one ranged
+        GET of its first bytes: a whole seal is not downloaded to tell it from a broken one."""
+        key = f"{_folder_key(self.prefix, name)}{name}{SEAL_SUFFIX}"
+        data, size = self.store.get_prefix(key, SEAL_HEAD_PREFIX_BYTES)
+        return read_seal_head(io.BytesIO(data), whole=len(data) == size)
 
     def open(self, name: str) -> S3Backup:
         return S3Backup(self.store, self.prefix, name)
