@@ -267,7 +267,8 @@ def seal_backup(
     # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
     with temporary_file("the seal") as seal_file:
         try:
-            checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force, seal_file)
+            checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force,
+                                    seal_file)
             seal_size = seal_file.seek(0, io.SEEK_END)
             seal_file.seek(0)
         except OSError as e:  # the temporary's file system is full, or over a quota or limit

@@ -369,8 +369,8 @@ def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple
     keys = [load_public_key(p) for p in trust]
     from merkle_backup.storage.files import MAX_CONTENT_FILE_BYTES, MAX_PROOF_FILE_BYTES
 
-    report = check(_read_file(proof_file, MAX_PROOF_FILE_BYTES), keys,
-                   contents=[(str(p), _read_file(p, MAX_CONTENT_FILE_BYTES)) for p in content_files],
+    contents = [(str(p), _read_file(p, MAX_CONTENT_FILE_BYTES)) for p in content_files]
+    report = check(_read_file(proof_file, MAX_PROOF_FILE_BYTES), keys, contents=contents,
                    expected_backup=expected_backup, expected_uid=expected_uid)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -136,7 +136,8 @@ def _contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) ->
         raise NotAuthentic(f"{e}: refusing to write the proof") from e
 
 
-def _read_contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) -> dict[str, bytes]:
+def _read_contents(source: BackupSource, wanted: list[LeafRecord],
+                   limits: Limits) -> dict[str, bytes]:
     contents: dict[str, bytes] = {}
     by_path = {r.path: r for r in wanted}
     for record in wanted:

@@ -89,9 +89,11 @@ WHAT = {"link-to-key": LINK, "link-to-zero": LINK, "link-to-copy": LINK, "fifo":
 
 # --- T21: objects of a backup folder are opened, never followed ----------------------------------
 
-@pytest.mark.parametrize("kind", ["link-to-key", "link-to-zero", "link-to-copy", "fifo", "directory"])
+@pytest.mark.parametrize("kind",
+                         ["link-to-key", "link-to-zero", "link-to-copy", "fifo", "directory"])
 @pytest.mark.parametrize("name", [SIDECAR, "velero-backup.json"])
-def test_t21_sealed_object_replaced_by_a_non_regular_file_is_tampering(backup, keypair, kind, name) -> None:
+def test_t21_sealed_object_replaced_by_a_non_regular_file_is_tampering(
+        backup, keypair, kind, name) -> None:
     seal(backup, keypair[0])
     shutil.copy(backup / name, backup.parent / f"copy-of-{name}")
     put(backup, name, kind, keypair[0])
@@ -104,7 +106,8 @@ def test_t21_sealed_object_replaced_by_a_non_regular_file_is_tampering(backup, k
 
 
 @pytest.mark.parametrize("kind", ["link-to-copy", "link-to-zero", "fifo", "directory"])
-def test_t21_sealed_tarball_replaced_by_a_non_regular_file_is_tampering(backup, keypair, kind) -> None:
+def test_t21_sealed_tarball_replaced_by_a_non_regular_file_is_tampering(
+        backup, keypair, kind) -> None:
     seal(backup, keypair[0])
     name = tarball(backup).name
     shutil.copy(tarball(backup), backup.parent / f"copy-of-{name}")
@@ -137,7 +140,8 @@ def test_t21_seal_refuses_a_non_regular_object(backup, keypair, kind, name) -> N
     assert listing(backup) == before  # no seal, no temporary
 
 
-def test_t21_prove_with_content_never_embeds_a_link_to_the_private_key(backup, keypair, tmp_path) -> None:
+def test_t21_prove_with_content_never_embeds_a_link_to_the_private_key(
+        backup, keypair, tmp_path) -> None:
     seal(backup, keypair[0])
     put(backup, SIDECAR, "link-to-key", keypair[0])
     out = tmp_path / "p.proof"
@@ -194,11 +198,13 @@ def _command_lines(backup: Path, keypair: tuple[Path, Path], bad: Path, proof: P
         "--bsl": ("verify", "demo-small", "--trust", keypair[1], "--bsl", bad),
         "--sse-c-key": ("verify", "s3://bucket/backups/demo-small", "--trust", keypair[1],
                         "--sse-c-key", bad, "--endpoint-url", "http://127.0.0.1:9"),
+        "--ca-bundle": ("verify", "s3://bucket/backups/demo-small", "--trust", keypair[1],
+                        "--ca-bundle", bad, "--endpoint-url", "https://127.0.0.1:9"),
     }
 
 
 @pytest.mark.parametrize("which", ["inspect", "verify-proof", "--content", "--trust", "--key",
-                                   "--seal", "--bsl", "--sse-c-key"])
+                                   "--seal", "--bsl", "--sse-c-key", "--ca-bundle"])
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
 def test_t22_command_line_files_must_be_regular(backup, keypair, tmp_path, which, kind) -> None:
     seal(backup, keypair[0])
@@ -372,7 +378,8 @@ def test_t24_prove_never_writes_over_a_seal(backup, keypair, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["o_tmpfile", "named-temporary", "replace"])
-def test_t24_a_seal_killed_before_it_is_in_place_leaves_nothing(backup, keypair, tmp_path, mode) -> None:
+def test_t24_a_seal_killed_before_it_is_in_place_leaves_nothing(
+        backup, keypair, tmp_path, mode) -> None:
     if mode == "replace":
         seal(backup, keypair[0])
     before = listing(backup)

@@ -183,7 +183,8 @@ def open_user_file(path: Path | str, *, what: str = "") -> BinaryIO:
     try:
         return open_regular(path, follow=True, what=what)
     except FileNotFoundError as e:
-        raise StorageError(f"cannot read {f'{what} ' if what else ''}{path}: {e.strerror or e}") from e
+        label = f"{what} {path}" if what else str(path)
+        raise StorageError(f"cannot read {label}: {e.strerror or e}") from e
 
 
 def temp_dir_label() -> str:

@@ -31,7 +31,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from merkle_backup.errors import StorageError
 from merkle_backup.formats.seal import MAX_SEAL_BYTES, SEAL_HEAD_PREFIX_BYTES, read_seal_head
-from merkle_backup.storage.files import read_bounded, temp_dir_label, temporary_file
+from merkle_backup.storage.files import (
+    non_regular_kind,
+    read_bounded,
+    temp_dir_label,
+    temporary_file,
+)
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, open_local_seal, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -182,7 +187,9 @@ class S3Store:
         if pin is None:
             raise StorageError(f"no seal at {url} (seal the backup first, or pass --seal)")
         if pin.size > MAX_SEAL_BYTES:
-            raise StorageError(f"{url} is {pin.size} bytes, over the {MAX_SEAL_BYTES} byte limit of a seal")
+            raise StorageError(
+                f"{url} is {pin.size} bytes, over the {MAX_SEAL_BYTES} byte limit of a seal"
+            )
         with temporary_file("the seal") as f:
             stream = self.open_stream(key, pin)
             try:
@@ -534,8 +541,12 @@ def connect(bucket: str, options: ConnectionOptions, *, pool_size: int = 10,
     (environment, --profile / AWS_PROFILE, shared credentials and config files, web identity,
     container and instance roles)."""
     sse_c_key = read_sse_c_key(options.sse_c_key_file, warn) if options.sse_c_key_file else None
-    if options.ca_bundle and not Path(options.ca_bundle).is_file():
-        raise StorageError(f"CA bundle {options.ca_bundle}: no such file")
+    if options.ca_bundle:
+        kind = non_regular_kind(options.ca_bundle, follow=True)
+        if kind is not None:  # botocore would open it: never a FIFO or a device
+            raise StorageError(f"CA bundle {options.ca_bundle} is {kind}, not a regular file")
+        if not Path(options.ca_bundle).is_file():
+            raise StorageError(f"CA bundle {options.ca_bundle}: no such file")
     try:
         import boto3
         import botocore.config

@@ -33,7 +33,8 @@ def tiny_tmpfs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_t23_s3_verify_with_a_full_temporary_folder(bucket: Bucket, keypair, tmp_path, monkeypatch) -> None:
+def test_t23_s3_verify_with_a_full_temporary_folder(bucket: Bucket, keypair,
+        tmp_path, monkeypatch) -> None:
     code, _, err = run("seal", bucket.url(NAME), "--key", keypair[0], *bucket.opts())
     assert code == 0, err
     with tiny_tmpfs(tmp_path / "tmp", "16k") as tmp:
@@ -46,7 +47,8 @@ def test_t23_s3_verify_with_a_full_temporary_folder(bucket: Bucket, keypair, tmp
         assert list(tmp.iterdir()) == []
 
 
-def test_t23_s3_seal_size_is_checked_before_any_copy(bucket: Bucket, keypair, tmp_path, monkeypatch) -> None:
+def test_t23_s3_seal_size_is_checked_before_any_copy(bucket: Bucket, keypair,
+        tmp_path, monkeypatch) -> None:
     code, _, err = run("seal", bucket.url(NAME), "--key", keypair[0], *bucket.opts())
     assert code == 0, err
     size = len(bucket.get(NAME, SEAL))
@@ -60,7 +62,8 @@ def test_t23_s3_seal_size_is_checked_before_any_copy(bucket: Bucket, keypair, tm
                                        f"{size} bytes, over the {size - 1} byte limit of a seal")
 
 
-def test_t23_s3_seal_with_a_full_temporary_folder(bucket: Bucket, keypair, tmp_path, monkeypatch) -> None:
+def test_t23_s3_seal_with_a_full_temporary_folder(bucket: Bucket, keypair,
+        tmp_path, monkeypatch) -> None:
     before = keys(bucket.client, bucket.name)
     with tiny_tmpfs(tmp_path / "tmp", "16k") as tmp:
         monkeypatch.setattr(tempfile, "tempdir", str(tmp))
@@ -72,7 +75,8 @@ def test_t23_s3_seal_with_a_full_temporary_folder(bucket: Bucket, keypair, tmp_p
 
 
 @pytest.mark.parametrize("broken", ["empty", "garbage", "cut-in-its-head"])
-def test_t25_s3_seal_all_reports_a_seal_object_that_does_not_decode(bucket: Bucket, keypair, broken) -> None:
+def test_t25_s3_seal_all_reports_a_seal_object_that_does_not_decode(bucket: Bucket, keypair,
+        broken) -> None:
     code, _, err = run("seal", bucket.url(NAME), "--key", keypair[0], *bucket.opts())
     assert code == 0, err
     good = bucket.get(NAME, SEAL)
