@@ -331,7 +331,7 @@ def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], 
     from merkle_backup.formats.proof import encode_proof
     from merkle_backup.proofs import prove as build
     from merkle_backup.signing import load_public_key
-    from merkle_backup.storage.files import check_proof_output, MAX_PROOF_FILE_BYTES
+    from merkle_backup.storage.files import MAX_PROOF_FILE_BYTES, check_proof_output
     from merkle_backup.storage.local import write_atomic
 
     keys = [load_public_key(p) for p in trust]
@@ -365,10 +365,9 @@ def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple
     """Check a proof file offline with only the trusted public key."""
     from merkle_backup.proofs import verify_proof as check
     from merkle_backup.signing import load_public_key
-
-    keys = [load_public_key(p) for p in trust]
     from merkle_backup.storage.files import MAX_CONTENT_FILE_BYTES, MAX_PROOF_FILE_BYTES
 
+    keys = [load_public_key(p) for p in trust]
     contents = [(str(p), _read_file(p, MAX_CONTENT_FILE_BYTES)) for p in content_files]
     report = check(_read_file(proof_file, MAX_PROOF_FILE_BYTES), keys, contents=contents,
                    expected_backup=expected_backup, expected_uid=expected_uid)
