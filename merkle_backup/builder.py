@@ -18,7 +18,6 @@ import gc
 import io
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ from merkle_backup.core.keys import (
     key_for_bucket_object,
 )
 from merkle_backup.core.leaf import LeafRecord, content_digest
-from merkle_backup.errors import ArchiveError, CannotCheck
+from merkle_backup.errors import ArchiveError, CannotCheck, StorageError
 from merkle_backup.formats.seal import encode_seal_head, leaf_frame
 from merkle_backup.signing import public_key_of, sign
+from merkle_backup.storage.files import temp_dir_label, temporary_file
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
 # The interpreter's thread switch interval during a pass (the default is 5 ms; see bulk_pass).
@@ -184,7 +184,7 @@ def write_seal(
     made the head one byte longer than its placeholder), so the records go to a scratch file
     first and ``out`` gets the head of the complete checkpoint, then the records.
     """
-    with tempfile.TemporaryFile(prefix="merkle-backup-leaves.") as records:
+    with temporary_file("the seal's leaf records") as records:
         checkpoint, count = _write_records(leaves, checkpoint, inconsistencies, force, records)
         body = checkpoint.body()
         out.write(encode_seal_head(body, sign(private_key, body), count))
@@ -273,10 +273,17 @@ def seal_backup(
     )
     # 4-5. Canonical order, root, signed checkpoint, in one pass over the sorted table, into a
     # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
-    with tempfile.TemporaryFile(prefix="merkle-backup-seal.") as seal_file:
-        checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force, seal_file)
-        seal_size = seal_file.seek(0, io.SEEK_END)
-        seal_file.seek(0)
+    with temporary_file("the seal") as seal_file:
+        try:
+            checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force,
+                                    seal_file)
+            seal_size = seal_file.seek(0, io.SEEK_END)
+            seal_file.seek(0)
+        except OSError as e:  # the temporary's file system is full, or over a quota or limit
+            raise StorageError(
+                f"cannot write the seal to a temporary file in {temp_dir_label()}: "
+                f"{e.strerror or e}"
+            ) from e
         # 6. Atomic, conditional write.
         where = source.write_seal(seal_file, replace=replace)
     return SealResult(checkpoint, where, seal_size, len(leaves), entries, bucket_objects,

@@ -396,15 +396,11 @@ def _print_report(report) -> None:
 @_funnel
 def inspect(seal_file: Path, as_json: bool) -> None:
     """Show what a seal file claims. Nothing is verified: use `verify` for that."""
-    from merkle_backup.inspect import describe_seal
+    from merkle_backup.inspect import describe_seal_file
+    from merkle_backup.storage.files import open_user_file
 
-    try:
-        data = seal_file.read_bytes()
-    except OSError as e:
-        from merkle_backup.errors import StorageError
-
-        raise StorageError(f"cannot read {seal_file}: {e.strerror or e}") from e
-    info = describe_seal(data)
+    with open_user_file(seal_file) as f:  # a regular file only; streamed, never held whole
+        info = describe_seal_file(f)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -437,22 +433,32 @@ def demo() -> int:
 @click.option("--trust", "trust", multiple=True, type=click.Path(path_type=Path),
               help="Check the seal's signature with this key before proving (recommended).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Proof file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file (never a seal).")
 @_seal_option
 @_funnel
 @_single_pass
 def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], with_content: bool,
-          trust: tuple[Path, ...], output: Path, seal_path: Path | None) -> None:
+          trust: tuple[Path, ...], output: Path, force: bool, seal_path: Path | None) -> None:
     """Write a proof of single resources or whole namespaces of BACKUP, checkable offline."""
     from merkle_backup.formats.proof import encode_proof
     from merkle_backup.proofs import prove as build
     from merkle_backup.signing import load_public_key
+    from merkle_backup.storage.files import MAX_PROOF_FILE_BYTES, check_proof_output
     from merkle_backup.storage.local import write_atomic
 
     keys = [load_public_key(p) for p in trust]
-    proof = build(_open_source(backup, seal_path), resources=resources, namespaces=namespaces,
+    source = _open_source(backup, seal_path)
+    check_proof_output(output, source.seal_path, force=force)
+    proof = build(source, resources=resources, namespaces=namespaces,
                   with_content=with_content, trusted=keys)
     data = encode_proof(proof)
-    write_atomic(output, data)
+    if len(data) > MAX_PROOF_FILE_BYTES:
+        from merkle_backup.errors import UsageError
+
+        raise UsageError(f"the proof would be {len(data)} bytes, over the {MAX_PROOF_FILE_BYTES} "
+                         "byte limit of verify-proof: prove fewer namespaces or resources")
+    check_proof_output(output, source.seal_path, force=force)
+    write_atomic(output, data, replace=force, overwrite_hint="--force")
     click.echo(f"wrote {shown(output)}: {len(proof.resources)} resource(s), {len(proof.namespaces)} "
                f"namespace(s), {len(proof.contents)} embedded manifest(s), {len(data)} bytes")
 
@@ -471,10 +477,11 @@ def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple
     """Check a proof file offline with only the trusted public key."""
     from merkle_backup.proofs import verify_proof as check
     from merkle_backup.signing import load_public_key
+    from merkle_backup.storage.files import MAX_CONTENT_FILE_BYTES, MAX_PROOF_FILE_BYTES
 
     keys = [load_public_key(p) for p in trust]
-    report = check(_read_file(proof_file), keys,
-                   contents=[(str(p), _read_file(p)) for p in content_files],
+    contents = [(str(p), _read_file(p, MAX_CONTENT_FILE_BYTES)) for p in content_files]
+    report = check(_read_file(proof_file, MAX_PROOF_FILE_BYTES), keys, contents=contents,
                    expected_backup=expected_backup, expected_uid=expected_uid)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -492,13 +499,11 @@ def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple
         click.echo(f"  content   {shown(path)}")
 
 
-def _read_file(path: Path) -> bytes:
-    from merkle_backup.errors import StorageError
+def _read_file(path: Path, cap: int) -> bytes:
+    """A file the user named: regular (a FIFO or device is refused, never waited on), capped."""
+    from merkle_backup.storage.files import read_bounded
 
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+    return read_bounded(path, cap, follow=True)
 
 
 # --- every backup of a storage location (fleet.py) ----------------------------------------------
@@ -569,10 +574,13 @@ def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
     _print_rows(report.backups, verbose_failures=False)
     s = report.summary
     click.echo(f"{shown(report.location)}: {s['sealed']} sealed, {s['skipped']} skipped, "
-               f"{s['error']} could not be sealed")
+               f"{s['tampered']} with a broken seal, {s['error']} could not be sealed")
     for note in report.notes:
         click.echo(f"note: {shown(note)}")
-    if report.exit_code:
+    if report.exit_code == ExitCode.NOT_AUTHENTIC:
+        click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) have a seal that "
+                   "does not decode", err=True)
+    elif report.exit_code:
         click.echo(f"merkle-backup: error: {s['error']} backup(s) could not be sealed", err=True)
     return report.exit_code
 

@@ -10,8 +10,10 @@ turn a sealed backup into an "unfinished" one):
 
 * audit: sealed -> ``verified`` or ``tampered`` (or ``error`` when it could not be checked);
   unsealed -> ``unfinished`` (phase not final, or no ``velero-backup.json`` yet) or ``unsealed``.
-* seal-all: sealed -> ``skipped``; phase not final -> ``skipped``; otherwise ``sealed`` or
-  ``error``. It never replaces a seal and never forces past the sealer's refusals.
+* seal-all: sealed -> ``skipped`` once the seal's head decodes, else ``tampered`` (a 0-byte,
+  truncated or foreign file, or a link, at the seal's place: exit 1); phase not final ->
+  ``skipped``; otherwise ``sealed`` or ``error``. It never replaces a seal and never forces
+  past the sealer's refusals.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import Limits
-from merkle_backup.errors import CannotCheck, Error, ExitCode, Interrupted, NotAuthentic
+from merkle_backup.errors import CannotCheck, Error, ExitCode, FormatError, Interrupted, NotAuthentic
 from merkle_backup.signing import PublicKey
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
@@ -55,6 +57,7 @@ class Location(Protocol):
     def backup_names(self) -> list[str]: ...
     def read_object(self, name: str, filename: str) -> bytes | None: ...
     def has_seal(self, name: str) -> bool: ...
+    def read_seal_head(self, name: str) -> Any: ...  # FormatError unless a seal's head decodes
     def open(self, name: str) -> Any: ...  # a BackupSource (builder.py)
 
 
@@ -140,10 +143,13 @@ class SealAllReport:
 
     @property
     def summary(self) -> dict[str, int]:
-        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, ERROR)}
+        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, TAMPERED, ERROR)}
 
     @property
     def exit_code(self) -> int:
+        """1 when an existing seal does not decode; else 3 when any could not be sealed."""
+        if self.with_status(TAMPERED):
+            return ExitCode.NOT_AUTHENTIC
         return ExitCode.CANNOT_CHECK if self.with_status(ERROR) else ExitCode.VERIFIED
 
     def to_json(self) -> dict:
@@ -281,6 +287,9 @@ def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
         return BackupRow(name, SKIPPED, "not a Velero backup name")
     try:
         if location.has_seal(name):
+            problem = _seal_head_problem(location, name)
+            if problem is not None:
+                return BackupRow(name, TAMPERED, problem)
             return BackupRow(name, SKIPPED, "already sealed")
         phase = _phase(location, name)
         if phase is None:
@@ -294,6 +303,19 @@ def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
                          cp.uid, cp.root.hex())
     except Error as e:
         return BackupRow(name, ERROR, e.diagnostics())
+
+
+def _seal_head_problem(location: Location, name: str) -> str | None:
+    """Why the existing seal of ``name`` is not a seal (its head does not decode), or None.
+    Only the head is read (the signature is for audit to check): enough to tell a seal from
+    an empty, truncated or planted file. I/O failures raise (the backup is an error row)."""
+    from merkle_backup.storage.files import NotRegularFile
+
+    try:
+        location.read_seal_head(name)
+    except (FormatError, NotRegularFile) as e:
+        return f"existing seal is not a seal: {e.diagnostics()}"
+    return None
 
 
 def _phase(location: Location, name: str) -> Any:

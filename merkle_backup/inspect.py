@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
+from typing import BinaryIO
 
 from merkle_backup.core.checkpoint import CheckpointError, parse_checkpoint
 from merkle_backup.core.leaf import decode_record
 from merkle_backup.errors import FormatError
-from merkle_backup.formats.seal import decode_seal
+from merkle_backup.formats.seal import read_leaves, read_seal_head
+
+# Distinct namespaces counted before inspect gives up: the count is the only thing kept per
+# leaf, so this bounds inspect's memory whatever the (crafted) seal lists.
+MAX_INSPECT_NAMESPACES = 100_000
 
 
 def describe_seal(data: bytes) -> dict:
-    _unverified = decode_seal(data)
+    return describe_seal_file(io.BytesIO(data))
+
+
+def describe_seal_file(f: BinaryIO) -> dict:
+    """The claims of the seal in the seekable file ``f``, streamed: one leaf at a time, so
+    memory does not grow with the seal's size (up to its 2 GiB limit)."""
+    _unverified = read_seal_head(f)
+    by_namespace: Counter[str] = Counter()
+    leaves = 0
     try:
         checkpoint = parse_checkpoint(_unverified.checkpoint)
-        records = [decode_record(leaf) for leaf in _unverified.leaves]
+        for leaf in read_leaves(f, _unverified):
+            namespace = decode_record(leaf).key.namespace
+            if namespace not in by_namespace and len(by_namespace) >= MAX_INSPECT_NAMESPACES:
+                raise FormatError(
+                    f"seal lists more than {MAX_INSPECT_NAMESPACES} namespaces: not inspecting it"
+                )
+            by_namespace[namespace] += 1
+            leaves += 1
     except (CheckpointError, ValueError) as e:
         raise FormatError(f"seal content is malformed: {e}") from e
-    by_namespace = Counter(r.key.namespace for r in records)
     return {
         "verified": False,
         "backup": checkpoint.backup,
@@ -28,7 +48,7 @@ def describe_seal(data: bytes) -> dict:
         "archive_size": checkpoint.archive_size,
         "created": checkpoint.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "key_id": checkpoint.key_id.hex(),
-        "leaves": len(records),
+        "leaves": leaves,
         "leaves_by_namespace": dict(sorted(by_namespace.items())),
         "checkpoint": _unverified.checkpoint.decode(),
         "signature": _unverified.signature.hex(),

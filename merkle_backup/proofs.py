@@ -27,6 +27,7 @@ from merkle_backup.formats.proof import (
     decode_proof,
 )
 from merkle_backup.signing import PublicKey
+from merkle_backup.storage.files import NotRegularFile
 from merkle_backup.trust import SealTable, check_signature, open_seal, read_unverified
 
 
@@ -119,7 +120,17 @@ def prove(
 
 
 def _contents(source: BackupSource, wanted: list[LeafRecord], limits: Limits) -> dict[str, bytes]:
-    """The bytes of the wanted records, each checked against its leaf before it is embedded."""
+    """The bytes of the wanted records, each checked against its leaf before it is embedded.
+    A link (to the private key, say), FIFO or device in a sealed object's place is tampering:
+    it is never read, and no proof is written."""
+    try:
+        return _read_contents(source, wanted, limits)
+    except NotRegularFile as e:
+        raise NotAuthentic(f"{e}: refusing to write the proof") from e
+
+
+def _read_contents(source: BackupSource, wanted: list[LeafRecord],
+                   limits: Limits) -> dict[str, bytes]:
     contents: dict[str, bytes] = {}
     by_path = {r.path: r for r in wanted}
     for record in wanted:

@@ -9,7 +9,6 @@ encoding (y >= p), which would let one signature verify for many messages.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,11 +137,12 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+MAX_KEY_FILE_BYTES = 64 * 1024
+
+
 def _read_key_file(path: Path) -> bytes:
-    try:
-        size = os.stat(path).st_size
-        if size > 64 * 1024:
-            raise KeyFileError(f"{path}: {size} bytes is too large for a key file")
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot read key file ({e.strerror or e})") from e
+    """A PEM key file the user named: a regular file (a link to one is followed; a FIFO,
+    device or folder is refused, never waited on), at most 64 KiB."""
+    from merkle_backup.storage.files import read_bounded  # key files: the only reads here
+
+    return read_bounded(path, MAX_KEY_FILE_BYTES, follow=True, error=KeyFileError, what="key file")

@@ -37,6 +37,7 @@ from merkle_backup.errors import (
 )
 from merkle_backup.selection import Scope
 from merkle_backup.signing import PublicKey
+from merkle_backup.storage.files import NotRegularFile
 from merkle_backup.trust import TrustedSeal, open_seal
 
 # Problems a failure can name (docs/format.md §9.2).
@@ -172,7 +173,11 @@ class _Checker:
             sealed[path] = index
             if not self.in_scope[index]:
                 continue
-            data = source.read_object(path)
+            try:
+                data = source.read_object(path)
+            except NotRegularFile as e:  # a link, FIFO, device or folder in its place
+                self.fail(True, path, MODIFIED, e.reason)
+                continue
             if data is None:
                 self.fail(True, path, MISSING, "sealed bucket object is gone")
             else:
@@ -181,13 +186,19 @@ class _Checker:
             if name not in sealed:
                 if name in self.scope.resources:
                     self.unsealed_seen.add(name)
+                kind = getattr(source, "non_regular", lambda _: None)(name)
                 self.fail(self.rule.covers("", "", SCOPE_BUCKET, name, name), name,
-                          UNEXPECTED, "bucket object was not sealed")
+                          UNEXPECTED, f"is {kind}, not a regular file; bucket object was not "
+                          "sealed" if kind else "bucket object was not sealed")
 
     def tarball(self, source: BackupSource, limits: Limits, progress: Callable[[int], None] | None) -> None:
         checkpoint = self.seal.checkpoint
         # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
-        digest, size = _hash_file(source, progress)
+        try:
+            digest, size = _hash_file(source, progress)
+        except NotRegularFile as e:  # the sealed tarball's place holds a link, FIFO, device
+            self.report.add_failure(Failure(e.path, MODIFIED, e.reason))
+            return
         identical = size == checkpoint.archive_size and hmac.compare_digest(
             digest, checkpoint.archive_digest
         )

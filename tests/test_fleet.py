@@ -245,7 +245,7 @@ def test_report_json_for_seal_all(store, staging, keypair) -> None:
     store.add(staging("nightly-1"))
     code, out, _ = run("seal-all", store.location, "--key", keypair[0], *store.opts, "--json")
     report = json.loads(out)
-    assert code == 0 and report["summary"] == {"sealed": 1, "skipped": 0, "error": 0}
+    assert code == 0 and report["summary"] == {"sealed": 1, "skipped": 0, "tampered": 0, "error": 0}
     assert report["backups"][0]["status"] == "sealed" and len(report["backups"][0]["root"]) == 64
 
 

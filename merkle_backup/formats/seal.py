@@ -136,10 +136,20 @@ def _unpacker(f: BinaryIO) -> msgpack.Unpacker:
     )
 
 
-def read_seal_head(f: BinaryIO) -> SealHead:
+# How much of a seal ``read_seal_head(..., whole=False)`` needs: its fields before the leaves
+# (a checkpoint of at most 4096 bytes, a 64-byte signature, the keys) fit with room to spare.
+SEAL_HEAD_PREFIX_BYTES = 8192
+
+
+def read_seal_head(f: BinaryIO, *, whole: bool = True) -> SealHead:
     """Read and check a seal file's envelope (§7.1) in one streaming pass over a seekable
     binary file, skipping the leaf records (in constant memory, whatever the seal's size);
     ``read_leaves`` then streams them. The same rules as ``decode_seal``, which is built on it.
+
+    ``whole=False`` checks a prefix of a seal (at least its first SEAL_HEAD_PREFIX_BYTES, e.g.
+    one ranged GET): every field but the leaves, which must come last, as this tool writes
+    them; the leaves and the end of the file are not read. Enough to tell a seal from an
+    empty, truncated or foreign file (``seal-all``), not to verify one.
     """
     size = f.seek(0, io.SEEK_END)
     f.seek(0)
@@ -167,14 +177,18 @@ def read_seal_head(f: BinaryIO) -> SealHead:
             if count > MAX_LEAVES:  # read_array_header does not apply max_array_len
                 raise FormatError(f"seal holds {count} leaves, over the limit of {MAX_LEAVES}")
             leaves_at = unpacker.tell()
+            fields[key] = None  # read by read_leaves
+            if not whole:
+                if len(fields) != entries:
+                    raise FormatError("seal leaves are not its last field")
+                break
             for _ in range(count):
                 unpacker.skip()
-            fields[key] = None  # read by read_leaves
     except FormatError:
         raise
     except _MSGPACK_ERRORS as e:
         raise _invalid("seal file", e) from e
-    if unpacker.tell() != size:
+    if whole and unpacker.tell() != size:
         raise FormatError("seal file has trailing bytes after its content")
     check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSION, keys=_KEYS)
     checkpoint, signature = fields["checkpoint"], fields["signature"]

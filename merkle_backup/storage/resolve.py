@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from merkle_backup.errors import CannotCheck, StorageError, UsageError
-from merkle_backup.storage.local import SEAL_SUFFIX, LocalBackup
+from merkle_backup.formats.seal import SealHead, read_seal_head
+from merkle_backup.storage.files import non_regular_kind, read_bounded
+from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, LocalBackup, open_local_seal
 
 S3_SCHEME = "s3://"
 BACKUPS_FOLDER = "backups"
@@ -207,25 +210,47 @@ class LocalBucket:
         return str(self.root)
 
     def backup_names(self) -> list[str]:
+        """Every folder under backups/, and every link there (reported, never followed: a link
+        planted in the bucket layout is not a backup folder)."""
         try:
-            return sorted(p.name for p in self.backups.iterdir() if p.is_dir())
+            with os.scandir(self.backups) as entries:
+                return sorted(e.name for e in entries
+                              if e.is_symlink() or e.is_dir(follow_symlinks=False))
         except OSError as e:
             raise StorageError(f"cannot list {self.backups}: {e.strerror or e}") from e
 
+    def _folder(self, name: str) -> Path:
+        """backups/NAME, refused unless it is a real folder (not a link to one)."""
+        folder = self.backups / name
+        kind = non_regular_kind(folder, follow=False)
+        if kind is not None and kind != "a directory":
+            raise StorageError(f"{folder} is {kind}, not a backup folder")
+        return folder
+
     def read_object(self, name: str, filename: str) -> bytes | None:
-        path = self.backups / name / filename
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
+        backup = self._folder(name)
+        path = backup / filename
+        if not backup.is_dir():
             return None
-        except OSError as e:
-            raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+        try:
+            return read_bounded(path, MAX_OBJECT_BYTES, follow=False)
+        except StorageError:
+            if not os.path.lexists(path):
+                return None
+            raise
 
     def has_seal(self, name: str) -> bool:
-        return (self.backups / name / f"{name}{SEAL_SUFFIX}").is_file()
+        """True when anything (even a link or a FIFO) is at the seal's place."""
+        return os.path.lexists(self._folder(name) / f"{name}{SEAL_SUFFIX}")
+
+    def read_seal_head(self, name: str) -> SealHead:
+        """The head of the seal (FormatError when it does not decode, NotRegularFile when a
+        link or FIFO is in its place): the whole file is read through, in constant memory."""
+        with open_local_seal(self._folder(name) / f"{name}{SEAL_SUFFIX}", follow=False) as f:
+            return read_seal_head(f)
 
     def open(self, name: str) -> LocalBackup:
-        return LocalBackup(self.backups / name)
+        return LocalBackup(self._folder(name))
 
 
 # -- BackupStorageLocation manifests ------------------------------------------------------------
@@ -233,13 +258,7 @@ class LocalBucket:
 
 def load_bsl(path: Path) -> BackupStorageLocation:
     """Read a BackupStorageLocation manifest (JSON or simple YAML) into connection options."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BSL_BYTES + 1)
-    except OSError as e:
-        raise CannotCheck(f"cannot read {path}: {e.strerror or e}") from e
-    if len(raw) > MAX_BSL_BYTES:
-        raise CannotCheck(f"{path}: larger than {MAX_BSL_BYTES} bytes, not a BackupStorageLocation")
+    raw = read_bounded(path, MAX_BSL_BYTES, follow=True, error=CannotCheck)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -19,6 +19,7 @@ objects, and the verifier's two passes over the tarball read the very same objec
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -31,6 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from merkle_backup.errors import StorageError
+from merkle_backup.formats.seal import MAX_SEAL_BYTES, SEAL_HEAD_PREFIX_BYTES, read_seal_head
+from merkle_backup.storage.files import (
+    non_regular_kind,
+    read_bounded,
+    temp_dir_label,
+    temporary_file,
+)
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, open_local_seal, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +59,7 @@ SSE_C_KEY_BYTES = 32
 # started that could not finish in time (timeouts()).
 DEFAULT_TIMEOUT = 60.0
 MAX_CONNECT_TIMEOUT = 10.0
+MAX_SSE_C_KEY_FILE_BYTES = 64 * 1024  # a regular file, read whole: no FIFO, no /dev/zero
 # A Velero backup name (a Kubernetes object name; the checkpoint's grammar, docs/format.md §5.1).
 BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -145,6 +154,21 @@ class S3Store:
             raise StorageError(f"{url}: read {len(data)} bytes, the storage announced {length}")
         return data
 
+    def get_prefix(self, key: str, n: int) -> tuple[bytes, int]:
+        """(the first ``n`` bytes of an object, or all of a smaller one; its whole size)."""
+        pin = self.pin_if_exists(key)
+        if pin is None:
+            raise StorageError(f"{self.url(key)}: no such object")
+        stream = self.open_stream(key, _Pin(min(n, pin.size), pin.etag, pin.version_id),
+                                  range_end=min(n, pin.size))
+        try:
+            data = b""
+            while chunk := stream.read(n - len(data)):
+                data += chunk
+        finally:
+            stream.close()
+        return data, pin.size
+
     def pin(self, key: str) -> _Pin:
         pin = self.pin_if_exists(key)
         if pin is None:
@@ -157,8 +181,38 @@ class S3Store:
             return None
         return _Pin(head.get("ContentLength", 0), head.get("ETag", ""), head.get("VersionId"))
 
-    def open_stream(self, key: str, pin: _Pin) -> _ObjectStream:
-        return _ObjectStream(self, key, pin)
+    def open_stream(self, key: str, pin: _Pin, range_end: int | None = None) -> _ObjectStream:
+        return _ObjectStream(self, key, pin, range_end)
+
+    @contextmanager
+    def open_seal_copy(self, key: str) -> Iterator[BinaryIO]:
+        """The seal object ``key`` copied to an unnamed temporary file by a pinned stream (a
+        seal is ~200 bytes per leaf: never held in memory). Its size, known from the HEAD, is
+        checked against the seal limit before anything is copied; a full temporary folder is
+        one StorageError naming it."""
+        url = self.url(key)
+        pin = self.pin_if_exists(key)
+        if pin is None:
+            raise StorageError(f"no seal at {url} (seal the backup first, or pass --seal)")
+        if pin.size > MAX_SEAL_BYTES:
+            raise StorageError(
+                f"{url} is {pin.size} bytes, over the {MAX_SEAL_BYTES} byte limit of a seal"
+            )
+        with temporary_file("the seal") as f:
+            stream = self.open_stream(key, pin)
+            try:
+                while chunk := stream.read(1 << 20):
+                    try:
+                        f.write(chunk)
+                    except OSError as e:  # the temporary's file system is full
+                        raise StorageError(
+                            f"cannot copy {url} to a temporary file in {temp_dir_label()}: "
+                            f"{e.strerror or e}"
+                        ) from e
+            finally:
+                stream.close()
+            f.seek(0)
+            yield f
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -232,7 +286,8 @@ class _ObjectStream:
     file that the archive reader would mistake for a truncated (malformed) archive.
     """
 
-    def __init__(self, store: S3Store, key: str, pin: _Pin) -> None:
+    def __init__(self, store: S3Store, key: str, pin: _Pin, range_end: int | None = None) -> None:
+        self._range_end = range_end  # read only bytes [0, range_end) of a larger object
         self._store = store
         self._key = key
         self._url = store.url(key)
@@ -302,7 +357,9 @@ class _ObjectStream:
         params: dict[str, Any] = {"Bucket": self._store.bucket, "Key": self._key, **self._store._sse_c}
         if pin.etag:  # every S3 store sends one; without it a change can only be seen by size
             params["IfMatch"] = pin.etag
-        if self._pos:
+        if self._range_end is not None:  # never 0: a read at the pinned size opens nothing
+            params["Range"] = f"bytes={self._pos}-{self._range_end - 1}"
+        elif self._pos:
             params["Range"] = f"bytes={self._pos}-"
         try:
             response = self._store.client.get_object(**params)
@@ -426,19 +483,7 @@ class S3Backup:
             with open_local_seal(self.local_seal) as f:
                 yield f
             return
-        pin = self.store.pin_if_exists(self.seal_key)
-        if pin is None:
-            raise StorageError(
-                f"no seal at {self.seal_path} (seal the backup first, or pass --seal)"
-            )
-        with tempfile.TemporaryFile(prefix="merkle-backup-seal.") as f:
-            stream = self.store.open_stream(self.seal_key, pin)
-            try:
-                while chunk := stream.read(1 << 20):
-                    f.write(chunk)
-            finally:
-                stream.close()
-            f.seek(0)
+        with self.store.open_seal_copy(self.seal_key) as f:
             yield f
 
     def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str:
@@ -471,6 +516,13 @@ class S3Bucket:
     def has_seal(self, name: str) -> bool:
         return self.store.head(f"{_folder_key(self.prefix, name)}{name}{SEAL_SUFFIX}") is not None
 
+    def read_seal_head(self, name: str) -> Any:
+        """The head of the seal object (FormatError when it does not decode), from one ranged
+        GET of its first bytes: a whole seal is not downloaded to tell it from a broken one."""
+        key = f"{_folder_key(self.prefix, name)}{name}{SEAL_SUFFIX}"
+        data, size = self.store.get_prefix(key, SEAL_HEAD_PREFIX_BYTES)
+        return read_seal_head(io.BytesIO(data), whole=len(data) == size)
+
     def open(self, name: str) -> S3Backup:
         return S3Backup(self.store, self.prefix, name)
 
@@ -482,12 +534,8 @@ def read_sse_c_key(path: Path, warn: Callable[[str], None] | None = None) -> byt
     """The SSE-C key, read the way velero-plugin-for-aws reads ``customerKeyEncryptionFile``:
     its first 32 bytes, raw. A longer file is cut as the plugin cuts it, so both use one key
     (and the user is told: a hex or base64 key file is almost certainly a mistake)."""
-    try:
-        with open(path, "rb") as f:
-            key = f.read(SSE_C_KEY_BYTES)
-            longer = bool(f.read(1))
-    except OSError as e:
-        raise StorageError(f"cannot read SSE-C key file {path}: {e.strerror or e}") from e
+    data = read_bounded(path, MAX_SSE_C_KEY_FILE_BYTES, follow=True, what="SSE-C key file")
+    key, longer = data[:SSE_C_KEY_BYTES], len(data) > SSE_C_KEY_BYTES
     if len(key) != SSE_C_KEY_BYTES:
         raise StorageError(
             f"SSE-C key file {path} holds {len(key)} bytes; an SSE-C key is {SSE_C_KEY_BYTES} raw bytes"
@@ -504,8 +552,12 @@ def connect(bucket: str, options: ConnectionOptions, *, pool_size: int = 10,
     (environment, --profile / AWS_PROFILE, shared credentials and config files, web identity,
     container and instance roles)."""
     sse_c_key = read_sse_c_key(options.sse_c_key_file, warn) if options.sse_c_key_file else None
-    if options.ca_bundle and not Path(options.ca_bundle).is_file():
-        raise StorageError(f"CA bundle {options.ca_bundle}: no such file")
+    if options.ca_bundle:
+        kind = non_regular_kind(options.ca_bundle, follow=True)
+        if kind is not None:  # botocore would open it: never a FIFO or a device
+            raise StorageError(f"CA bundle {options.ca_bundle} is {kind}, not a regular file")
+        if not Path(options.ca_bundle).is_file():
+            raise StorageError(f"CA bundle {options.ca_bundle}: no such file")
     try:
         import boto3
         import botocore.config
@@ -631,9 +683,17 @@ _CA_FILES: list[str] = []
 
 def _ca_file(pem: bytes) -> str:
     """botocore wants a CA bundle path; a BSL carries it inline (spec.objectStorage.caCert)."""
-    fd, path = tempfile.mkstemp(prefix="merkle-backup-ca-", suffix=".pem")
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    try:
+        fd, path = tempfile.mkstemp(prefix="merkle-backup-ca-", suffix=".pem")
+    except OSError as e:
+        raise StorageError(f"cannot write the BSL's caCert to a temporary file in "
+                           f"{temp_dir_label()}: {e.strerror or e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    except OSError as e:
+        os.unlink(path)
+        raise StorageError(f"cannot write the BSL's caCert to {path}: {e.strerror or e}") from e
     if not _CA_FILES:
         import atexit
 
