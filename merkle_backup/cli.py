@@ -347,7 +347,10 @@ def _selection(backup: str, include_namespaces: tuple[str, ...],
         if any(flags) or include_cluster_resources is not None:
             raise UsageError("--restore takes its selection from the Restore manifest: "
                              "give no other selection flag")
-        obj = parse_restore_manifest(_read_file(restore_file), str(restore_file))
+        from merkle_backup.storage.files import MAX_RESTORE_FILE_BYTES
+
+        obj = parse_restore_manifest(_read_file(restore_file, MAX_RESTORE_FILE_BYTES),
+                                     str(restore_file))
         return selection_from_restore(obj, backup, str(restore_file))
     if not any(flags) and include_cluster_resources is None:
         return None

@@ -140,3 +140,13 @@ def test_restore_with_other_selection_flags_is_a_usage_error(mix: Path, tmp_path
     path = manifest(tmp_path, "fine-grained-restore-filters-restore.yaml", **{"my-backup": "restore-mix"})
     expect_refusal(EXIT_USAGE, "verify", mix, "--trust", keypair[1], "--restore", path,
                    "--namespace", "dev", says=("--restore takes its selection",))
+
+
+def test_restore_manifest_that_is_a_fifo_is_refused_at_once(mix: Path, tmp_path: Path, keypair) -> None:
+    """A FIFO given as --restore is refused with one line, never waited on."""
+    import os
+
+    fifo = tmp_path / "restore.yaml"
+    os.mkfifo(fifo)
+    expect_refusal(3, "verify", mix, "--trust", keypair[1], "--restore", fifo,
+                   says=("restore.yaml", "not a regular file"))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.conftest import Bucket, one_line_error, run
+from tests.cli import run
+from tests.storage.conftest import Bucket, one_line_error
 from tests.storage.server import keys
 
 NAME = "demo-small"
