@@ -158,14 +158,14 @@ def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal:
     state: State | None = None
     old: State | None = None
     notes: list[str] = []
-    if options.state is not None:
+    if options.state is not None and options.full:
+        notes.append("--full: every backup is read, the state file is not used")
+    elif options.state is not None:
         old = load_state(options.state, location.describe(), key_ids)
         if old.note:
             notes.append(old.note)
-        if options.full:
-            notes.append("--full: every backup is read, the state file is not used")
     reused: dict[str, Record] = {}
-    if old is not None and not options.full:
+    if old is not None:
         for name in names:
             record = old.usable(name, before[name], started, options.recheck_after)
             if record is not None:
@@ -209,7 +209,7 @@ def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal:
 
     finished = clock()
     verified_at: dict[str, datetime] = {}
-    if old is not None or options.state is not None:
+    if options.state is not None:
         records: dict[str, Record] = {}
         for row in checked:
             if row.status == VERIFIED:
