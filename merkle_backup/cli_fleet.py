@@ -140,7 +140,7 @@ def register(main: click.Group, helpers: Any) -> None:
                                    "shards": merged.shards, "objects": list(merged.objects)}, indent=2))
             return report.exit_code
         helpers._audit_summary(report, require_seal=report.require_seal)
-        click.echo(f"merged {merged.shards} shard(s) of run {shown(merged.run_id)}")
+        click.echo(f"note: merged {merged.shards} shard(s) of run {shown(merged.run_id)}")
         if metrics is not None:
             click.echo(f"wrote metrics {shown(metrics)}")
         helpers._audit_verdict(report, require_seal=report.require_seal)

@@ -572,7 +572,7 @@ def _check_audit_job_spec(spec: dict, namespace: str) -> list[str]:
     for v in volumes.values():  # no Secret holds the signing key
         assert v.get("secret", {}).get("secretName") != "merkle-backup-signer"
     for m in container["volumeMounts"]:
-        assert m["readOnly"] is True or "emptyDir" in volumes[m["name"]]
+        assert m.get("readOnly") is True or "emptyDir" in volumes[m["name"]]
     trust = args[args.index("--trust") + 1]
     mount = next(m for m in container["volumeMounts"] if trust.startswith(m["mountPath"] + "/"))
     assert "configMap" in volumes[mount["name"]]
@@ -604,8 +604,9 @@ def test_alert_rules_use_the_metrics_written(tmp_path: Path, staging, keypair) -
     assert rules["apiVersion"] == "monitoring.coreos.com/v1"
     store = Local(tmp_path / "bucket")
     store.add(staging("nightly-1"))
+    assert run("seal-all", store.location, "--key", keypair[0])[0] == 0
     prom = tmp_path / "m.prom"
-    run("audit", store.location, "--trust", keypair[1], "--metrics", prom)
+    assert run("audit", store.location, "--trust", keypair[1], "--metrics", prom)[0] == 0
     names = set(parse_metrics(prom))
     exprs = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
     assert len(exprs) >= 3
@@ -633,15 +634,27 @@ def test_documented_job_command_line_audits_a_bucket(moto_server, staging, keypa
     bucket, _, prefix = location[len("s3://"):].partition("/")
     from tests.storage.server import upload_folder
 
-    for name in ("nightly-1", "nightly-2", "nightly-3"):
-        upload_folder(client, bucket, f"{prefix}/backups/{name}", staging(name))
+    names = ("nightly-1", "nightly-2", "nightly-3")
+    try:
+        for name in names:
+            upload_folder(client, bucket, f"{prefix}/backups/{name}", staging(name))
+        _run_documented_job(moto_server, keypair, container, spec, location, results)
+    finally:  # the bucket names are the documented ones, shared with tests/test_fleet.py
+        from tests.storage.server import keys
+
+        for b, p in ((bucket, f"{prefix}/backups/"), (results[len("s3://"):].split("/", 1)[0], "")):
+            for key in keys(client, b, p):
+                client.delete_object(Bucket=b, Key=key)
+
+
+def _run_documented_job(moto_server, keypair, container, spec, location, results) -> None:
     assert run("seal-all", location, "--key", keypair[0], "--endpoint-url", moto_server.endpoint,
                "--path-style")[0] == 0
     mounted = {"/trust/signer.key.pub": str(keypair[1])}
     env = {e["name"]: e.get("value", "") for e in container["env"] if "value" in e}
     env = {k: mounted.get(v, v) for k, v in env.items() if k != "AWS_SHARED_CREDENTIALS_FILE"}
     run_id = "0f8e2c1a-job-uid"
-    argv = [mounted.get(a, a).replace("$(RUN_ID)", run_id) for a in args]
+    argv = [mounted.get(a, a).replace("$(RUN_ID)", run_id) for a in container["args"]]
     extra = ["--endpoint-url", moto_server.endpoint, "--path-style"]
     procs = [spawn([*argv, *extra], index=i, **env) for i in range(spec["completions"])]
     for proc in procs:
