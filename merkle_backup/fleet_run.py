@@ -168,6 +168,9 @@ def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal:
     if old is not None:
         for name in names:
             record = old.usable(name, before[name], started, options.recheck_after)
+            if record is not None and options.attest is not None and not (
+                    record.tarball_sha256 and record.seal_sha256):
+                record = None  # recorded without digests: re-read, so the attestation has them
             if record is not None:
                 reused[name] = record
     to_read = [n for n in names if n not in reused]
@@ -226,8 +229,6 @@ def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal:
         verified_at[name] = r.verified_at
         if r.tarball_sha256 and r.seal_sha256:
             digests[name] = {"tarball": r.tarball_sha256, "seal": r.seal_sha256}
-        elif options.attest is not None:
-            pass  # recorded without digests (a run without --attest): attested without them
     if reused:
         notes.append(f"{len(reused)} backup(s) unchanged since their last full verification were "
                      "not re-read (--full re-reads them)")
