@@ -665,3 +665,31 @@ def _run_documented_job(moto_server, keypair, container, spec, location, results
     code, out, err = run("audit-merge", results, *extra, "--run-id", run_id)
     assert code == 0, err
     assert rows(out) == {"nightly-1": "verified", "nightly-2": "verified", "nightly-3": "verified"}
+
+
+def test_a_backup_changed_while_it_is_audited_is_not_recorded(tmp_path: Path, staging, keypair) -> None:
+    """The fingerprint is taken before the read and again after it: a backup whose folder changed
+    in between is `error` (run again), and is not recorded in the state as verified."""
+    from merkle_backup.fleet_run import FleetOptions, run_audit
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.storage.resolve import LocalBucket
+
+    store = Local(tmp_path / "bucket")
+    store.add(staging("nightly-1"))
+    store.add(staging("nightly-2"))
+    assert run("seal-all", store.location, "--key", keypair[0])[0] == 0
+
+    class Touching(LocalBucket):
+        def open(self, name: str):
+            if name == "nightly-2":  # a writer touches the folder mid-audit (here: chmod, ctime)
+                os.chmod(self.backups / name / "velero-backup.json", 0o600)
+            return super().open(name)
+
+    state = tmp_path / "state.json"
+    result = run_audit(Touching(store.root), [load_public_key(Path(keypair[1]))], jobs=1,
+                       require_seal=False, limits=None, options=FleetOptions(state=state))
+    got = {r.name: r.status for r in result.report.backups}
+    assert got == {"nightly-1": "verified", "nightly-2": "error"}
+    assert "changed while it was being audited" in result.report.backups[1].detail
+    result.write_outputs(lambda line: None)
+    assert set(json.loads(state.read_text())["backups"]) == {"nightly-1"}
