@@ -693,3 +693,15 @@ def test_a_backup_changed_while_it_is_audited_is_not_recorded(tmp_path: Path, st
     assert "changed while it was being audited" in result.report.backups[1].detail
     result.write_outputs(lambda line: None)
     assert set(json.loads(state.read_text())["backups"]) == {"nightly-1"}
+
+
+def test_fleet_benchmark_runs_and_is_sane(tmp_path: Path) -> None:
+    """bench/fleet.py at a tiny size: every scenario runs, the merged 2-shard audit equals the
+    unsharded one, and the incremental run skips every backup (no timing is asserted)."""
+    from bench.fleet import run_fleet, summary_line
+
+    fleet = run_fleet(tmp_path / "fleet", 12, 1, lambda message: None)
+    assert fleet["sanity"] == []
+    assert set(fleet["scenarios"]) == {"unsharded", "sharded_2", "incremental"}
+    assert all(s["median_wall"] > 0 for s in fleet["scenarios"].values())
+    assert "12 small backups" in summary_line(fleet)
