@@ -295,10 +295,11 @@ def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int]
             log(summary_line(run))
     results["runs"] = runs
     if fleet_backups:  # bench/fleet.py: audit of many small backups (issue 16)
-        from bench.fleet import run_fleet, summary_line
+        from bench.fleet import run_fleet
+        from bench.fleet import summary_line as fleet_line
 
         results["fleet"] = run_fleet(work / "fleet", fleet_backups, fleet_repeats, log)
-        log(summary_line(results["fleet"]))
+        log(fleet_line(results["fleet"]))
     results["targets"] = evaluate(runs)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["seconds"] = round(time.perf_counter() - started, 1)

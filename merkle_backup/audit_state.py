@@ -174,10 +174,10 @@ def load_state(path: Path, location: str, key_ids: Sequence[str]) -> State:
         records = {}
         backups = obj["backups"]
         if not isinstance(backups, dict):
-            raise ValueError("backups is not a map")
+            raise TypeError("backups is not a map")
         for name, r in backups.items():
             if not isinstance(r.get("fingerprint"), str):
-                raise ValueError(f"{name}: no fingerprint")
+                raise TypeError(f"{name}: no fingerprint")
             records[name] = Record(r["fingerprint"], _parse_time(r["verified_at"]),
                                    str(r.get("detail", "")), r.get("uid"), r.get("root"),
                                    r.get("tarball_sha256"), r.get("seal_sha256"))

@@ -26,7 +26,13 @@ from merkle_backup.audit_state import Record, State, fingerprints, load_state, s
 from merkle_backup.errors import Interrupted, UsageError
 from merkle_backup.fleet import ERROR, VERIFIED, AuditReport, BackupRow
 from merkle_backup.fleet import audit as fleet_audit
-from merkle_backup.shard import Shard, check_results_place, encode_result, listing_digest, shard_report
+from merkle_backup.shard import (
+    Shard,
+    check_results_place,
+    encode_result,
+    listing_digest,
+    shard_report,
+)
 
 
 @dataclass
@@ -202,10 +208,9 @@ def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal:
             row = BackupRow(row.name, ERROR, "changed while it was being audited: run the audit "
                             "again", row.uid, row.root)
         got = view.digests.get(row.name)
-        if options.attest is not None and row.status == VERIFIED:
-            if not got or not got.ok:
-                row = BackupRow(row.name, ERROR, "the tarball read differently in the verifier's "
-                                "two passes: run the audit again", row.uid, row.root)
+        if options.attest is not None and row.status == VERIFIED and not (got and got.ok):
+            row = BackupRow(row.name, ERROR, "the tarball read differently in the verifier's "
+                            "two passes: run the audit again", row.uid, row.root)
         if got and got.ok:
             digests[row.name] = got.as_dict()
         checked.append(row)

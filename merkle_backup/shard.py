@@ -174,10 +174,9 @@ def check_results_place(location: Any, url: str) -> None:
         results = parse_s3_url(url)
         store = getattr(location, "store", None)
         prefix = getattr(location, "prefix", None)
-        if store is not None and prefix is not None and store.bucket == results.bucket:
-            if prefix == "" or results.prefix == prefix or results.prefix.startswith(prefix + "/"):
-                rest = results.prefix[len(prefix):].lstrip("/")
-                inside = rest
+        same = store is not None and prefix is not None and store.bucket == results.bucket
+        if same and (prefix == "" or results.prefix == prefix or results.prefix.startswith(prefix + "/")):
+            inside = results.prefix[len(prefix):].lstrip("/")
     elif isinstance(location, LocalBucket):
         root = location.root.resolve()
         target = Path(url).resolve()
@@ -260,7 +259,7 @@ def decode_result(data: bytes, where: str) -> dict:
 
 def _row(b: dict) -> BackupRow:
     if not isinstance(b.get("name"), str) or not isinstance(b.get("status"), str):
-        raise ValueError("a backup row without name or status")
+        raise TypeError("a backup row without name or status")
     failures = tuple(FailureRow(str(f["path"]), str(f["problem"]), str(f.get("detail", "")))
                      for f in b.get("failures") or ())
     return BackupRow(b["name"], b["status"], str(b.get("detail", "")), b.get("uid"), b.get("root"),

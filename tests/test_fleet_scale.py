@@ -19,11 +19,14 @@ from pathlib import Path
 import pytest
 
 from merkle_backup.shard import shard_of
-from tests.test_fleet import Local, Remote, rows, run, staging, store  # noqa: F401 - fixtures
 from tests.storage import server
+from tests import test_fleet
+from tests.test_fleet import Local, Remote, rows, run
 
 moto_server = server.moto_server
 _aws_test_env = server._aws_test_env
+store = test_fleet.store  # the fixtures of tests/test_fleet.py: a folder, and a bucket on moto
+staging = test_fleet.staging
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = [sys.executable, "-c", "from merkle_backup._entry import main; main()"]
