@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from merkle_backup.shard import shard_of
-from tests.storage import server
 from tests import test_fleet
+from tests.storage import server
 from tests.test_fleet import Local, Remote, rows, run
 
 moto_server = server.moto_server
