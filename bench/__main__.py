@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     parser.add_argument("--cache", type=Path, default=gen.CACHE)
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--fleet-backups", type=int, help="backups in the fleet audit benchmark "
+                        "(default 1000; --quick: 100; 0 skips it)")
+    parser.add_argument("--fleet-only", action="store_true", help="run only the fleet benchmark")
     args = parser.parse_args(argv)
+    fleet_backups = args.fleet_backups if args.fleet_backups is not None else (100 if args.quick else 1000)
+    if args.fleet_only:
+        return fleet_main(fleet_backups, 1 if args.quick else (args.repeats or 3), args.out)
 
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     if args.sizes:
@@ -48,17 +54,37 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(__file__).parent / "results" / stamp
     results = run_all(sizes=sizes, mixes=mixes, repeats=repeats, out=out, cache=args.cache,
                       cli_runs=3 if args.quick else 10, plots=not args.no_plots,
-                      log=lambda m: print(m, flush=True))
+                      log=lambda m: print(m, flush=True), fleet_backups=fleet_backups,
+                      fleet_repeats=1 if args.quick else 3)
     print()
     for t in results["targets"]:
         mark = "met    " if t["met"] else "MISSED "
         print(f"{mark} {t['target']} [{t['where']}]: {t['measured']:.3g} {t['unit']} "
               f"(limit {t['limit']:.3g})")
     insane = [(r["mix"], r["items"], r["sanity"]) for r in results["runs"] if r["sanity"]]
+    if results.get("fleet") and results["fleet"]["sanity"]:
+        insane.append(("fleet", results["fleet"]["backups"], results["fleet"]["sanity"]))
     for mix, items, problems in insane:
         print(f"INSANE {mix} {items}: {problems}", file=sys.stderr)
     print(f"\nresults in {out} ({results['seconds']} s)")
     return 1 if insane else 0
+
+
+def fleet_main(backups: int, repeats: int, out: Path | None) -> int:
+    import json
+
+    from bench.fleet import run_fleet, summary_line
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = out or Path(__file__).parent / "results" / f"fleet-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    fleet = run_fleet(out / "work", backups, repeats, lambda m: print(m, flush=True))
+    (out / "fleet.json").write_text(json.dumps(fleet, indent=1) + "\n")
+    print(summary_line(fleet))
+    for problem in fleet["sanity"]:
+        print(f"INSANE fleet: {problem}", file=sys.stderr)
+    print(f"results in {out / 'fleet.json'}")
+    return 1 if fleet["sanity"] else 0
 
 
 if __name__ == "__main__":

@@ -267,7 +267,8 @@ def write_csv(path: Path, runs: list[dict]) -> None:
 
 
 def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int], out: Path,
-            cache: Path, cli_runs: int, plots: bool, log: Callable[[str], None]) -> dict:
+            cache: Path, cli_runs: int, plots: bool, log: Callable[[str], None],
+            fleet_backups: int = 0, fleet_repeats: int = 1) -> dict:
     from merkle_backup.signing import generate_keypair
 
     out.mkdir(parents=True, exist_ok=True)
@@ -293,6 +294,12 @@ def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int]
             runs.append(run)
             log(summary_line(run))
     results["runs"] = runs
+    if fleet_backups:  # bench/fleet.py: audit of many small backups (issue 16)
+        from bench.fleet import run_fleet
+        from bench.fleet import summary_line as fleet_line
+
+        results["fleet"] = run_fleet(work / "fleet", fleet_backups, fleet_repeats, log)
+        log(fleet_line(results["fleet"]))
     results["targets"] = evaluate(runs)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from merkle_backup.cli_fleet import fleet_options as _fleet_options
 from merkle_backup.display import shown
 from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
 
@@ -308,8 +309,8 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
     Exit codes: 0 verified; 1 not authentic (tampering found, each failure named);
                 2 usage error; 3 could not check (missing file, bad key, I/O, a limit).
     """
-    from merkle_backup.signing import load_public_key
     from merkle_backup.selection import Scope
+    from merkle_backup.signing import load_public_key
     from merkle_backup.verifier import verify_backup
 
     keys = [load_public_key(p) for p in trust]
@@ -595,6 +596,7 @@ def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
 @click.option("--require-seal", is_flag=True, help="Fail (exit 1) on final backups that have no seal.")
 @_json_option
 @_limits_options
+@_fleet_options
 @_storage_options
 @_funnel
 def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal: bool,
@@ -605,19 +607,45 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
     Exit 0 when every sealed backup verified; 1 when any is tampered (or, with --require-seal,
     a final backup has no seal); 3 when any could not be checked, or there is no backup at all.
     """
+    from merkle_backup.cli_fleet import options, print_run
     from merkle_backup.fleet import audit as run
     from merkle_backup.signing import load_public_key
 
     keys = [load_public_key(p) for p in trust]
+    fleet = options(_storage())
+    limits = _limits(max_entry_size, max_entries)
     try:
-        report = run(_open_location(location, jobs), keys, jobs=jobs, require_seal=require_seal,
-                     limits=_limits(max_entry_size, max_entries))
+        if fleet is None:
+            report, extra = run(_open_location(location, jobs), keys, jobs=jobs,
+                                require_seal=require_seal, limits=limits), None
+        else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
+            from merkle_backup.fleet_run import run_audit
+
+            extra = run_audit(_open_location(location, jobs), keys, jobs=jobs,
+                              require_seal=require_seal, limits=limits, options=fleet)
+            report = extra.report
     except Interrupted as e:
         _print_interrupted(e.partial, as_json, verbose_failures=True)
         raise
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-        return report.exit_code
+        click.echo(json.dumps({**report.to_json(), **({"not_reread": extra.skipped} if extra else {})},
+                              indent=2))
+    else:
+        _audit_summary(report, require_seal=require_seal)
+        if extra is not None:
+            print_run(extra)
+    if extra is not None:
+        try:
+            extra.write_outputs(lambda line: None if as_json else click.echo(shown(line)))
+        except Error as e:  # the verdict stands: tampering found is still exit 1
+            click.echo(f"merkle-backup: error: {shown(e.diagnostics())}", err=True)
+            return ExitCode.NOT_AUTHENTIC if report.exit_code == ExitCode.NOT_AUTHENTIC else e.exit_code
+    if not as_json:
+        _audit_verdict(report, require_seal=require_seal)
+    return report.exit_code
+
+
+def _audit_summary(report, *, require_seal: bool) -> None:
     _print_rows(report.backups, verbose_failures=True)
     s = report.summary
     click.echo(f"{shown(report.location)}: {s['verified']} verified, {s['tampered']} tampered, "
@@ -625,13 +653,25 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
                f"{s['error']} could not be checked")
     for note in report.notes:
         click.echo(f"note: {shown(note)}")
+
+
+def _audit_verdict(report, *, require_seal: bool) -> None:
+    s = report.summary
     if report.exit_code == ExitCode.NOT_AUTHENTIC:
         unsealed = f", {s['unsealed']} final backup(s) without a seal" if require_seal and s["unsealed"] else ""
         click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) tampered{unsealed}", err=True)
     elif report.exit_code == ExitCode.CANNOT_CHECK:
         what = f"{s['error']} backup(s) could not be checked" if s["error"] else "no backups found"
         click.echo(f"merkle-backup: error: {what}", err=True)
-    return report.exit_code
+
+
+def _register_fleet_commands() -> None:
+    from merkle_backup.cli_fleet import register
+
+    register(main, sys.modules[__name__])
+
+
+_register_fleet_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

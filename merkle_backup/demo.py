@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Callable
 
 from merkle_backup.builder import seal_backup
+from merkle_backup.selection import Scope
 from merkle_backup.signing import generate_keypair, load_private_key, load_public_key
 from merkle_backup.storage.local import LocalBackup
-from merkle_backup.selection import Scope
 from merkle_backup.verifier import VerifyReport, verify_backup
 
 DEMO_BACKUP = "demo-small"

@@ -29,7 +29,14 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import Limits
-from merkle_backup.errors import CannotCheck, Error, ExitCode, FormatError, Interrupted, NotAuthentic
+from merkle_backup.errors import (
+    CannotCheck,
+    Error,
+    ExitCode,
+    FormatError,
+    Interrupted,
+    NotAuthentic,
+)
 from merkle_backup.signing import PublicKey
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import hmac
 import io
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 import blake3
