@@ -173,7 +173,10 @@ def register(main: click.Group, helpers: Any) -> None:
             if algo != "sha256" or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
                 raise UsageError(f"--digest {d!r}: give sha256:<64 lowercase hex digits>")
             wanted.append(value)
-        checked = verify_envelope(helpers._read_file(attestation), keys, str(attestation))
+        from merkle_backup.storage.files import MAX_ATTESTATION_FILE_BYTES
+
+        checked = verify_envelope(helpers._read_file(attestation, MAX_ATTESTATION_FILE_BYTES),
+                                  keys, str(attestation))
         p = checked.predicate
         findings, scope = p["findings"], p["scope"]
         attested = {}

@@ -135,6 +135,7 @@ def read_bounded(path: Path | str, cap: int, *, follow: bool, error: type[Error]
 MAX_PROOF_FILE_BYTES = 512 * 2**20   # a proof of many namespaces with their manifests
 MAX_CONTENT_FILE_BYTES = 256 * 2**20  # a manifest held by the user (as big as a bucket object)
 MAX_RESTORE_FILE_BYTES = 1 << 20  # a Restore manifest (verify --restore), as a BSL manifest
+MAX_ATTESTATION_FILE_BYTES = 256 * 2**20  # an audit's signed statement: one subject per object
 
 
 def check_proof_output(output: Path, seal_path: Path | str | None, *, force: bool) -> None:
