@@ -239,8 +239,7 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
                                            known=known, repair=e.checkpoint),
                             private, created_at=e.time, limits=limits, replace=False)
                 return BackupRow(name, SEALED, f"resealed as logged at entry {i}", e.uid, e.root.hex())
-            if logged is not None and logged.last is not None:
-                return BackupRow(name, REPLAYED, f"forgotten by the tombstone at entry {logged.last[0]}")
+            # Forgotten (tombstone), or never logged: a new backup, sealed if recent.
             recent = completed is not None and now - max_age <= completed <= now + CLOCK_SKEW
             if not recent and not backfill:
                 when = f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed else "no completionTimestamp"

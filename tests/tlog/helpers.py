@@ -39,6 +39,7 @@ def stage(root: Path, name: str, uid: str, *, age: timedelta = timedelta(minutes
           ttl: timedelta = timedelta(days=30)) -> Path:
     """demo-small's tarball as backup ``name`` under root/backups/, completed ``age`` ago."""
     folder = root / "backups" / name
+    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     src = FIXTURES / "demo-small"
     for p in src.iterdir():
