@@ -190,7 +190,7 @@ class _LoggingSource:
         def guard(entries: list[Entry]) -> None:
             for e in entries[known:]:
                 if e.backup == self._name and e.kind in (SEAL, TOMBSTONE):
-                    raise _AlreadyLogged(f"logged meanwhile by another sealer (entry)")
+                    raise _AlreadyLogged("logged meanwhile by another sealer")
 
         self.logged_at, _ = self._log.append(self._private, raws, guard=guard, crash=self._crash)
         if self._crash:
@@ -255,7 +255,19 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
         except _AlreadyLogged as e:
             return BackupRow(name, SKIPPED, e.diagnostics())
         except Error as e:
-            return BackupRow(name, ERROR, e.diagnostics())
+            return _raced(name, e)
+
+    def _raced(name: str, e: Error) -> BackupRow:
+        """Another sealer (an overlapping CronJob run) sealed and logged it meanwhile?"""
+        try:
+            sealed = bucket_seal(location, name, {me.key_id: me})
+            if sealed is not None:
+                fresh = by_name(log.entries(log.head())).get(name)
+                if judge_seal(name, sealed[0], fresh)[0] is None:
+                    return BackupRow(name, SKIPPED, "sealed and logged meanwhile by another sealer")
+        except Error:
+            pass
+        return BackupRow(name, ERROR, e.diagnostics())
 
     rows = _map(one, names, jobs)
     notes_ = () if names else (f"no backups under {location.describe()}",)

@@ -327,3 +327,30 @@ def test_t49_entries_by_an_untrusted_key(site, keys, tmp_path):
     assert seal_all(site, key)[0] == 0
     code, _, err = audit(site, other_pub, state="o.json")
     assert code == 1 and "not signed by a trusted key" in one_line(err)
+
+
+def test_two_seal_all_processes_at_once(tmp_path, keys):
+    """Two CronJob runs overlap: every backup is sealed and logged once, audit is clean."""
+    import subprocess
+    import sys
+
+    key, pub = keys
+    site = LocalSite(tmp_path)
+    for i in range(6):
+        site.add(f"nightly-{i}", f"uid-{i}")
+    cmd = [sys.executable, "-m", "merkle_backup._entry", "seal-all", site.location, "--key", str(key),
+           "--log", site.log, "--jobs", "2"]
+    procs = [subprocess.Popen(cmd + ["--log-state", str(tmp_path / f"s{i}.json")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "Traceback" not in "".join(o[1] for o in outs)
+    code, out, err = audit(site, pub)
+    assert code == 0, out + err
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.tlog.log import Log, LogState
+    from merkle_backup.tlog.store import LocalLogStore
+
+    log = Log(LocalLogStore(Path(site.log)), [load_public_key(pub)], LogState(tmp_path / "c.json"))
+    seals = [e.backup for e in log.entries(log.head()) if e.kind == "seal"]
+    assert sorted(seals) == [f"nightly-{i}" for i in range(6)]
