@@ -222,6 +222,9 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
             sealed = bucket_seal(location, name, {me.key_id: me})
             if sealed is not None:
                 finding, detail = judge_seal(name, sealed[0], logged)
+                if finding is not None:  # logged since this run read the log (another sealer)?
+                    finding, detail = judge_seal(name, sealed[0],
+                                                 by_name(log.entries(log.head())).get(name))
                 if finding is None:
                     return BackupRow(name, SKIPPED, f"already sealed and logged ({detail})")
                 return BackupRow(name, finding, detail)
