@@ -187,7 +187,7 @@ class _LoggingSource:
                                      me.key_id))
         known = self._known
 
-        def guard(entries: list[Entry]) -> None:
+        def guard(entries: Sequence[Entry]) -> None:
             for e in entries[known:]:
                 if e.backup == self._name and e.kind in (SEAL, TOMBSTONE):
                     raise _AlreadyLogged("logged meanwhile by another sealer")
@@ -434,7 +434,7 @@ def forget(log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[], 
     _, e = logged.last
     raw = tombstone_entry(private, name, e.uid, e.root, clock(), me.key_id)
 
-    def guard(entries: list[Entry]) -> None:
+    def guard(entries: Sequence[Entry]) -> None:
         later = [x for x in entries if x.backup == name and x.kind in (SEAL, TOMBSTONE)]
         if later and later[-1].raw != e.raw:
             raise CannotCheck(f"{name} changed in the log meanwhile: run forget again")

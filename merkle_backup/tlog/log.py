@@ -39,6 +39,44 @@ SHA256 = TreeHasher("sha256", lambda b: hashlib.sha256(b).digest())
 MAX_ATTEMPTS = 64
 
 
+def _push(stack: list[tuple[int, bytes]], leaves: Sequence[bytes]) -> None:
+    """Extend a compact range (the complete subtrees, largest first) by ``leaves``."""
+    for h in leaves:
+        node, height = h, 0
+        while stack and stack[-1][0] == height:
+            node = tiles.node_hash(stack.pop()[1], node)
+            height += 1
+        stack.append((height, node))
+
+
+def _stack_root(stack: Sequence[tuple[int, bytes]]) -> bytes:
+    if not stack:
+        return tiles.empty_root()
+    node = stack[-1][1]
+    for _, h in reversed(stack[:-1]):
+        node = tiles.node_hash(h, node)
+    return node
+
+
+class _Prefix(Sequence):
+    """The first ``size`` items of a list that only grows: a view, not a copy."""
+
+    def __init__(self, items: list, size: int) -> None:
+        self._items, self._size = items, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._items[j] for j in range(*i.indices(self._size))]
+        if i < 0:
+            i += self._size
+        if not 0 <= i < self._size:
+            raise IndexError(i)
+        return self._items[i]
+
+
 class LogRollback(NotAuthentic):
     """The log is smaller than, or does not extend, the last log head this user trusted."""
 
@@ -123,6 +161,7 @@ class Log:
         self._leaves: list[bytes] = []
         self._entries: list[Entry] = []
         self._tiles: dict[tuple[int, int, int], list[bytes]] = {}
+        self._stack: list[tuple[int, bytes]] = []  # complete subtrees of self._leaves
 
     def describe(self) -> str:
         return self.store.describe()
@@ -189,12 +228,21 @@ class Log:
             raise LogRollback(f"log {self.describe()} forked: size {head.size} does not extend "
                               f"the {size} entries last trusted ({e})") from e
 
-    def entries(self, head: Head) -> list[Entry]:
-        """Every entry of ``head``, authenticated by its root (read once, then incrementally)."""
+    def entries(self, head: Head) -> Sequence[Entry]:
+        """Every entry of ``head``, authenticated by its root (read once, then incrementally:
+        only the bundles past what this Log already holds are read and hashed).
+
+        ``head`` may be older than what this Log holds (another thread of this process read a
+        newer head meanwhile): its entries are then the prefix the cached leaves hash to its
+        root, or the log forked."""
         with self._lock:
             n = len(self._leaves)
-            if head.size < n:
-                raise LogRollback(f"log {self.describe()} shrank while it was read")
+            if head.size <= n:
+                if head.size < n and tiles.root_of(self._leaves[: head.size]) != head.root or \
+                        head.size == n and self._root() != head.root:
+                    raise LogRollback(f"log {self.describe()} forked: its root at size {head.size} "
+                                      "is not the one of the entries read before")
+                return _Prefix(self._entries, head.size)
             raws: list[bytes] = []
             t = n >> tiles.TILE_HEIGHT
             skip = n - (t << tiles.TILE_HEIGHT)
@@ -208,18 +256,24 @@ class Log:
                 raws.extend(bundle[skip:])
                 skip = 0
                 t += 1
-            leaves = self._leaves + [tiles.leaf_hash(r) for r in raws]
-            if tiles.root_of(leaves) != head.root:
+            new = [tiles.leaf_hash(r) for r in raws]
+            stack = list(self._stack)
+            _push(stack, new)
+            if _stack_root(stack) != head.root:
                 raise NotAuthentic(f"log {self.describe()}: its entries do not hash to its signed root")
             parsed = [parse_entry(r, self.trusted, f"log entry {n + i}") for i, r in enumerate(raws)]
-            self._leaves = leaves
+            self._leaves.extend(new)
+            self._stack = stack
             self._entries.extend(parsed)
-            return list(self._entries)
+            return _Prefix(self._entries, head.size)
+
+    def _root(self) -> bytes:
+        return _stack_root(self._stack)
 
     # -- appending -------------------------------------------------------------------------
 
     def append(self, private: Ed25519PrivateKey, raws: Sequence[bytes],
-               guard: Callable[[list[Entry]], None] | None = None,
+               guard: Callable[[Sequence[Entry]], None] | None = None,
                crash: Callable[[str], None] | None = None) -> tuple[int, Head]:
         """Append ``raws`` (entries); return the index of the first and the new head.
         ``guard`` sees every entry logged since the last call and may refuse (raise) before the
