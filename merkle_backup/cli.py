@@ -165,6 +165,45 @@ def _storage():
     return options if options is not None else ConnectionOptions()
 
 
+def _log_options(f: Callable) -> Callable:
+    """--log and --log-state (the transparency log, merkle_backup/tlog/)."""
+    f = click.option("--log-state", "log_state", type=click.Path(path_type=Path),
+                     help="The last log checkpoint trusted (default: "
+                          "$XDG_STATE_HOME/merkle-backup/log-state.json).")(f)
+    return click.option("--log", "log", metavar="DIR|s3://BUCKET/PREFIX",
+                        help="The backup transparency log (never under Velero's prefix).")(f)
+
+
+def _max_age_option(f: Callable) -> Callable:
+    return click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=6.0,
+                        show_default=True, metavar="HOURS",
+                        help="A final backup completed longer ago than this is never sealed "
+                             "silently: `seal missing` (keep it above the CronJob period).")(f)
+
+
+def _open_log(log: str, log_state: Path | None, keys, location: str | None = None):
+    from merkle_backup.errors import UsageError
+    from merkle_backup.tlog.log import Log, LogState
+    from merkle_backup.tlog.store import open_log_store
+
+    if location is not None and _inside(log, location):
+        raise UsageError(f"--log {log} is inside the Velero location {location}: put the log "
+                         "elsewhere (a new folder under Velero's prefix breaks its sync)")
+    return Log(open_log_store(log, _storage(), warn=_warn), keys, LogState(log_state))
+
+
+def _inside(log: str, location: str) -> bool:
+    import os
+
+    if log.startswith("s3://") != location.startswith("s3://"):
+        return False
+    if log.startswith("s3://"):
+        a, b = log.rstrip("/") + "/", location.rstrip("/") + "/"
+        return a.startswith(b)
+    a, b = os.path.realpath(log), os.path.realpath(location)
+    return a == b or a.startswith(b.rstrip("/") + "/")
+
+
 def _warn(message: str) -> None:
     click.echo(f"merkle-backup: warning: {shown(message)}", err=True)
 
@@ -289,6 +328,9 @@ def _selection_options(f: Callable) -> Callable:
 @click.option("--resource", "resources", multiple=True,
               help="Verify only this tar path or bucket object (velero-backup.json). Repeatable.")
 @click.option("--uid", "expected_uid", help="The Backup object's metadata.uid in the cluster (catches replayed backups).")
+@_log_options
+@click.option("--witness", "witnesses", multiple=True, type=click.Path(path_type=Path),
+              help="With --log: require this witness's cosignature (public key). Repeatable.")
 @_seal_option
 @_json_option
 @_limits_options
@@ -299,7 +341,8 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
            exclude_namespaces: tuple[str, ...], namespaces: tuple[str, ...],
            include_resources: tuple[str, ...], exclude_resources: tuple[str, ...],
            include_cluster_resources: str | None, restore_file: Path | None,
-           resources: tuple[str, ...], expected_uid: str | None,
+           resources: tuple[str, ...], expected_uid: str | None, log: str | None,
+           log_state: Path | None, witnesses: tuple[Path, ...],
            seal_path: Path | None, as_json: bool, max_entry_size: int | None,
            max_entries: int | None) -> int:
     """Verify BACKUP against its seal: the whole backup, what a restore of a selection reads
@@ -322,11 +365,33 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
     with _Progress("verifying", _tarball_size(source)) as progress:
         report = verify_backup(source, keys, scope=scope, expected_uid=expected_uid,
                                limits=_limits(max_entry_size, max_entries), progress=progress)
+    in_log = _verify_in_log(source, keys, log, log_state, witnesses) if log else None
+    if witnesses and not log:
+        from merkle_backup.errors import UsageError
+
+        raise UsageError("--witness needs --log")
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        click.echo(json.dumps({**report.to_json(), **({"log": in_log.to_json()} if in_log else {})},
+                              indent=2))
     else:
         _print_report(report)
+        if in_log is not None:
+            seen = f", cosigned by {', '.join(map(shown, in_log.witnessed))}" if in_log.witnessed else ""
+            click.echo(f"  log: entry {in_log.index} of {in_log.size} in {shown(in_log.log)}, the latest "
+                       f"for its name, inclusion proof checked{seen}")
     return ExitCode.VERIFIED if report.verified else ExitCode.NOT_AUTHENTIC
+
+
+def _verify_in_log(source, keys, log, log_state, witnesses):
+    from merkle_backup.formats.seal import read_seal_head
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.tlog.check import verify_in_log
+
+    the_log = _open_log(log, log_state, keys)
+    with source.open_seal() as f:
+        head = read_seal_head(f)
+    return verify_in_log(the_log, source.name, head.checkpoint,
+                         [load_public_key(p) for p in witnesses])
 
 
 def _selection(backup: str, include_namespaces: tuple[str, ...],
@@ -554,11 +619,16 @@ def _print_interrupted(report, as_json: bool, verbose_failures: bool) -> None:
 @click.argument("location", required=False)
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @_jobs_option(2)
+@_log_options
+@_max_age_option
+@click.option("--backfill", is_flag=True, help="With --log: also seal (and log) final backups "
+              "older than --max-age; run it by hand, after checking them.")
 @_json_option
 @_limits_options
 @_storage_options
 @_funnel
-def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
+def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
+             log_state: Path | None, max_age: float, backfill: bool, as_json: bool,
              max_entry_size: int | None, max_entries: int | None) -> int:
     """Seal every final backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/)
     that has no seal yet; skip the rest with a reason. Exit 0, or 3 if any could not be sealed."""
@@ -567,8 +637,12 @@ def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
 
     private = load_private_key(key_path)
     try:
-        report = run(_open_location(location, jobs), private, jobs=jobs,
-                     clock=lambda: datetime.now(timezone.utc), limits=_limits(max_entry_size, max_entries))
+        if log:
+            report = _seal_all_logged(location, private, jobs, log, log_state, max_age, backfill,
+                                      _limits(max_entry_size, max_entries))
+        else:
+            report = run(_open_location(location, jobs), private, jobs=jobs,
+                         clock=lambda: datetime.now(timezone.utc), limits=_limits(max_entry_size, max_entries))
     except Interrupted as e:
         _print_interrupted(e.partial, as_json, verbose_failures=False)
         raise
@@ -578,15 +652,37 @@ def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
     _print_rows(report.backups, verbose_failures=False)
     s = report.summary
     click.echo(f"{shown(report.location)}: {s['sealed']} sealed, {s['skipped']} skipped, "
-               f"{s['tampered']} with a broken seal, {s['error']} could not be sealed")
+               f"{s['tampered']} with a broken seal, {s['error']} could not be sealed"
+               + _findings(s))
     for note in report.notes:
         click.echo(f"note: {shown(note)}")
     if report.exit_code == ExitCode.NOT_AUTHENTIC:
-        click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) have a seal that "
-                   "does not decode", err=True)
+        broken = (f", {s['tampered']} backup(s) with a seal that does not decode"
+                  if s["tampered"] else "")
+        click.echo(f"merkle-backup: not authentic:{(broken + _findings(s))[1:]}", err=True)
     elif report.exit_code:
         click.echo(f"merkle-backup: error: {s['error']} backup(s) could not be sealed", err=True)
     return report.exit_code
+
+
+def _findings(summary: dict[str, int]) -> str:
+    from merkle_backup.tlog.check import BAD
+
+    return "".join(f", {summary[k]} {k}" for k in BAD if summary.get(k))
+
+
+def _seal_all_logged(location, private, jobs, log, log_state, max_age, backfill, limits):
+    from datetime import timedelta
+
+    from merkle_backup.signing import public_key_of
+    from merkle_backup.tlog.check import seal_all_logged
+
+    where = _open_location(location, jobs)
+    return seal_all_logged(where, private, _open_log(log, log_state, [public_key_of(private)],
+                                                      where.describe()),
+                           clock=lambda: datetime.now(timezone.utc),
+                           max_age=timedelta(hours=max_age), backfill=backfill, jobs=jobs,
+                           limits=limits)
 
 
 @main.command()
@@ -594,12 +690,15 @@ def seal_all(location: str | None, key_path: Path, jobs: int, as_json: bool,
 @_trust_option
 @_jobs_option(4)
 @click.option("--require-seal", is_flag=True, help="Fail (exit 1) on final backups that have no seal.")
+@_log_options
+@_max_age_option
 @_json_option
 @_limits_options
 @_fleet_options
 @_storage_options
 @_funnel
 def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal: bool,
+          log: str | None, log_state: Path | None, max_age: float,
           as_json: bool, max_entry_size: int | None, max_entries: int | None) -> int:
     """Verify every backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/).
 
@@ -615,15 +714,32 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
     fleet = options(_storage())
     limits = _limits(max_entry_size, max_entries)
     try:
+        where = _open_location(location, jobs)
+        the_log = _open_log(log, log_state, keys, where.describe()) if log else None
+        if the_log is not None and fleet is not None:
+            from merkle_backup.errors import UsageError
+
+            raise UsageError("--log does not combine with --shard, --state, --results, "
+                             "--metrics or --attest yet: run the log audit on its own")
+        if the_log is not None:
+            the_log.head()  # a rolled-back or forked log fails before the backups are read
         if fleet is None:
-            report, extra = run(_open_location(location, jobs), keys, jobs=jobs,
-                                require_seal=require_seal, limits=limits), None
+            report, extra = run(where, keys, jobs=jobs, require_seal=require_seal,
+                                limits=limits), None
         else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
             from merkle_backup.fleet_run import run_audit
 
-            extra = run_audit(_open_location(location, jobs), keys, jobs=jobs,
-                              require_seal=require_seal, limits=limits, options=fleet)
+            extra = run_audit(where, keys, jobs=jobs, require_seal=require_seal, limits=limits,
+                              options=fleet)
             report = extra.report
+        if the_log is not None:
+            from datetime import timedelta
+
+            from merkle_backup.tlog.check import audit_logged
+
+            report = audit_logged(where, keys, the_log, report=report,
+                                  clock=lambda: datetime.now(timezone.utc),
+                                  max_age=timedelta(hours=max_age))
     except Interrupted as e:
         _print_interrupted(e.partial, as_json, verbose_failures=True)
         raise
@@ -650,7 +766,7 @@ def _audit_summary(report, *, require_seal: bool) -> None:
     s = report.summary
     click.echo(f"{shown(report.location)}: {s['verified']} verified, {s['tampered']} tampered, "
                f"{s['unsealed']} unsealed, {s['unfinished']} unfinished, "
-               f"{s['error']} could not be checked")
+               f"{s['error']} could not be checked" + _findings(s))
     for note in report.notes:
         click.echo(f"note: {shown(note)}")
 
@@ -659,7 +775,8 @@ def _audit_verdict(report, *, require_seal: bool) -> None:
     s = report.summary
     if report.exit_code == ExitCode.NOT_AUTHENTIC:
         unsealed = f", {s['unsealed']} final backup(s) without a seal" if require_seal and s["unsealed"] else ""
-        click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) tampered{unsealed}", err=True)
+        click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) tampered{unsealed}"
+                   f"{_findings(s)}", err=True)
     elif report.exit_code == ExitCode.CANNOT_CHECK:
         what = f"{s['error']} backup(s) could not be checked" if s["error"] else "no backups found"
         click.echo(f"merkle-backup: error: {what}", err=True)
@@ -672,6 +789,56 @@ def _register_fleet_commands() -> None:
 
 
 _register_fleet_commands()
+
+
+@main.command()
+@click.argument("name")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
+@click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
+@_storage_options
+@_funnel
+def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
+    """Log a signed tombstone for backup NAME: deleting it on purpose (before its expiration)
+    is then not `deleted early`."""
+    from merkle_backup.signing import load_private_key, public_key_of
+    from merkle_backup.tlog.check import forget as run
+
+    private = load_private_key(key_path)
+    index, entry = run(_open_log(log, log_state, [public_key_of(private)]), private, name,
+                       lambda: datetime.now(timezone.utc))
+    click.echo(f"forgot {shown(name)} (uid {shown(entry.uid)}, root {entry.root.hex()}): "
+               f"tombstone at log entry {index}")
+
+
+@main.command()
+@click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log to witness.")
+@_trust_option
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
+              help="The witness's own private key (PEM).")
+@click.option("--name", "name", help="The witness's name in its cosignature (default: "
+              "merkle-backup-witness/<key id prefix>).")
+@click.option("--state", "log_state", type=click.Path(path_type=Path),
+              help="The witness's own state: the last checkpoint it cosigned.")
+@_storage_options
+@_funnel
+def witness(log: str, trust: tuple[Path, ...], key_path: Path, name: str | None,
+            log_state: Path | None) -> None:
+    """Check that the log (signed by a --trust key) extends the last checkpoint this witness
+    saw, then add a C2SP cosignature (tlog-cosignature/v1) to its checkpoint."""
+    from merkle_backup.errors import UsageError
+    from merkle_backup.signing import load_private_key, load_public_key, public_key_of
+    from merkle_backup.tlog.check import witness as run
+    from merkle_backup.tlog.note import valid_name
+
+    private = load_private_key(key_path)
+    me = public_key_of(private)
+    name = name or f"merkle-backup-witness/{me.key_id.hex()[:16]}"
+    if not valid_name(name):
+        raise UsageError(f"--name {name!r}: a note key name has no space, '+' or control character")
+    head = run(_open_log(log, log_state, [load_public_key(p) for p in trust]), private, name,
+               lambda: datetime.now(timezone.utc))
+    click.echo(f"cosigned {shown(head.checkpoint.origin)} at {head.size} entries as {shown(name)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,480 @@
+"""The log beside a storage location: seal-all that logs, audit --log, verify --log, forget,
+witness (docs/format.md §12.7, docs/threat-model.md T40-T49).
+
+Findings (each a row status): ``unlogged seal`` (a seal the log does not hold), ``replaced``
+(the bucket's seal is not the name's logged checkpoint, or the logged seal is gone),
+``replayed`` (an older logged checkpoint, or one forgotten by a tombstone, is back),
+``deleted early`` (a logged backup absent before its expiration, with no tombstone),
+``seal missing`` (a final backup past --max-age that the log does not hold); and the fine ones
+``expired`` and ``forgotten``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, BinaryIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from merkle_backup.core.checkpoint import CheckpointError, parse_checkpoint
+from merkle_backup.core.tree import root_from_inclusion_proof, verify_consistency
+from merkle_backup.errors import (
+    CannotCheck,
+    Error,
+    FormatError,
+    NotAuthentic,
+    ProofError,
+    UsageError,
+)
+from merkle_backup.fleet import (
+    _BACKUP_NAME,
+    ERROR,
+    SEALED,
+    SKIPPED,
+    TAMPERED,
+    UNSEALED,
+    AuditReport,
+    BackupRow,
+    SealAllReport,
+    _map,
+    _phase,
+)
+from merkle_backup.signing import PublicKey, public_key_of
+from merkle_backup.tlog import note as notes
+from merkle_backup.tlog.entries import (
+    EXPIRY,
+    SEAL,
+    TOMBSTONE,
+    Entry,
+    expiry_entry,
+    seal_entry,
+    tombstone_entry,
+)
+from merkle_backup.tlog.log import SHA256, Head, Log
+from merkle_backup.velero import BACKUP_OBJECT
+
+UNLOGGED = "unlogged seal"
+REPLACED = "replaced"
+REPLAYED = "replayed"
+DELETED_EARLY = "deleted early"
+SEAL_MISSING = "seal missing"
+EXPIRED = "expired"
+FORGOTTEN = "forgotten"
+BAD = (UNLOGGED, REPLACED, REPLAYED, DELETED_EARLY, SEAL_MISSING)
+DEFAULT_MAX_AGE = timedelta(hours=6)
+CLOCK_SKEW = timedelta(minutes=10)
+_TIME = "%Y-%m-%dT%H:%M:%SZ"
+
+
+# --- what the bucket and Velero say -------------------------------------------------------------
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, _TIME).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def backup_times(data: bytes | None) -> tuple[datetime | None, datetime | None]:
+    """status.completionTimestamp and status.expiration of velero-backup.json (None: absent)."""
+    try:
+        status = json.loads(data or b"{}").get("status") or {}
+        return _time(status.get("completionTimestamp")), _time(status.get("expiration"))
+    except (ValueError, AttributeError, RecursionError):
+        return None, None
+
+
+def bucket_seal(location: Any, name: str, trusted: dict[bytes, PublicKey]) -> tuple[bytes, bytes] | None:
+    """The (checkpoint, signature) of the seal in the bucket, signature checked; None: no seal."""
+    from merkle_backup.formats.seal import read_seal_head
+
+    if not location.has_seal(name):
+        return None
+    with location.open(name).open_seal() as f:
+        head = read_seal_head(f)
+    _check_seal_signature(head.checkpoint, head.signature, trusted, name)
+    return head.checkpoint, head.signature
+
+
+def _check_seal_signature(checkpoint: bytes, signature: bytes, trusted: dict[bytes, PublicKey],
+                          name: str) -> None:
+    try:
+        cp = parse_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise FormatError(f"seal of {name}: {e}") from e
+    key = trusted.get(cp.key_id)
+    if key is None:
+        raise NotAuthentic(f"seal of {name} is not signed by a trusted key")
+    key.verify(signature, checkpoint)
+
+
+# --- the log's view, by backup name ---------------------------------------------------------------
+
+@dataclass
+class Logged:
+    seals: list[tuple[int, Entry]] = field(default_factory=list)
+    last: tuple[int, Entry] | None = None          # the latest seal or tombstone
+    expiry: dict[bytes, datetime] = field(default_factory=dict)  # root -> expiration
+
+    @property
+    def latest_seal(self) -> tuple[int, Entry] | None:
+        return self.seals[-1] if self.seals else None
+
+
+def by_name(entries: Sequence[Entry]) -> dict[str, Logged]:
+    out: dict[str, Logged] = {}
+    for i, e in enumerate(entries):
+        logged = out.setdefault(e.backup, Logged())
+        if e.kind == SEAL:
+            logged.seals.append((i, e))
+            logged.last = (i, e)
+        elif e.kind == TOMBSTONE:
+            logged.last = (i, e)
+        elif e.kind == EXPIRY:
+            logged.expiry[e.root] = e.time
+    return out
+
+
+def judge_seal(name: str, checkpoint: bytes, logged: Logged | None) -> tuple[str | None, str]:
+    """The finding for a bucket seal (None: it is the name's latest logged checkpoint)."""
+    if logged is None or not logged.seals:
+        return UNLOGGED, "its seal is not in the log"
+    assert logged.last is not None
+    index, last = logged.last
+    if last.kind == TOMBSTONE:
+        return REPLAYED, f"forgotten by the tombstone at log entry {index}, yet a seal is back"
+    if last.checkpoint == checkpoint:
+        return None, f"log entry {index}"
+    for i, e in logged.seals:
+        if e.checkpoint == checkpoint:
+            return REPLAYED, (f"an older logged checkpoint (entry {i}, sealed "
+                              f"{e.time:%Y-%m-%dT%H:%M:%SZ}); the latest is entry {index}")
+    return REPLACED, f"its seal is not the logged checkpoint of {name} (log entry {index})"
+
+
+# --- seal-all with the log -------------------------------------------------------------------------
+
+class SealAllLogReport(SealAllReport):
+    @property
+    def summary(self) -> dict[str, int]:
+        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, ERROR) + BAD}
+
+    @property
+    def exit_code(self) -> int:
+        if any(self.with_status(s) for s in BAD):
+            return 1
+        return super().exit_code
+
+
+class _AlreadyLogged(Error):
+    pass
+
+
+class _LoggingSource:
+    """A BackupSource whose write_seal first logs the seal (or, in repair mode, requires it to
+    be the logged checkpoint). Everything else is the wrapped source's."""
+
+    def __init__(self, inner: Any, log: Log, private: Ed25519PrivateKey, *, name: str,
+                 expiration: datetime | None, known: int, repair: bytes | None = None,
+                 crash: Callable[[str], None] | None = None) -> None:
+        self._inner, self._log, self._private = inner, log, private
+        self._name, self._expiration, self._known = name, expiration, known
+        self._repair, self._crash = repair, crash
+        self.logged_at: int | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._inner, attr)
+
+    def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str:
+        from merkle_backup.formats.seal import read_seal_head
+
+        f = io.BytesIO(data) if isinstance(data, bytes) else data
+        pos = f.tell()
+        head = read_seal_head(f)
+        f.seek(pos)
+        if self._repair is not None:
+            if head.checkpoint != self._repair:
+                raise NotAuthentic(f"{self._name}: the backup is not what the log holds "
+                                   "(resealing at the logged time gives another checkpoint)")
+            return self._inner.write_seal(f, replace=replace)
+        me = public_key_of(self._private)
+        cp = parse_checkpoint(head.checkpoint)
+        raws = [seal_entry(head.checkpoint, head.signature, me.raw)]
+        if self._expiration is not None:
+            raws.append(expiry_entry(self._private, cp.backup, cp.uid, cp.root, self._expiration,
+                                     me.key_id))
+        known = self._known
+
+        def guard(entries: Sequence[Entry]) -> None:
+            for e in entries[known:]:
+                if e.backup == self._name and e.kind in (SEAL, TOMBSTONE):
+                    raise _AlreadyLogged("logged meanwhile by another sealer")
+
+        self.logged_at, _ = self._log.append(self._private, raws, guard=guard, crash=self._crash)
+        if self._crash:
+            self._crash("logged")
+        return self._inner.write_seal(f, replace=replace)
+
+
+def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
+                    clock: Callable[[], datetime], max_age: timedelta = DEFAULT_MAX_AGE,
+                    backfill: bool = False, jobs: int = 1, limits: Any = None,
+                    crash: Callable[[str], None] | None = None) -> SealAllLogReport:
+    from merkle_backup.archive import Limits
+
+    limits = limits or Limits()
+    me = public_key_of(private)
+    head = log.head()
+    entries = log.entries(head)
+    index = by_name(entries)
+    known = len(entries)
+    names = location.backup_names()
+
+    def one(name: str) -> BackupRow:
+        from merkle_backup.builder import seal_backup
+
+        if not _BACKUP_NAME.fullmatch(name):
+            return BackupRow(name, SKIPPED, "not a Velero backup name")
+        try:
+            logged = index.get(name)
+            sealed = bucket_seal(location, name, {me.key_id: me})
+            if sealed is not None:
+                finding, detail = judge_seal(name, sealed[0], logged)
+                if finding is not None:  # logged since this run read the log (another sealer)?
+                    finding, detail = judge_seal(name, sealed[0],
+                                                 by_name(log.entries(log.head())).get(name))
+                if finding is None:
+                    return BackupRow(name, SKIPPED, f"already sealed and logged ({detail})")
+                return BackupRow(name, finding, detail)
+            phase = _phase(location, name)
+            if phase is None:
+                return BackupRow(name, SKIPPED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
+            if not phase.is_final:
+                return BackupRow(name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid)
+            completed, expiration = backup_times(location.read_object(name, BACKUP_OBJECT))
+            now = clock()
+            if logged is not None and logged.last is not None and logged.last[1].kind == SEAL:
+                i, e = logged.last  # logged, seal absent: a crash after the append? reseal exactly
+                source = location.open(name)
+                seal_backup(_LoggingSource(source, log, private, name=name, expiration=None,
+                                           known=known, repair=e.checkpoint),
+                            private, created_at=e.time, limits=limits, replace=False)
+                return BackupRow(name, SEALED, f"resealed as logged at entry {i}", e.uid, e.root.hex())
+            # Forgotten (tombstone), or never logged: a new backup, sealed if recent.
+            recent = completed is not None and now - max_age <= completed <= now + CLOCK_SKEW
+            if not recent and not backfill:
+                when = f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed else "no completionTimestamp"
+                return BackupRow(name, SEAL_MISSING, f"{when}, older than --max-age: not sealed "
+                                 "(check it, then seal-all --backfill)", phase.uid)
+            source = _LoggingSource(location.open(name), log, private, name=name,
+                                    expiration=expiration, known=known, crash=crash)
+            result = seal_backup(source, private, created_at=now, limits=limits, replace=False)
+            cp = result.checkpoint
+            how = "backfilled, " if not recent else ""
+            return BackupRow(name, SEALED, f"{how}{cp.tree_size} leaves, log entry {source.logged_at}",
+                             cp.uid, cp.root.hex())
+        except _AlreadyLogged as e:
+            return BackupRow(name, SKIPPED, e.diagnostics())
+        except Error as e:
+            return _raced(name, e)
+
+    def _raced(name: str, e: Error) -> BackupRow:
+        """Another sealer (an overlapping CronJob run) sealed and logged it meanwhile?"""
+        try:
+            sealed = bucket_seal(location, name, {me.key_id: me})
+            if sealed is not None:
+                fresh = by_name(log.entries(log.head())).get(name)
+                if judge_seal(name, sealed[0], fresh)[0] is None:
+                    return BackupRow(name, SKIPPED, "sealed and logged meanwhile by another sealer")
+        except Error:
+            pass
+        return BackupRow(name, ERROR, e.diagnostics())
+
+    rows = _map(one, names, jobs)
+    notes_ = () if names else (f"no backups under {location.describe()}",)
+    return SealAllLogReport(location.describe(), tuple(rows), notes_ + (f"log {log.describe()}",))
+
+
+# --- audit with the log -----------------------------------------------------------------------------
+
+class AuditLogReport(AuditReport):
+    @property
+    def summary(self) -> dict[str, int]:
+        base = super().summary
+        return {**base, **{s: len(self.with_status(s)) for s in BAD + (EXPIRED, FORGOTTEN)}}
+
+    @property
+    def exit_code(self) -> int:
+        if any(self.with_status(s) for s in BAD):
+            return 1
+        code = super().exit_code
+        if code == 3 and not self.backups:
+            return 3
+        if code == 3 and not self.with_status(ERROR):
+            return 0  # only logged rows: every backup of the log is accounted for
+        return code
+
+
+def audit_logged(location: Any, trusted: Sequence[PublicKey], log: Log, *, report: AuditReport,
+                 clock: Callable[[], datetime], max_age: timedelta = DEFAULT_MAX_AGE) -> AuditLogReport:
+    """``report``: fleet.audit's; each row gets the log's finding, and every logged backup
+    absent from the bucket gets a row."""
+    keys = {k.key_id: k for k in trusted}
+    head = log.head()
+    index = by_name(log.entries(head))
+    now = clock()
+    rows: list[BackupRow] = []
+    present = set()
+    for row in report.backups:
+        present.add(row.name)
+        rows.append(_audit_row(location, row, index.get(row.name), keys, now, max_age))
+    for name in sorted(set(index) - present):
+        logged = index[name]
+        if logged.last is None:
+            continue
+        i, last = logged.last
+        if last.kind == TOMBSTONE:
+            rows.append(BackupRow(name, FORGOTTEN, f"tombstone at log entry {i}", last.uid, last.root.hex()))
+            continue
+        expiration = logged.expiry.get(last.root)
+        if expiration is not None and now >= expiration:
+            rows.append(BackupRow(name, EXPIRED, f"absent, expired {expiration:%Y-%m-%dT%H:%M:%SZ}",
+                                  last.uid, last.root.hex()))
+        else:
+            until = f"it expires {expiration:%Y-%m-%dT%H:%M:%SZ}" if expiration else "no expiration logged"
+            rows.append(BackupRow(name, DELETED_EARLY, f"logged at entry {i}, absent; {until}; no tombstone",
+                                  last.uid, last.root.hex()))
+    notes_ = tuple(report.notes) + (f"log {log.describe()}: {head.size} entries",)
+    return AuditLogReport(report.location, report.require_seal, tuple(rows), notes_)
+
+
+def _audit_row(location: Any, row: BackupRow, logged: Logged | None, keys: dict[bytes, PublicKey],
+               now: datetime, max_age: timedelta) -> BackupRow:
+    name = row.name
+    try:
+        sealed = bucket_seal(location, name, keys) if _BACKUP_NAME.fullmatch(name) else None
+    except NotAuthentic:
+        return row  # the audit row already says tampered
+    except Error as e:
+        return row if row.status in (TAMPERED, ERROR) else replace(row, status=ERROR, detail=e.diagnostics())
+    if sealed is not None:
+        finding, detail = judge_seal(name, sealed[0], logged)
+        if finding is None:
+            return row
+        return replace(row, status=finding, detail=f"{detail}; audit: {row.status} {row.detail}".rstrip())
+    if logged is not None and logged.last is not None and logged.last[1].kind == SEAL:
+        return replace(row, status=REPLACED, detail=f"logged at entry {logged.last[0]}, but its seal is gone")
+    if row.status == UNSEALED:
+        completed, _ = backup_times(location.read_object(name, BACKUP_OBJECT))
+        if completed is None or now - completed > max_age:
+            return replace(row, status=SEAL_MISSING, detail=f"{row.detail}; past --max-age and not logged")
+    return row
+
+
+# --- verify --log, forget, witness -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogProof:
+    log: str
+    origin: str
+    index: int
+    size: int
+    root: bytes
+    proof: tuple[bytes, ...]
+    witnessed: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        import base64
+
+        return {"log": self.log, "origin": self.origin, "index": self.index, "size": self.size,
+                "root": base64.b64encode(self.root).decode(),
+                "inclusion_proof": [base64.b64encode(h).decode() for h in self.proof],
+                "latest_for_name": True, "witnessed_by": list(self.witnessed)}
+
+
+def witness_object(witness_raw: bytes) -> str:
+    import hashlib
+
+    return f"witness/{hashlib.sha256(witness_raw).hexdigest()}"
+
+
+def verify_in_log(log: Log, name: str, checkpoint: bytes, witnesses: Sequence[PublicKey] = ()) -> LogProof:
+    """NotAuthentic unless ``checkpoint`` is in the log, by an inclusion proof checked against
+    the signed (and, with witnesses, cosigned) head, and is the latest entry for ``name``."""
+    head = log.head()
+    logged = by_name(log.entries(head)).get(name)
+    finding, detail = judge_seal(name, checkpoint, logged)
+    if finding is not None:
+        raise NotAuthentic(f"log {log.describe()}: {finding}: {detail}")
+    assert logged is not None and logged.last is not None
+    index, entry = logged.last
+    size, root, names = head.size, head.root, []
+    for w in witnesses:
+        data = log.store.get(witness_object(w.raw))
+        if data is None:
+            raise NotAuthentic(f"log {log.describe()} has no cosignature by witness {w.source}")
+        try:
+            cp, note, _ = notes.open_log_checkpoint(data, list(log.trusted.values()))
+        except FormatError as e:
+            raise NotAuthentic(f"witness checkpoint of {w.source} is malformed: {e}") from e
+        if notes.verify_cosignature(note, w.raw) is None:
+            raise NotAuthentic(f"log checkpoint is not cosigned by witness {w.source}")
+        if cp.size > head.size or cp.size <= index:
+            raise NotAuthentic(f"witness {w.source} cosigned {cp.size} entries: entry {index} "
+                               f"is not covered")
+        if cp.size < head.size:
+            verify_consistency(size1=cp.size, size2=head.size, root1=cp.root, root2=head.root,
+                               proof=log.reader(head.size).consistency_proof(cp.size), hasher=SHA256)
+        elif cp.root != head.root:
+            raise NotAuthentic(f"witness {w.source} cosigned a fork of the log")
+        size, root = min((size, root), (cp.size, cp.root))
+        names.append(w.source)
+    proof = log.reader(size).inclusion_proof(index)
+    computed = root_from_inclusion_proof(index=index, size=size, leaf_hash=_leaf(entry.raw),
+                                         proof=proof, hasher=SHA256)
+    if computed != root:
+        raise ProofError(f"log {log.describe()}: inclusion proof of entry {index} fails")
+    return LogProof(log.describe(), head.checkpoint.origin, index, size, root, tuple(proof), tuple(names))
+
+
+def _leaf(raw: bytes) -> bytes:
+    from merkle_backup.tlog.tiles import leaf_hash
+
+    return leaf_hash(raw)
+
+
+def forget(log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[], datetime]) -> tuple[int, Entry]:
+    me = public_key_of(private)
+    head = log.head()
+    logged = by_name(log.entries(head)).get(name)
+    if logged is None or logged.last is None or logged.last[1].kind != SEAL:
+        raise UsageError(f"log {log.describe()} holds no sealed backup {name} to forget")
+    _, e = logged.last
+    raw = tombstone_entry(private, name, e.uid, e.root, clock(), me.key_id)
+
+    def guard(entries: Sequence[Entry]) -> None:
+        later = [x for x in entries if x.backup == name and x.kind in (SEAL, TOMBSTONE)]
+        if later and later[-1].raw != e.raw:
+            raise CannotCheck(f"{name} changed in the log meanwhile: run forget again")
+
+    index, _ = log.append(private, [raw], guard=guard)
+    return index, e
+
+
+def witness(log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[], datetime]) -> Head:
+    """Check the head against the witness's own state (Log's state), cosign it, store it."""
+    head = log.head()
+    if head.size == 0:
+        raise CannotCheck(f"log {log.describe()} is empty: nothing to cosign")
+    note = notes.parse_note(head.note)
+    sig = notes.cosign(private, name, note.text, int(clock().timestamp()))
+    kept = tuple(s for s in note.signatures if s.name != name)
+    data = notes.Note(note.text, kept + (sig,)).encode()
+    log.store.put(witness_object(public_key_of(private).raw), data)
+    return head

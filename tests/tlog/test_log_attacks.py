@@ -1,0 +1,356 @@
+"""docs/threat-model.md T40-T49 through the CLI, in a local folder and on the moto S3 server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from merkle_backup.signing import generate_keypair
+from tests.storage import server
+from tests.storage.server import new_bucket, upload_folder
+from tests.tlog.helpers import findings, one_line, run, stage
+
+moto_server = server.moto_server
+_aws_test_env = server._aws_test_env
+
+
+class LocalSite:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.bucket = tmp / "bucket"
+        (self.bucket / "backups").mkdir(parents=True)
+        self.location = str(self.bucket)
+        self.log = str(tmp / "log")
+        self.opts: list[str] = []
+
+    def add(self, name: str, uid: str, **kw) -> None:
+        stage(self.bucket, name, uid, **kw)
+
+    def folder(self, name: str) -> str:
+        return str(self.bucket / "backups" / name)
+
+    def write(self, name: str, filename: str, data: bytes) -> None:
+        (self.bucket / "backups" / name / filename).write_bytes(data)
+
+    def save(self, name: str) -> Path:
+        keep = self.tmp / "saved" / name
+        shutil.copytree(self.bucket / "backups" / name, keep)
+        return keep
+
+    def restore(self, saved: Path) -> None:
+        self.remove(saved.name)
+        shutil.copytree(saved, self.bucket / "backups" / saved.name)
+
+    def remove(self, name: str) -> None:
+        shutil.rmtree(self.bucket / "backups" / name, ignore_errors=True)
+
+    def snapshot_log(self) -> Path:
+        keep = self.tmp / f"logcopy{len(list(self.tmp.glob('logcopy*')))}"
+        shutil.copytree(self.log, keep)
+        return keep
+
+    def restore_log(self, saved: Path) -> None:
+        shutil.rmtree(self.log)
+        shutil.copytree(saved, self.log)
+
+
+class S3Site(LocalSite):
+    """Bucket and log on moto: staging happens in a local folder, then uploads."""
+
+    def __init__(self, tmp: Path, moto) -> None:
+        super().__init__(tmp)
+        self.client = moto.client()
+        self.name = new_bucket(self.client)
+        self.location = f"s3://{self.name}/velero"
+        self.log = f"s3://{self.name}/merkle-log"
+        self.opts = ["--endpoint-url", moto.endpoint, "--path-style"]
+
+    def _keys(self, prefix: str) -> list[str]:
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix):
+            out += [o["Key"] for o in page.get("Contents", ())]
+        return out
+
+    def add(self, name: str, uid: str, **kw) -> None:
+        stage(self.tmp / "staging", name, uid, **kw)
+        upload_folder(self.client, self.name, f"velero/backups/{name}", self.tmp / "staging" / "backups" / name)
+
+    def folder(self, name: str) -> str:
+        return f"{self.location}/backups/{name}"
+
+    def write(self, name: str, filename: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=f"velero/backups/{name}/{filename}", Body=data)
+
+    def save(self, name: str) -> Path:
+        keep = self.tmp / "saved" / name
+        keep.mkdir(parents=True)
+        for k in self._keys(f"velero/backups/{name}/"):
+            (keep / k.rsplit("/", 1)[1]).write_bytes(
+                self.client.get_object(Bucket=self.name, Key=k)["Body"].read())
+        return keep
+
+    def restore(self, saved: Path) -> None:
+        self.remove(saved.name)
+        upload_folder(self.client, self.name, f"velero/backups/{saved.name}", saved)
+
+    def remove(self, name: str) -> None:
+        for k in self._keys(f"velero/backups/{name}/"):
+            self.client.delete_object(Bucket=self.name, Key=k)
+
+    def snapshot_log(self) -> Path:
+        keep = self.tmp / f"logcopy{len(list(self.tmp.glob('logcopy*')))}"
+        keep.mkdir()
+        for k in self._keys("merkle-log/"):
+            p = keep / k[len("merkle-log/"):]
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(self.client.get_object(Bucket=self.name, Key=k)["Body"].read())
+        return keep
+
+    def restore_log(self, saved: Path) -> None:
+        for k in self._keys("merkle-log/"):
+            self.client.delete_object(Bucket=self.name, Key=k)
+        for p in saved.rglob("*"):
+            if p.is_file():
+                self.client.put_object(Bucket=self.name, Key="merkle-log/" + str(p.relative_to(saved)),
+                                       Body=p.read_bytes())
+
+
+@pytest.fixture(params=["local", "s3"])
+def site(request, tmp_path):
+    if request.param == "local":
+        return LocalSite(tmp_path)
+    return S3Site(tmp_path, request.getfixturevalue("moto_server"))
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return generate_keypair(tmp_path / "signer.key")
+
+
+def seal_all(site, key, *extra, state="sealer-state.json"):
+    return run("seal-all", site.location, "--key", key, "--log", site.log,
+               "--log-state", site.tmp / state, *site.opts, *extra)
+
+
+def audit(site, pub, *extra, state="auditor-state.json"):
+    return run("audit", site.location, "--trust", pub, "--log", site.log,
+               "--log-state", site.tmp / state, *site.opts, *extra)
+
+
+def verify(site, pub, name, *extra, state="auditor-state.json"):
+    return run("verify", site.folder(name), "--trust", pub, "--log", site.log,
+               "--log-state", site.tmp / state, *site.opts, *extra)
+
+
+def test_clean_run_verifies(site, keys):
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    site.add("nightly-b", "uid-b")
+    code, out, err = seal_all(site, key)
+    assert code == 0, out + err
+    assert findings(out) == {"nightly-a": "sealed", "nightly-b": "sealed"}
+    code, out, err = seal_all(site, key)  # idempotent: nothing new
+    assert code == 0 and findings(out) == {"nightly-a": "skipped", "nightly-b": "skipped"}
+    code, out, err = audit(site, pub)
+    assert code == 0, out + err
+    code, out, err = verify(site, pub, "nightly-a", "--json")
+    assert code == 0, err
+    assert json.loads(out)["log"]["index"] in (0, 2)  # --jobs 2: either was first
+
+
+def test_t40_old_backup_is_seal_missing_not_sealed(site, keys):
+    key, pub = keys
+    site.add("nightly-old", "uid-o", age=timedelta(days=3))
+    code, out, err = seal_all(site, key)
+    assert code == 1 and findings(out) == {"nightly-old": "seal missing"}
+    assert "seal missing" in one_line(err)
+    code, out, err = audit(site, pub)
+    assert code == 1 and findings(out)["nightly-old"] == "seal missing"
+    code, out, err = seal_all(site, key, "--backfill")
+    assert code == 0 and "backfilled" in out
+    assert audit(site, pub)[0] == 0
+
+
+def test_t41_reseal_outside_the_log_is_replaced_and_unlogged(site, keys, tmp_path):
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0
+    # An insider re-seals with the key, outside the log (after changing the backup).
+    site.write("nightly-a", "nightly-a-extra.json", b"{}")
+    code, _, err = run("seal", site.folder("nightly-a"), "--key", key, "--replace", *site.opts)
+    assert code == 0, err
+    site.add("nightly-x", "uid-x")
+    assert run("seal", site.folder("nightly-x"), "--key", key, *site.opts)[0] == 0
+    code, out, err = audit(site, pub)
+    assert code == 1, out
+    table = findings(out)
+    assert table["nightly-a"] == "replaced" and table["nightly-x"] == "unlogged seal"
+    rows = {r["name"]: r["status"] for r in json.loads(audit(site, pub, "--json")[1])["backups"]}
+    assert rows["nightly-a"] == "replaced" and rows["nightly-x"] == "unlogged seal"
+    code, _, err = verify(site, pub, "nightly-a")
+    assert code == 1 and "replaced" in one_line(err)
+    code, _, err = verify(site, pub, "nightly-x")
+    assert code == 1 and "unlogged seal" in one_line(err)
+
+
+def test_t42_replay_of_an_older_logged_backup_caught_without_uid(site, keys):
+    key, pub = keys
+    site.add("nightly-a", "uid-old")
+    assert seal_all(site, key)[0] == 0
+    old = site.save("nightly-a")
+    site.remove("nightly-a")
+    assert run("forget", "nightly-a", "--key", key, "--log", site.log,
+               "--log-state", site.tmp / "sealer-state.json", *site.opts)[0] == 0
+    site.add("nightly-a", "uid-new")  # a new backup of the same name
+    assert seal_all(site, key)[0] == 0
+    assert audit(site, pub)[0] == 0
+    site.restore(old)  # the attacker puts the old backup and its valid seal back
+    assert run("verify", site.folder("nightly-a"), "--trust", pub, *site.opts)[0] == 0  # T7
+    code, out, _ = audit(site, pub)
+    assert code == 1 and findings(out)["nightly-a"] == "replayed"
+    code, _, err = verify(site, pub, "nightly-a")
+    assert code == 1 and "replayed" in one_line(err)
+
+
+def test_t43_deletion_before_expiration_unless_forgotten(site, keys):
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    site.add("nightly-b", "uid-b")
+    site.add("nightly-c", "uid-c", ttl=timedelta(minutes=1))  # expired already
+    assert seal_all(site, key)[0] == 0
+    for name in ("nightly-a", "nightly-b", "nightly-c"):
+        site.remove(name)
+    code, out, err = audit(site, pub)
+    assert code == 1
+    table = findings(out)
+    assert table == {"nightly-a": "deleted early", "nightly-b": "deleted early", "nightly-c": "expired"}
+    assert run("forget", "nightly-a", "--key", key, "--log", site.log,
+               "--log-state", site.tmp / "sealer-state.json", *site.opts)[0] == 0
+    code, out, _ = audit(site, pub)
+    assert code == 1 and findings(out)["nightly-a"] == "forgotten"
+    assert findings(out)["nightly-b"] == "deleted early"
+
+
+def test_t44_seal_deleted_keeps_backup_is_replaced(site, keys):
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0
+    saved = site.save("nightly-a")
+    site.remove("nightly-a")
+    for p in saved.iterdir():
+        if p.name.endswith(".seal"):
+            p.unlink()
+    site.restore(saved)
+    code, out, _ = audit(site, pub)
+    assert code == 1 and findings(out)["nightly-a"] == "replaced"
+
+
+def test_t45_log_rolled_back(site, keys):
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0
+    early = site.snapshot_log()
+    site.add("nightly-b", "uid-b")
+    assert seal_all(site, key)[0] == 0
+    assert audit(site, pub)[0] == 0  # the auditor trusts 4 entries now
+    site.restore_log(early)
+    code, out, err = audit(site, pub)
+    assert code == 1 and "rolled back" in one_line(err)
+    code, _, err = verify(site, pub, "nightly-a")
+    assert code == 1 and "rolled back" in one_line(err)
+
+
+def test_t46_log_forked(site, keys, tmp_path):
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0
+    before = site.snapshot_log()
+    site.add("nightly-b", "uid-b")
+    assert seal_all(site, key)[0] == 0
+    assert audit(site, pub)[0] == 0
+    # The operator rewrites history: from the early log, another branch, longer.
+    site.restore_log(before)
+    site.remove("nightly-b")
+    site.add("nightly-b", "uid-other")
+    site.add("nightly-c", "uid-c")
+    code, _, err = seal_all(site, key)
+    assert code == 1 and "rolled back" in one_line(err)  # the sealer's own state catches it
+    assert seal_all(site, key, state="forger-state.json")[0] == 0
+    code, out, err = audit(site, pub)
+    assert code == 1 and "forked" in one_line(err)
+
+
+def test_t47_witness_cosignature_required(site, keys, tmp_path):
+    key, pub = keys
+    wkey, wpub = generate_keypair(tmp_path / "witness.key")
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0
+    code, _, err = verify(site, pub, "nightly-a", "--witness", wpub)
+    assert code == 1 and "no cosignature" in one_line(err)
+    code, out, err = run("witness", "--log", site.log, "--trust", pub, "--key", wkey,
+                         "--state", tmp_path / "witness-state.json", *site.opts)
+    assert code == 0, err
+    code, out, err = verify(site, pub, "nightly-a", "--witness", wpub)
+    assert code == 0, err
+    assert "cosigned by" in out
+    # The witness refuses a rolled-back log.
+    early = site.snapshot_log()
+    site.add("nightly-b", "uid-b")
+    assert seal_all(site, key)[0] == 0
+    assert run("witness", "--log", site.log, "--trust", pub, "--key", wkey,
+               "--state", tmp_path / "witness-state.json", *site.opts)[0] == 0
+    site.restore_log(early)
+    code, _, err = run("witness", "--log", site.log, "--trust", pub, "--key", wkey,
+                       "--state", tmp_path / "witness-state.json", *site.opts)
+    assert code == 1 and "rolled back" in one_line(err)
+
+
+def test_t48_log_under_velero_prefix_refused_and_bad_input(site, keys):
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    inside = f"{site.location}/merkle-log"
+    code, _, err = run("seal-all", site.location, "--key", key, "--log", inside, *site.opts)
+    assert code == 2 and "inside the Velero location" in one_line(err)
+    assert seal_all(site, key)[0] == 0
+    code, _, err = verify(site, pub, "nightly-a", "--witness", pub, state="x.json")
+    assert code == 1  # the signer's key is no witness: no cosignature by it
+
+
+def test_t49_entries_by_an_untrusted_key(site, keys, tmp_path):
+    key, pub = keys
+    other, other_pub = generate_keypair(tmp_path / "other.key")
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0
+    code, _, err = audit(site, other_pub, state="o.json")
+    assert code == 1 and "not signed by a trusted key" in one_line(err)
+
+
+def test_two_seal_all_processes_at_once(tmp_path, keys):
+    """Two CronJob runs overlap: every backup is sealed and logged once, audit is clean."""
+    import subprocess
+    import sys
+
+    key, pub = keys
+    site = LocalSite(tmp_path)
+    for i in range(6):
+        site.add(f"nightly-{i}", f"uid-{i}")
+    cmd = [sys.executable, "-m", "merkle_backup._entry", "seal-all", site.location, "--key", str(key),
+           "--log", site.log, "--jobs", "2"]
+    procs = [subprocess.Popen(cmd + ["--log-state", str(tmp_path / f"s{i}.json")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "Traceback" not in "".join(o[1] for o in outs)
+    code, out, err = audit(site, pub)
+    assert code == 0, out + err
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.tlog.log import Log, LogState
+    from merkle_backup.tlog.store import LocalLogStore
+
+    log = Log(LocalLogStore(Path(site.log)), [load_public_key(pub)], LogState(tmp_path / "c.json"))
+    seals = [e.backup for e in log.entries(log.head()) if e.kind == "seal"]
+    assert sorted(seals) == [f"nightly-{i}" for i in range(6)]
