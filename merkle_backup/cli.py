@@ -657,7 +657,7 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
     for note in report.notes:
         click.echo(f"note: {shown(note)}")
     if report.exit_code == ExitCode.NOT_AUTHENTIC:
-        broken = (f", {s['tampered']} backup(s) with a seal that does not decode"
+        broken = (f", {s['tampered']} backup(s) have a seal that does not decode"
                   if s["tampered"] else "")
         click.echo(f"merkle-backup: not authentic:{(broken + _findings(s))[1:]}", err=True)
     elif report.exit_code:

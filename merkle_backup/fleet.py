@@ -18,7 +18,6 @@ turn a sealed backup into an "unfinished" one):
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -38,7 +37,7 @@ from merkle_backup.errors import (
     NotAuthentic,
 )
 from merkle_backup.signing import PublicKey
-from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
+from merkle_backup.velero import BACKUP_OBJECT, is_backup_name, parse_backup_object
 
 # Audit statuses.
 VERIFIED = "verified"
@@ -54,7 +53,6 @@ SKIPPED = "skipped"
 # before they are abandoned (their rows left out).
 INTERRUPT_GRACE_SECONDS = 1.5
 # A Velero backup name (docs/format.md §5.1); other folders under backups/ are not backups.
-_BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class Location(Protocol):
@@ -261,7 +259,7 @@ def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int) -> l
 def _audit_one(location: Location, name: str, trusted: Sequence[PublicKey], limits: Limits) -> BackupRow:
     from merkle_backup.verifier import verify_backup
 
-    if not _BACKUP_NAME.fullmatch(name):
+    if not is_backup_name(name):
         return BackupRow(name, ERROR, "not a Velero backup name: this folder is not a backup")
     try:
         if location.has_seal(name):
@@ -290,7 +288,7 @@ def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
               clock: Callable[[], datetime], limits: Limits) -> BackupRow:
     from merkle_backup.builder import seal_backup
 
-    if not _BACKUP_NAME.fullmatch(name):
+    if not is_backup_name(name):
         return BackupRow(name, SKIPPED, "not a Velero backup name")
     try:
         if location.has_seal(name):

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from merkle_backup.errors import CannotCheck
 
 BACKUP_OBJECT = "velero-backup.json"
+# A Backup's name is a Kubernetes object name (DNS-1123 subdomain): the folder backups/<name>/.
+BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def is_backup_name(text: str) -> bool:
+    return BACKUP_NAME.fullmatch(text) is not None
+
 # Since v1.4 every item is written twice: resources/<gr>/... and resources/<gr>/<v>-preferredversion/...
 PREFERRED_SUFFIX = "-preferredversion"
 FINAL_PHASES = frozenset({"Completed", "PartiallyFailed", "Failed"})

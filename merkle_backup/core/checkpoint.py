@@ -12,12 +12,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from merkle_backup.velero import is_backup_name
+
 CONTEXT = "merkle-backup/checkpoint/v1"
 _LABELS = (
     "backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key",
     "inconsistent",
 )
-_BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 _UID = re.compile(r"(-|[A-Za-z0-9][A-Za-z0-9-]{0,63})\Z")
 _HEX32 = re.compile(r"[0-9a-f]{64}\Z")
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,18})\Z")
@@ -44,7 +45,7 @@ class Checkpoint:
     inconsistent: int = 0
 
     def __post_init__(self) -> None:
-        if not _BACKUP_NAME.match(self.backup):
+        if not is_backup_name(self.backup):
             raise CheckpointError(f"backup name {self.backup!r} is not a valid Kubernetes name")
         if not _UID.match(self.uid):
             raise CheckpointError(f"backup uid {self.uid!r} is not a valid UID")

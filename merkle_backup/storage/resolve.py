@@ -28,12 +28,12 @@ from merkle_backup.errors import CannotCheck, StorageError, UsageError
 from merkle_backup.formats.seal import SealHead, read_seal_head
 from merkle_backup.storage.files import non_regular_kind, read_bounded
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, LocalBackup, open_local_seal
+from merkle_backup.velero import is_backup_name
 
 S3_SCHEME = "s3://"
 BACKUPS_FOLDER = "backups"
 BACKUP_OBJECT = "velero-backup.json"
 MAX_BSL_BYTES = 1 << 20
-_BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 # S3 bucket names, loosely (S3-compatible stores accept a little more than AWS does).
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -129,7 +129,7 @@ def split_backup_url(text: str) -> tuple[S3Url, str]:
             f"{text}: an S3 backup is s3://BUCKET[/PREFIX]/{BACKUPS_FOLDER}/NAME (Velero's layout)"
         )
     name = segments[-1]
-    if not _BACKUP_NAME.fullmatch(name):
+    if not is_backup_name(name):
         raise UsageError(f"{text}: {name!r} is not a Velero backup name")
     return S3Url(url.bucket, "/".join(segments[:-2])), name
 
@@ -177,7 +177,7 @@ def open_location(location: str | None, options: ConnectionOptions | None = None
 
 
 def _is_bare_name(text: str) -> bool:
-    return _BACKUP_NAME.fullmatch(text) is not None and not Path(text).exists()
+    return is_backup_name(text) and not Path(text).exists()
 
 
 def _connect(bucket: str, options: ConnectionOptions, bsl: BackupStorageLocation | None,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tempfile
 import threading
 import time
@@ -61,7 +60,6 @@ DEFAULT_TIMEOUT = 60.0
 MAX_CONNECT_TIMEOUT = 10.0
 MAX_SSE_C_KEY_FILE_BYTES = 64 * 1024  # a regular file, read whole: no FIFO, no /dev/zero
 # A Velero backup name (a Kubernetes object name; the checkpoint's grammar, docs/format.md §5.1).
-BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 _THROTTLE_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",

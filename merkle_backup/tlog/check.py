@@ -31,7 +31,6 @@ from merkle_backup.errors import (
     UsageError,
 )
 from merkle_backup.fleet import (
-    _BACKUP_NAME,
     ERROR,
     SEALED,
     SKIPPED,
@@ -42,6 +41,7 @@ from merkle_backup.fleet import (
     SealAllReport,
     _map,
     _phase,
+    _seal_head_problem,
 )
 from merkle_backup.signing import PublicKey, public_key_of
 from merkle_backup.tlog import note as notes
@@ -55,7 +55,7 @@ from merkle_backup.tlog.entries import (
     tombstone_entry,
 )
 from merkle_backup.tlog.log import SHA256, Head, Log
-from merkle_backup.velero import BACKUP_OBJECT
+from merkle_backup.velero import BACKUP_OBJECT, is_backup_name
 
 UNLOGGED = "unlogged seal"
 REPLACED = "replaced"
@@ -163,7 +163,7 @@ def judge_seal(name: str, checkpoint: bytes, logged: Logged | None) -> tuple[str
 class SealAllLogReport(SealAllReport):
     @property
     def summary(self) -> dict[str, int]:
-        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, ERROR) + BAD}
+        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, TAMPERED, ERROR) + BAD}
 
     @property
     def exit_code(self) -> int:
@@ -239,10 +239,14 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
     def one(name: str) -> BackupRow:
         from merkle_backup.builder import seal_backup
 
-        if not _BACKUP_NAME.fullmatch(name):
+        if not is_backup_name(name):
             return BackupRow(name, SKIPPED, "not a Velero backup name")
         try:
             logged = index.get(name)
+            # A seal that does not decode is reported, never replaced (as without the log).
+            broken = _seal_head_problem(location, name) if location.has_seal(name) else None
+            if broken is not None:
+                return BackupRow(name, TAMPERED, broken)
             sealed = bucket_seal(location, name, {me.key_id: me})
             if sealed is not None:
                 finding, detail = judge_seal(name, sealed[0], logged)
@@ -358,7 +362,7 @@ def _audit_row(location: Any, row: BackupRow, logged: Logged | None, keys: dict[
                now: datetime, max_age: timedelta) -> BackupRow:
     name = row.name
     try:
-        sealed = bucket_seal(location, name, keys) if _BACKUP_NAME.fullmatch(name) else None
+        sealed = bucket_seal(location, name, keys) if is_backup_name(name) else None
     except NotAuthentic:
         return row  # the audit row already says tampered
     except Error as e:

@@ -162,6 +162,18 @@ def test_clean_run_verifies(site, keys):
     assert json.loads(out)["log"]["index"] in (0, 2)  # --jobs 2: either was first
 
 
+def test_t25_broken_seal_with_the_log_is_reported_never_replaced(site, keys):
+    """T25 with --log too: a junk file at a logged backup's seal place is `tampered` (exit 1),
+    not "could not be sealed", and it stays as it is."""
+    key, _ = keys
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0
+    site.write("nightly-a", "nightly-a-merkle.seal", b"junk")
+    code, out, err = seal_all(site, key)
+    assert code == 1 and findings(out) == {"nightly-a": "TAMPERED"}, out + err
+    assert "seal that does not decode" in one_line(err)
+
+
 def test_t40_old_backup_is_seal_missing_not_sealed(site, keys):
     key, pub = keys
     site.add("nightly-old", "uid-o", age=timedelta(days=3))
