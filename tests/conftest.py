@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,17 @@ def other_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     from merkle_backup.signing import generate_keypair
 
     return generate_keypair(tmp_path_factory.mktemp("keys") / "other.key")
+
+
+@contextmanager
+def tiny_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (a full disk on demand); skips unless root."""
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import msgpack
@@ -37,7 +36,7 @@ from tests.attacks.helpers import (
     tarball,
     verify,
 )
-from tests.conftest import copy_backup
+from tests.conftest import copy_backup, tiny_tmpfs
 
 SIDECAR = "demo-small-logs.gz"
 LINK = "is a symbolic link, not a regular file"
@@ -276,19 +275,6 @@ def test_t22_inspect_of_a_crafted_2_gib_seal_stays_small(tmp_path, size, says) -
 
 
 # --- T23: temporary and disk errors are "could not check", in one line ---------------------------
-
-@contextmanager
-def tiny_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
 
 def test_t23_seal_with_a_full_temporary_folder(backup, keypair, tmp_path, monkeypatch) -> None:
     with tiny_tmpfs(tmp_path / "tmp", "16k") as tmp:

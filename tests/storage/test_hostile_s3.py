@@ -5,33 +5,17 @@ server over real HTTP, the real CLI, tiny tmpfs mounts as the temporary folder."
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from tests.cli import run
+from tests.conftest import tiny_tmpfs
 from tests.storage.conftest import Bucket, one_line_error
 from tests.storage.server import keys
 
 NAME = "demo-small"
 SEAL = f"{NAME}-merkle.seal"
-
-
-@contextmanager
-def tiny_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_t23_s3_verify_with_a_full_temporary_folder(bucket: Bucket, keypair,
