@@ -48,7 +48,10 @@ def entry(private, pub, i: int) -> bytes:
     return tombstone_entry(private, f"backup-{i}", f"uid-{i}", bytes(32), NOW, pub.key_id)
 
 
-@pytest.mark.parametrize("sizes", [[1], [3, 250, 2, 1], [300, 65536 - 556, 20]])
+# 1 entry; 256 (one full level-0 tile, in four appends); 4,417 (17 full level-0 tiles and a
+# partial one, so a level-1 tile of width 18, in appends that cross tile edges). The tile code
+# has no rule that only a level-1 tile of 256 hashes (65,536 entries) would reach.
+@pytest.mark.parametrize("sizes", [[1], [3, 250, 2, 1], [300, 4097, 20]])
 def test_go_verifies_our_heads_tiles_and_proofs(tlogcheck, signer, tmp_path, sizes):
     private, pub = signer
     log = Log(LocalLogStore(tmp_path / "log"), [pub], LogState(tmp_path / "s.json"))
