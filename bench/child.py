@@ -39,7 +39,7 @@ def main() -> None:
     base = peak_rss_kib()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    from merkle_backup.builder import bulk_pass
+    from merkle_backup.tuning import bulk_pass
 
     with bulk_pass():  # as the command line's seal, verify and prove run (cli._single_pass)
         facts = SCENARIOS[name](ctx)

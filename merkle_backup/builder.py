@@ -14,15 +14,12 @@ The steps, in order (docs/format.md §7.2):
 from __future__ import annotations
 
 import dataclasses
-import gc
 import io
 import shutil
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,54 +37,10 @@ from merkle_backup.errors import ArchiveError, CannotCheck, StorageError
 from merkle_backup.formats.seal import encode_seal_head, leaf_frame
 from merkle_backup.signing import public_key_of, sign
 from merkle_backup.storage.files import temp_dir_label, temporary_file
+from merkle_backup.storage.source import BackupSource
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
 
 # The interpreter's thread switch interval during a pass (the default is 5 ms; see bulk_pass).
-SWITCH_INTERVAL = 0.0001
-
-
-@contextmanager
-def bulk_pass() -> Iterator[None]:
-    """Run one seal, verification or proof with the interpreter tuned for a bulk pass; both
-    settings are process-wide and restored afterwards, so only a program that does nothing
-    else meanwhile may use it: the command line's ``seal``, ``verify`` and ``prove``
-    (cli._single_pass). Library calls never do (a caller's threads, such as fleet's pool, would
-    see the collector off and the interval changed under them, and restore them out of order).
-
-    * The cyclic garbage collector is paused. Sealing and verifying hold containers of a
-      million leaves while they allocate millions of short-lived objects; every full collection
-      traverses those containers, and the allocations trigger collections in proportion: a
-      hidden quadratic step (10^6 items took 17x the time of 10^5). Nothing in these passes
-      makes a reference cycle; reference counting frees all of it.
-    * The thread switch interval is shortened. The archive is inflated on a second thread that
-      releases the GIL in isal and must take it back after every piece; while this thread runs
-      Python, it waits up to one switch interval each time (measured: 0.9 s of 2.4 s).
-    """
-    enabled = gc.isenabled()
-    interval = sys.getswitchinterval()
-    gc.disable()
-    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
-        if enabled:
-            gc.enable()
-
-
-class BackupSource(Protocol):
-    """What the builder and verifier need from a backup's storage (local or S3)."""
-
-    name: str
-
-    def describe(self) -> str: ...
-    def identity_names(self) -> tuple[str, ...]: ...  # the backup names a seal may carry
-    def tarball_size(self) -> int: ...
-    def open_tarball(self): ...  # context manager yielding a binary stream
-    def object_names(self) -> list[str]: ...
-    def read_object(self, filename: str) -> bytes | None: ...
-    def open_seal(self) -> AbstractContextManager[BinaryIO]: ...  # seekable, at its start
-    def write_seal(self, data: bytes | BinaryIO, *, replace: bool) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -217,12 +217,12 @@ def _open_source(backup: str | Path, seal_path: Path | None):
 
 def _single_pass(command: Callable[..., Any]) -> Callable[..., Any]:
     """seal, verify, prove: one bulk pass in this process, so the interpreter is tuned for it
-    (builder.bulk_pass: process-wide settings, hence only here, never in a library call nor in
+    (tuning.bulk_pass: process-wide settings, hence only here, never in a library call nor in
     audit / seal-all, whose passes run on a thread pool)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from merkle_backup.builder import bulk_pass
+        from merkle_backup.tuning import bulk_pass
 
         with bulk_pass():
             return command(*args, **kwargs)

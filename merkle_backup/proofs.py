@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource
 from merkle_backup.core import tree
 from merkle_backup.core.checkpoint import Checkpoint
 from merkle_backup.core.keys import SCOPE_BUCKET
@@ -28,6 +27,7 @@ from merkle_backup.formats.proof import (
 )
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.files import NotRegularFile
+from merkle_backup.storage.source import BackupSource
 from merkle_backup.trust import SealTable, check_signature, open_seal, read_unverified
 
 

@@ -21,7 +21,6 @@ from typing import Any
 import blake3
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.builder import BackupSource
 from merkle_backup.consistency import Inconsistency, check_manifest, needs_manifest_check
 from merkle_backup.core import table
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint
@@ -38,6 +37,7 @@ from merkle_backup.errors import (
 from merkle_backup.selection import Scope
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.files import NotRegularFile
+from merkle_backup.storage.source import BackupSource
 from merkle_backup.trust import TrustedSeal, open_seal
 
 # Problems a failure can name (docs/format.md §9.2).

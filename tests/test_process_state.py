@@ -1,7 +1,7 @@
 """Library calls leave the interpreter's process-wide settings alone (docs/threat-model.md T34)
 and seal --force with many findings writes a valid seal (T35).
 
-builder.bulk_pass (the garbage collector off, a short thread switch interval) is for the
+tuning.bulk_pass (the garbage collector off, a short thread switch interval) is for the
 command line's single-pass commands only: a library call made from a caller's threads (fleet's
 pool, restore tooling) must find gc.isenabled() and sys.getswitchinterval() as it left them.
 """

@@ -5,8 +5,7 @@
   BackupStorageLocation's bucket and prefix.
 * ``open_location("s3://BUCKET/PREFIX" or a folder, options)`` -> the storage location that holds
   ``backups/<name>/`` folders, for ``seal-all`` and ``audit``.
-* ``ConnectionOptions``: the S3 settings, named after the BackupStorageLocation config keys Velero
-  users already have (../shared/VELERO.md §3), and ``load_bsl`` which reads them from a
+* ``load_bsl``, which reads the S3 settings (``storage.options.ConnectionOptions``) from a
   BackupStorageLocation manifest (JSON, or the plain YAML that ``kubectl get bsl -o yaml`` and
   hand-written manifests use: see ``parse_simple_yaml``).
 
@@ -20,7 +19,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,60 +27,16 @@ from merkle_backup.errors import CannotCheck, StorageError, UsageError
 from merkle_backup.formats.seal import SealHead, read_seal_head
 from merkle_backup.storage.files import non_regular_kind, read_bounded
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, LocalBackup, open_local_seal
+from merkle_backup.storage.options import ConnectionOptions
 from merkle_backup.velero import is_backup_name
 
 S3_SCHEME = "s3://"
 BACKUPS_FOLDER = "backups"
-BACKUP_OBJECT = "velero-backup.json"
 MAX_BSL_BYTES = 1 << 20
 # S3 bucket names, loosely (S3-compatible stores accept a little more than AWS does).
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
-
-
-@dataclass(frozen=True)
-class ConnectionOptions:
-    """How to reach S3-compatible storage. ``None`` means "not given" (the AWS defaults, or the
-    BackupStorageLocation's value when ``bsl`` is set; a value given here wins over the BSL's).
-
-    BSL config key / field -> option: ``s3Url`` endpoint_url, ``region``, ``profile``,
-    ``s3ForcePathStyle`` path_style, ``caCert`` ca_cert_pem, ``insecureSkipTLSVerify``,
-    ``customerKeyEncryptionFile`` sse_c_key_file, ``credentialsFile``, ``serverSideEncryption``,
-    ``kmsKeyId``, ``checksumAlgorithm`` ("" turns request checksums off, as in Velero).
-    """
-
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    path_style: bool | None = None
-    ca_bundle: Path | None = None
-    insecure_skip_tls_verify: bool | None = None
-    sse_c_key_file: Path | None = None
-    credentials_file: Path | None = None
-    server_side_encryption: str | None = None
-    kms_key_id: str | None = None
-    checksum_algorithm: str | None = None
-    ca_cert_pem: bytes | None = field(default=None, repr=False)
-    bsl: Path | None = None
-    # Retries and timeouts; None: AWS_RETRY_MODE / AWS_MAX_ATTEMPTS / the profile, else
-    # standard mode and 5 attempts (storage.s3).
-    retry_mode: str | None = None
-    max_attempts: int | None = None
-    # Seconds a storage operation may take, all its attempts and retries included (--timeout);
-    # None: storage.s3.DEFAULT_TIMEOUT. Each connect and each read of an attempt waits at most
-    # a third of it (connect at most 10 s), unless set here (storage.s3.timeouts).
-    timeout: float | None = None
-    connect_timeout: float | None = None
-    read_timeout: float | None = None
-
-    def over(self, base: ConnectionOptions) -> ConnectionOptions:
-        """These options, with every unset one taken from ``base``."""
-        values = {
-            name: getattr(self, name) if getattr(self, name) is not None else getattr(base, name)
-            for name in self.__dataclass_fields__
-        }
-        return ConnectionOptions(**values)
 
 
 @dataclass(frozen=True)

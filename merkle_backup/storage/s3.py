@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from merkle_backup.errors import StorageError
 from merkle_backup.formats.seal import MAX_SEAL_BYTES, SEAL_HEAD_PREFIX_BYTES, read_seal_head
@@ -39,9 +39,7 @@ from merkle_backup.storage.files import (
     temporary_file,
 )
 from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, open_local_seal, write_atomic
-
-if TYPE_CHECKING:  # pragma: no cover
-    from merkle_backup.storage.resolve import ConnectionOptions
+from merkle_backup.storage.options import ConnectionOptions
 
 BACKUPS_FOLDER = "backups"
 # How often a tarball stream that breaks off is resumed (a Range GET from where it stopped,
