@@ -1,0 +1,5 @@
+"""``python -m merkle_backup``: the console entry point (SIGINT and EPIPE handled there)."""
+
+from merkle_backup._entry import main
+
+main()

@@ -1,0 +1,55 @@
+"""The command line: thin click commands around the library, one module per family of commands,
+and one error funnel (``common.funnel``).
+
+\b
+    common.py   the funnel, shared options, opening a backup, a location or the log
+    seal.py     keygen, seal, seal-all
+    verify.py   verify, inspect
+    proof.py    prove, verify-proof
+    audit.py    audit, audit-merge, verify-attestation
+    log.py      forget, witness
+
+Exit codes (README, docs/format.md §8; the table is ``errors.ExitCode``): 0 verified; 1 not
+authentic (tampering or corruption found); 2 usage; 3 could not check (missing file, unreadable
+input, bad key, I/O); 130 interrupted (SIGINT; the console entry point, ``_entry.py``, handles it).
+
+Every human-readable line that holds anything from the backup or the bucket (paths, names,
+uids, error details) goes through ``display.shown``: no control character, ESC sequence or bidi
+override of the attacker's reaches the terminal. ``--json`` prints exact JSON.
+
+Each command module imports only click and this package at the top; the library modules a
+command needs are imported inside it, so that ``--help`` and a command's start-up stay fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from merkle_backup.cli import audit, log, proof, seal, verify
+from merkle_backup.cli.common import funnel
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="merkle-backup")
+def main() -> None:
+    """Tamper-evident Velero backups: seal a backup once, prove any resource of it later.
+
+    \b
+    Exit codes: 0 verified; 1 not authentic (tampering or corruption found);
+                2 usage error; 3 could not check (missing file, bad key, I/O).
+    """
+
+
+@click.command()
+@funnel
+def demo() -> int:
+    """Seal and verify a built-in example backup, then tamper with it and show the failure."""
+    from merkle_backup.demo import run_demo
+
+    return run_demo(click.echo)
+
+
+for _command in (seal.keygen, seal.seal, seal.seal_all, verify.verify, verify.inspect, demo,
+                 proof.prove, proof.verify_proof, audit.audit, audit.audit_merge,
+                 audit.verify_attestation, log.forget, log.witness):
+    main.add_command(_command)

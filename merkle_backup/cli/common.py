@@ -1,0 +1,286 @@
+"""What every command shares: the error funnel (one line and an exit code per error), the option
+decorators, the progress bar, and how a backup, a location and the log are opened from what the
+user typed. No command lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from merkle_backup.display import shown
+from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
+
+MAX_SHOWN_FAILURES = 50
+
+
+def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
+    """Turn every deliberate error into one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        as_json = kwargs.get("as_json", False)
+        try:
+            code = command(*args, **kwargs) or ExitCode.VERIFIED
+        except Error as e:
+            click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
+                       f"{shown(e.diagnostics())}", err=True)
+            if as_json:  # the same shape as a report, so callers need one parser
+                subject = str(kwargs.get("backup") or kwargs.get("proof_file") or "")
+                problem = "not authentic" if isinstance(e, NotAuthentic) else "could not check"
+                click.echo(json.dumps({
+                    "verified": False, "backup": None, "root": None, "tree_size": None,
+                    "checked": 0,
+                    "failures": [{"path": subject, "problem": problem, "detail": e.diagnostics()}],
+                    "error": e.diagnostics(), "exit_code": e.exit_code,
+                }))
+            code = e.exit_code
+        except Interrupted:
+            raise  # the entry point prints the line and exits 130 (it may not wait for threads)
+        except KeyboardInterrupt:  # run without the entry point's handler (e.g. in-process)
+            click.echo("merkle-backup: interrupted", err=True)
+            code = ExitCode.INTERRUPTED
+        sys.exit(code)
+
+    return wrapper
+
+
+def trust_option(f: Callable) -> Callable:
+    return click.option(
+        "--trust", "trust", multiple=True, required=True, type=click.Path(path_type=Path),
+        help="Trusted Ed25519 public key (PEM). Repeatable. Keys in the backup are never used.",
+    )(f)
+
+
+def json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
+
+
+def seal_option(f: Callable) -> Callable:
+    return click.option(
+        "--seal", "seal_path", type=click.Path(path_type=Path),
+        help="Seal file (default: <backup-dir>/<name>-merkle.seal, or X.seal beside a bare tarball X).",
+    )(f)
+
+
+def limits_options(f: Callable) -> Callable:
+    f = click.option("--max-entry-size", type=click.IntRange(min=1), help="Largest entry in bytes (default 64 MiB).")(f)
+    f = click.option("--max-entries", type=click.IntRange(min=1), help="Most entries (default 5,000,000).")(f)
+    return f
+
+
+def limits_from(max_entry_size: int | None, max_entries: int | None):
+    from merkle_backup.archive import Limits
+
+    overrides = {}
+    if max_entry_size:
+        overrides["max_entry_size"] = max_entry_size
+    if max_entries:
+        overrides["max_entries"] = max_entries
+    return Limits(**overrides)
+
+
+class Progress:
+    """A progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.bar = None
+        if sys.stderr.isatty() and total > 0:
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr)
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if self.bar is None:
+            return None
+        self.bar.__enter__()
+        return self.bar.update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+STORAGE_KEY = "merkle_backup.storage"
+
+
+def storage_options(f: Callable) -> Callable:
+    """S3 connection options, named after a Velero BackupStorageLocation's settings. They are
+    kept in the click context (read by open_source), so commands do not pass them around."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from merkle_backup.storage.resolve import ConnectionOptions
+
+        click.get_current_context().meta[STORAGE_KEY] = ConnectionOptions(
+            endpoint_url=kwargs.pop("endpoint_url"), region=kwargs.pop("region"),
+            profile=kwargs.pop("profile"), path_style=kwargs.pop("path_style") or None,
+            ca_bundle=kwargs.pop("ca_bundle"),
+            insecure_skip_tls_verify=kwargs.pop("insecure_skip_tls_verify") or None,
+            sse_c_key_file=kwargs.pop("sse_c_key"), bsl=kwargs.pop("bsl"),
+            timeout=kwargs.pop("timeout"),
+        )
+        return f(*args, **kwargs)
+
+    wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
+    path = click.Path(path_type=Path)
+    for option in reversed([
+        click.option("--bsl", type=path, help="Read the settings below (and the bucket and prefix, "
+                     "so BACKUP may be a bare NAME) from a BackupStorageLocation manifest "
+                     "(JSON, or simple YAML). Options given here win."),
+        click.option("--endpoint-url", help="S3 endpoint (BSL s3Url), for MinIO, Ceph and others."),
+        click.option("--region", help="Bucket region (BSL region)."),
+        click.option("--profile", help="AWS profile for credentials (BSL profile)."),
+        click.option("--path-style", is_flag=True, help="Path-style addressing (BSL s3ForcePathStyle)."),
+        click.option("--ca-bundle", type=path, help="PEM CA bundle for the endpoint's TLS (BSL caCert)."),
+        click.option("--insecure-skip-tls-verify", is_flag=True,
+                     help="Do not check the endpoint's TLS certificate (BSL insecureSkipTLSVerify)."),
+        click.option("--sse-c-key", type=path,
+                     help="SSE-C key file, 32 raw bytes (BSL customerKeyEncryptionFile)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1, max=86400), metavar="SECONDS",
+                     help="Most time one storage operation may take, retries included (default "
+                          "60); each connect and read waits a third of it at most."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def storage():
+    from merkle_backup.storage.resolve import ConnectionOptions
+
+    ctx = click.get_current_context(silent=True)
+    options = ctx.meta.get(STORAGE_KEY) if ctx is not None else None
+    return options if options is not None else ConnectionOptions()
+
+
+def log_options(f: Callable) -> Callable:
+    """--log and --log-state (the transparency log, merkle_backup/tlog/)."""
+    f = click.option("--log-state", "log_state", type=click.Path(path_type=Path),
+                     help="The last log checkpoint trusted (default: "
+                          "$XDG_STATE_HOME/merkle-backup/log-state.json).")(f)
+    return click.option("--log", "log", metavar="DIR|s3://BUCKET/PREFIX",
+                        help="The backup transparency log (never under Velero's prefix).")(f)
+
+
+def max_age_option(f: Callable) -> Callable:
+    return click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=6.0,
+                        show_default=True, metavar="HOURS",
+                        help="A final backup completed longer ago than this is never sealed "
+                             "silently: `seal missing` (keep it above the CronJob period).")(f)
+
+
+def open_log(log: str, log_state: Path | None, keys, location: str | None = None):
+    from merkle_backup.errors import UsageError
+    from merkle_backup.tlog.log import Log, LogState
+    from merkle_backup.tlog.store import open_log_store
+
+    if location is not None and inside(log, location):
+        raise UsageError(f"--log {log} is inside the Velero location {location}: put the log "
+                         "elsewhere (a new folder under Velero's prefix breaks its sync)")
+    return Log(open_log_store(log, storage(), warn=warn), keys, LogState(log_state))
+
+
+def inside(log: str, location: str) -> bool:
+    import os
+
+    if log.startswith("s3://") != location.startswith("s3://"):
+        return False
+    if log.startswith("s3://"):
+        a, b = log.rstrip("/") + "/", location.rstrip("/") + "/"
+        return a.startswith(b)
+    a, b = os.path.realpath(log), os.path.realpath(location)
+    return a == b or a.startswith(b.rstrip("/") + "/")
+
+
+def warn(message: str) -> None:
+    click.echo(f"merkle-backup: warning: {shown(message)}", err=True)
+
+
+def open_source(backup: str | Path, seal_path: Path | None):
+    """A local folder or tarball, or s3://BUCKET/PREFIX/backups/NAME (storage/resolve.py)."""
+    from merkle_backup.storage.resolve import open_backup
+
+    return open_backup(backup, storage(), seal_path, warn=warn)
+
+
+def single_pass(command: Callable[..., Any]) -> Callable[..., Any]:
+    """seal, verify, prove: one bulk pass in this process, so the interpreter is tuned for it
+    (tuning.bulk_pass: process-wide settings, hence only here, never in a library call nor in
+    audit / seal-all, whose passes run on a thread pool)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from merkle_backup.tuning import bulk_pass
+
+        with bulk_pass():
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
+def tarball_size(source) -> int:
+    """For the progress bar only: 0 (no bar) when the size cannot be had."""
+    if not sys.stderr.isatty():
+        return 0  # no bar, so no need to ask (an S3 HEAD)
+    try:
+        return source.tarball_size()
+    except Error:
+        return 0
+
+
+
+def read_file(path: Path, cap: int) -> bytes:
+    """A file the user named: regular (a FIFO or device is refused, never waited on), capped."""
+    from merkle_backup.storage.files import read_bounded
+
+    return read_bounded(path, cap, follow=True)
+
+
+# --- every backup of a storage location (fleet.py) ----------------------------------------------
+
+def open_location(location: str | None, jobs: int):
+    from merkle_backup.storage.resolve import open_location
+
+    return open_location(location, storage(), pool_size=jobs + 2, warn=warn)
+
+
+def jobs_option(default: int) -> Callable[[Callable], Callable]:
+    return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
+                        help="Backups processed in parallel.")
+
+
+def print_rows(rows, verbose_failures: bool) -> None:
+    names = [shown(r.name) for r in rows]  # folder names under backups/ are the bucket's
+    width = max([len(n) for n in names] + [6])
+    click.echo(f"{'BACKUP':<{width}}  {'STATUS':<10}  DETAIL")
+    for name, row in zip(names, rows):
+        status = row.status.upper() if row.status in ("tampered", "error") else row.status
+        click.echo(f"{name:<{width}}  {status:<10}  {shown(row.detail)}")
+        if verbose_failures:
+            for failure in row.failures[:MAX_SHOWN_FAILURES]:
+                detail = f"  ({shown(failure.detail)})" if failure.detail else ""
+                click.echo(f"{'':<{width}}    {failure.problem:<10} {shown(failure.path)}{detail}")
+
+
+def print_interrupted(report, as_json: bool, verbose_failures: bool) -> None:
+    """The rows an interrupted audit or seal-all finished (the entry point then exits 130)."""
+    if report is None:
+        return
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "exit_code": ExitCode.INTERRUPTED,
+                               "interrupted": True}, indent=2))
+        return
+    if report.backups:
+        print_rows(report.backups, verbose_failures=verbose_failures)
+    for note in report.notes:
+        click.echo(f"note: {shown(note)}")
+
+
+def findings(summary: dict[str, int]) -> str:
+    from merkle_backup.tlog.check import BAD
+
+    return "".join(f", {summary[k]} {k}" for k in BAD if summary.get(k))
+

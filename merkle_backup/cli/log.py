@@ -1,0 +1,67 @@
+"""The transparency log's own commands: `forget` (a signed tombstone) and `witness` (a
+cosignature)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from merkle_backup.cli.common import (
+    funnel,
+    open_log,
+    storage_options,
+    trust_option,
+)
+from merkle_backup.display import shown
+
+
+@click.command()
+@click.argument("name")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
+@click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
+@storage_options
+@funnel
+def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
+    """Log a signed tombstone for backup NAME: deleting it on purpose (before its expiration)
+    is then not `deleted early`."""
+    from merkle_backup.signing import load_private_key, public_key_of
+    from merkle_backup.tlog.check import forget as run
+
+    private = load_private_key(key_path)
+    index, entry = run(open_log(log, log_state, [public_key_of(private)]), private, name,
+                       lambda: datetime.now(timezone.utc))
+    click.echo(f"forgot {shown(name)} (uid {shown(entry.uid)}, root {entry.root.hex()}): "
+               f"tombstone at log entry {index}")
+
+
+@click.command()
+@click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log to witness.")
+@trust_option
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
+              help="The witness's own private key (PEM).")
+@click.option("--name", "name", help="The witness's name in its cosignature (default: "
+              "merkle-backup-witness/<key id prefix>).")
+@click.option("--state", "log_state", type=click.Path(path_type=Path),
+              help="The witness's own state: the last checkpoint it cosigned.")
+@storage_options
+@funnel
+def witness(log: str, trust: tuple[Path, ...], key_path: Path, name: str | None,
+            log_state: Path | None) -> None:
+    """Check that the log (signed by a --trust key) extends the last checkpoint this witness
+    saw, then add a C2SP cosignature (tlog-cosignature/v1) to its checkpoint."""
+    from merkle_backup.errors import UsageError
+    from merkle_backup.signing import load_private_key, load_public_key, public_key_of
+    from merkle_backup.tlog.check import witness as run
+    from merkle_backup.tlog.note import valid_name
+
+    private = load_private_key(key_path)
+    me = public_key_of(private)
+    name = name or f"merkle-backup-witness/{me.key_id.hex()[:16]}"
+    if not valid_name(name):
+        raise UsageError(f"--name {name!r}: a note key name has no space, '+' or control character")
+    head = run(open_log(log, log_state, [load_public_key(p) for p in trust]), private, name,
+               lambda: datetime.now(timezone.utc))
+    click.echo(f"cosigned {shown(head.checkpoint.origin)} at {head.size} entries as {shown(name)}")

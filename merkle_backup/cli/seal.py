@@ -1,0 +1,145 @@
+"""`keygen`, `seal` (one backup) and `seal-all` (every final backup of a location, with or
+without the transparency log)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from merkle_backup.cli.common import (
+    Progress,
+    findings,
+    funnel,
+    jobs_option,
+    json_option,
+    limits_from,
+    limits_options,
+    log_options,
+    max_age_option,
+    open_location,
+    open_log,
+    open_source,
+    print_interrupted,
+    print_rows,
+    seal_option,
+    single_pass,
+    storage_options,
+    tarball_size,
+)
+from merkle_backup.display import shown
+from merkle_backup.errors import ExitCode, Interrupted
+
+
+@click.command()
+@click.argument("keyfile", type=click.Path(path_type=Path))
+@funnel
+def keygen(keyfile: Path) -> None:
+    """Write a new Ed25519 key pair: KEYFILE (private, mode 0600) and KEYFILE.pub."""
+    from merkle_backup.signing import generate_keypair, load_public_key
+
+    private, public = generate_keypair(keyfile)
+    key = load_public_key(public)
+    click.echo(f"private key: {private}\npublic key:  {public}\nkey id:      {key.key_id.hex()}")
+
+
+@click.command()
+@click.argument("backup")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@seal_option
+@click.option("--replace", is_flag=True, help="Overwrite an existing seal.")
+@click.option("--force", is_flag=True,
+              help="Seal even if classic and -preferredversion copies differ or a manifest's "
+                   "metadata disagrees with its path (reported as warnings).")
+@limits_options
+@storage_options
+@funnel
+@single_pass
+def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, force: bool,
+         max_entry_size: int | None, max_entries: int | None) -> None:
+    """Seal BACKUP (a backup folder, a .tar.gz, or s3://BUCKET/PREFIX/backups/NAME) with a
+    signed Merkle tree."""
+    from merkle_backup.builder import seal_backup
+    from merkle_backup.signing import load_private_key
+
+    private = load_private_key(key_path)
+    source = open_source(backup, seal_path)
+    with Progress("sealing", tarball_size(source)) as progress:
+        result = seal_backup(source, private, created_at=datetime.now(timezone.utc),
+                             limits=limits_from(max_entry_size, max_entries), replace=replace, force=force,
+                             progress=progress)
+    cp = result.checkpoint
+    click.echo(f"sealed {shown(cp.backup)} (uid {shown(cp.uid)}): {result.entries} tar entries and "
+               f"{result.bucket_objects} bucket objects, {cp.tree_size} leaves\n"
+               f"root {cp.root.hex()}\nseal {shown(source.seal_path)}")
+    for item in result.inconsistencies:
+        click.echo(f"warning: sealed despite: {shown(item.path)}: {shown(item.problem)}", err=True)
+
+
+
+@click.command("seal-all")
+@click.argument("location", required=False)
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@jobs_option(2)
+@log_options
+@max_age_option
+@click.option("--backfill", is_flag=True, help="With --log: also seal (and log) final backups "
+              "older than --max-age; run it by hand, after checking them.")
+@json_option
+@limits_options
+@storage_options
+@funnel
+def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
+             log_state: Path | None, max_age: float, backfill: bool, as_json: bool,
+             max_entry_size: int | None, max_entries: int | None) -> int:
+    """Seal every final backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/)
+    that has no seal yet; skip the rest with a reason. Exit 0, or 3 if any could not be sealed."""
+    from merkle_backup.fleet import seal_all as run
+    from merkle_backup.signing import load_private_key
+
+    private = load_private_key(key_path)
+    try:
+        if log:
+            report = seal_all_logged(location, private, jobs, log, log_state, max_age, backfill,
+                                      limits_from(max_entry_size, max_entries))
+        else:
+            report = run(open_location(location, jobs), private, jobs=jobs,
+                         clock=lambda: datetime.now(timezone.utc), limits=limits_from(max_entry_size, max_entries))
+    except Interrupted as e:
+        print_interrupted(e.partial, as_json, verbose_failures=False)
+        raise
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return report.exit_code
+    print_rows(report.backups, verbose_failures=False)
+    s = report.summary
+    click.echo(f"{shown(report.location)}: {s['sealed']} sealed, {s['skipped']} skipped, "
+               f"{s['tampered']} with a broken seal, {s['error']} could not be sealed"
+               + findings(s))
+    for note in report.notes:
+        click.echo(f"note: {shown(note)}")
+    if report.exit_code == ExitCode.NOT_AUTHENTIC:
+        broken = (f", {s['tampered']} backup(s) have a seal that does not decode"
+                  if s["tampered"] else "")
+        click.echo(f"merkle-backup: not authentic:{(broken + findings(s))[1:]}", err=True)
+    elif report.exit_code:
+        click.echo(f"merkle-backup: error: {s['error']} backup(s) could not be sealed", err=True)
+    return report.exit_code
+
+
+
+
+def seal_all_logged(location, private, jobs, log, log_state, max_age, backfill, limits):
+    from datetime import timedelta
+
+    from merkle_backup.signing import public_key_of
+    from merkle_backup.tlog.check import seal_all_logged
+
+    where = open_location(location, jobs)
+    return seal_all_logged(where, private, open_log(log, log_state, [public_key_of(private)],
+                                                      where.describe()),
+                           clock=lambda: datetime.now(timezone.utc),
+                           max_age=timedelta(hours=max_age), backfill=backfill, jobs=jobs,
+                           limits=limits)
