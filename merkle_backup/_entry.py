@@ -130,7 +130,7 @@ def main() -> None:
         if _state["interrupts"]:
             raise Interrupted()
         if sys.stdout is not None and not isinstance(sys.stdout, _PipeSafe):
-            sys.stdout = _PipeSafe(sys.stdout, 1)  # type: ignore[assignment]
+            sys.stdout = _PipeSafe(sys.stdout, 1)
         from merkle_backup.cli import main as command
 
         command(prog_name="merkle-backup")

@@ -44,7 +44,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(t), t, len(payload), payload)
 
 
-def envelope(statement: dict, private: Ed25519PrivateKey) -> bytes:
+def envelope(statement: dict[str, Any], private: Ed25519PrivateKey) -> bytes:
     payload = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     signature = sign(private, pae(PAYLOAD_TYPE, payload))
     key = public_key_of(private)
@@ -56,27 +56,28 @@ def envelope(statement: dict, private: Ed25519PrivateKey) -> bytes:
     return (json.dumps(env, indent=1) + "\n").encode()
 
 
-def statement(subjects: list[dict], predicate: dict) -> dict:
+def statement(subjects: list[dict[str, Any]], predicate: dict[str, Any]) -> dict[str, Any]:
     return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": PREDICATE_TYPE,
             "predicate": predicate}
 
 
-def subject(name: str, sha256: str) -> dict:
+def subject(name: str, sha256: str) -> dict[str, Any]:
     return {"name": name, "digest": {"sha256": sha256}}
 
 
 @dataclass(frozen=True)
 class Checked:
-    statement: dict
+    statement: dict[str, Any]
     signer: PublicKey
 
     @property
-    def predicate(self) -> dict:
-        return self.statement["predicate"]
+    def predicate(self) -> dict[str, Any]:
+        predicate: dict[str, Any] = self.statement["predicate"]
+        return predicate
 
 
 def _strict_json(data: bytes, what: str) -> Any:
-    def pairs(items: list[tuple[str, Any]]) -> dict:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in items:
             if k in out:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from merkle_backup.errors import CannotCheck, StorageError, UsageError
+from merkle_backup.velero import BACKUPS_FOLDER
 
 STATE_FORMAT = "merkle-backup-audit-state/1"
 MAX_STATE_BYTES = 512 * 2**20
@@ -63,7 +64,7 @@ def parse_duration(text: str) -> float:
 
 def fingerprints(location: Any, names: Sequence[str]) -> dict[str, str]:
     """name -> a canonical string of what every object of the backup folder is now."""
-    from merkle_backup.storage.resolve import LocalBucket
+    from merkle_backup.storage.local import LocalBucket
 
     wanted = set(names)
     if isinstance(location, LocalBucket):
@@ -87,8 +88,8 @@ def _local_fingerprint(folder: Path) -> str:
 
 
 def _s3_fingerprints(store: Any, prefix: str, wanted: set[str]) -> dict[str, str]:
-    base = f"{prefix}/backups/" if prefix else "backups/"
-    found: dict[str, list] = {n: [] for n in wanted}
+    base = f"{prefix}/{BACKUPS_FOLDER}/" if prefix else f"{BACKUPS_FOLDER}/"
+    found: dict[str, list[Any]] = {n: [] for n in wanted}
     try:
         paginator = store.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=store.bucket, Prefix=base):
@@ -116,7 +117,7 @@ class Record:
     tarball_sha256: str | None = None
     seal_sha256: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "verified_at": _iso(self.verified_at),
                 "detail": self.detail, "uid": self.uid, "root": self.root,
                 "tarball_sha256": self.tarball_sha256, "seal_sha256": self.seal_sha256}

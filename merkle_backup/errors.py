@@ -14,6 +14,7 @@ Bugs are not caught anywhere: they crash with a traceback.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -117,6 +118,6 @@ class Interrupted(BaseException):
 
     exit_code = ExitCode.INTERRUPTED
 
-    def __init__(self, partial: object = None) -> None:
+    def __init__(self, partial: Any = None) -> None:
         super().__init__("interrupted")
-        self.partial = partial
+        self.partial: Any = partial  # rows or a report: whatever the interrupted run returns

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -37,6 +37,7 @@ from merkle_backup.errors import (
     NotAuthentic,
 )
 from merkle_backup.signing import PublicKey
+from merkle_backup.storage.source import Location
 from merkle_backup.velero import BACKUP_OBJECT, is_backup_name, parse_backup_object
 
 # Audit statuses.
@@ -52,18 +53,6 @@ SKIPPED = "skipped"
 # On an interrupt, how long the backups already being checked (or sealed) may take to finish
 # before they are abandoned (their rows left out).
 INTERRUPT_GRACE_SECONDS = 1.5
-# A Velero backup name (docs/format.md §5.1); other folders under backups/ are not backups.
-
-
-class Location(Protocol):
-    """A storage location: ``storage.s3.S3Bucket`` or ``storage.resolve.LocalBucket``."""
-
-    def describe(self) -> str: ...
-    def backup_names(self) -> list[str]: ...
-    def read_object(self, name: str, filename: str) -> bytes | None: ...
-    def has_seal(self, name: str) -> bool: ...
-    def read_seal_head(self, name: str) -> Any: ...  # FormatError unless a seal's head decodes
-    def open(self, name: str) -> Any: ...  # a BackupSource (builder.py)
 
 
 @dataclass(frozen=True)
@@ -84,7 +73,7 @@ class BackupRow:
     root: str | None = None
     failures: tuple[FailureRow, ...] = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "status": self.status,
@@ -125,7 +114,7 @@ class AuditReport:
     def verified(self) -> bool:
         return self.exit_code == ExitCode.VERIFIED
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "verified": self.verified,
             "exit_code": self.exit_code,
@@ -157,7 +146,7 @@ class SealAllReport:
             return ExitCode.NOT_AUTHENTIC
         return ExitCode.CANNOT_CHECK if self.with_status(ERROR) else ExitCode.VERIFIED
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.exit_code == ExitCode.VERIFIED,
             "exit_code": self.exit_code,

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from merkle_backup import __version__
 from merkle_backup.audit_state import Record, State, fingerprints, load_state, save_state
@@ -33,6 +33,8 @@ from merkle_backup.shard import (
     listing_digest,
     shard_report,
 )
+from merkle_backup.storage.source import BackupSource, Location
+from merkle_backup.velero import SEAL_SUFFIX
 
 
 @dataclass
@@ -46,7 +48,7 @@ class FleetOptions:
     metrics: Path | None = None
     attest: Path | None = None
     key: Any = None  # Ed25519PrivateKey for --attest
-    connection: Any = None  # storage.resolve.ConnectionOptions, for an s3:// --results
+    connection: Any = None  # storage.options.ConnectionOptions, for an s3:// --results
 
     @property
     def any(self) -> bool:
@@ -97,7 +99,7 @@ class AuditRun:
             write_atomic(o.attest, envelope(self.statement(), o.key))
             say(f"wrote attestation {o.attest} ({len(self.report.backups)} backup(s))")
 
-    def statement(self) -> dict:
+    def statement(self) -> dict[str, Any]:
         from merkle_backup.attest import statement, subject
 
         loc = self.report.location
@@ -109,7 +111,7 @@ class AuditRun:
             entry["reread"] = row.name not in self.reused
             when = self.verified_at.get(row.name)
             entry["last_full_verification"] = _iso(when) if when else None
-            for part, filename in (("tarball", f"{row.name}.tar.gz"), ("seal", f"{row.name}-merkle.seal")):
+            for part, filename in (("tarball", f"{row.name}.tar.gz"), ("seal", f"{row.name}{SEAL_SUFFIX}")):
                 if part in d:
                     url = f"{loc}/backups/{row.name}/{filename}"
                     subjects.append(subject(url, d[part]))
@@ -268,7 +270,7 @@ class _Digest:
 
 
 class _View:
-    def __init__(self, location: Any, names: Sequence[str], *, digest: bool) -> None:
+    def __init__(self, location: Location, names: Sequence[str], *, digest: bool) -> None:
         self._location = location
         self._names = list(names)
         self._digest = digest
@@ -289,7 +291,7 @@ class _View:
     def has_seal(self, name: str) -> bool:
         return self._location.has_seal(name)
 
-    def open(self, name: str) -> Any:
+    def open(self, name: str) -> BackupSource:
         source = self._location.open(name)
         if not self._digest:
             return source
@@ -301,7 +303,7 @@ class _DigestingSource:
     """A BackupSource that takes the SHA-256 of what the verifier reads: each complete read of
     the tarball, and the seal (a seekable file: hashed, then rewound)."""
 
-    def __init__(self, inner: Any, record: _Digest) -> None:
+    def __init__(self, inner: BackupSource, record: _Digest) -> None:
         self._inner = inner
         self._record = record
 
@@ -309,15 +311,15 @@ class _DigestingSource:
         return getattr(self._inner, name)
 
     @contextmanager
-    def open_tarball(self):
+    def open_tarball(self) -> Iterator[BinaryIO]:
         with self._inner.open_tarball() as stream:
             hashing = _HashingStream(stream)
-            yield hashing
+            yield cast(BinaryIO, hashing)  # the reads the verifier makes
             if hashing.complete:
                 self._record.tarball.append(hashing.hexdigest())
 
     @contextmanager
-    def open_seal(self):
+    def open_seal(self) -> Iterator[BinaryIO]:
         with self._inner.open_seal() as f:
             h = hashlib.sha256()
             start = f.tell()
@@ -329,7 +331,7 @@ class _DigestingSource:
 
 
 class _HashingStream:
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._hash = hashlib.sha256()
         self.complete = False

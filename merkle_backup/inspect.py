@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from merkle_backup.core.checkpoint import CheckpointError, parse_checkpoint
 from merkle_backup.core.leaf import decode_record
@@ -16,11 +16,11 @@ from merkle_backup.formats.seal import read_leaves, read_seal_head
 MAX_INSPECT_NAMESPACES = 100_000
 
 
-def describe_seal(data: bytes) -> dict:
+def describe_seal(data: bytes) -> dict[str, Any]:
     return describe_seal_file(io.BytesIO(data))
 
 
-def describe_seal_file(f: BinaryIO) -> dict:
+def describe_seal_file(f: BinaryIO) -> dict[str, Any]:
     """The claims of the seal in the seekable file ``f``, streamed: one leaf at a time, so
     memory does not grow with the seal's size (up to its 2 GiB limit)."""
     _unverified = read_seal_head(f)

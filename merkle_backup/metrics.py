@@ -22,6 +22,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 from merkle_backup.errors import StorageError
 from merkle_backup.fleet import ERROR, TAMPERED, UNFINISHED, UNSEALED, VERIFIED, AuditReport
@@ -29,14 +33,15 @@ from merkle_backup.fleet import ERROR, TAMPERED, UNFINISHED, UNSEALED, VERIFIED,
 STATUSES = (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)
 
 
-def render(report: AuditReport, **kwargs) -> bytes:
+def render(report: AuditReport, **kwargs: Any) -> bytes:
     from prometheus_client import generate_latest
 
     return generate_latest(registry(report, **kwargs))
 
 
 def registry(report: AuditReport, *, duration: float, finished: datetime,
-             full_verification: Mapping[str, datetime], skipped: int, shard: str = ""):
+             full_verification: Mapping[str, datetime], skipped: int,
+             shard: str = "") -> CollectorRegistry:
     from prometheus_client import CollectorRegistry, Gauge
 
     reg = CollectorRegistry()
@@ -77,7 +82,7 @@ def registry(report: AuditReport, *, duration: float, finished: datetime,
     return reg
 
 
-def write(path: Path, report: AuditReport, **kwargs) -> None:
+def write(path: Path, report: AuditReport, **kwargs: Any) -> None:
     """Write the metrics to ``path`` the textfile collector's way (temporary file, rename)."""
     from prometheus_client import write_to_textfile
 

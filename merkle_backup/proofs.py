@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from merkle_backup.archive import ArchiveReader, Limits
 from merkle_backup.core import tree
@@ -51,7 +52,7 @@ class ProofReport:
     namespaces: list[ProvenNamespace] = field(default_factory=list)
     contents: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         cp = self.checkpoint
         return {
             "verified": True,
@@ -204,21 +205,21 @@ def _check_claims(
         proven[record.path] = record
         report.resources.append(record.path)
     # 3. Each namespace: completeness of the bracketed run, then its range proof.
-    for item in _unverified.namespaces:
+    for run in _unverified.namespaces:
         root, own = root_from_namespace_proof(
-            namespace=item.namespace, begin=item.begin, size=checkpoint.tree_size,
-            records=item.records, proof=item.proof,
+            namespace=run.namespace, begin=run.begin, size=checkpoint.tree_size,
+            records=run.records, proof=run.proof,
         )
-        _same_root(root, checkpoint, f"namespace {item.namespace}")
+        _same_root(root, checkpoint, f"namespace {run.namespace}")
         for record in own:
             proven[record.path] = record
-        report.namespaces.append(ProvenNamespace(item.namespace, [r.path for r in own]))
+        report.namespaces.append(ProvenNamespace(run.namespace, [r.path for r in own]))
     # Embedded content, each against a proven record.
     for path, data in _unverified.contents.items():
-        record = proven.get(path)
-        if record is None:
+        held = proven.get(path)
+        if held is None:
             raise NotAuthentic(f"{path}: embedded content for a resource the proof does not prove")
-        _same_content(record, data, f"embedded content of {path}")
+        _same_content(held, data, f"embedded content of {path}")
         report.contents.append(path)
     return proven
 

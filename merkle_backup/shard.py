@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ def shard_of(name: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def parse_shard(text: str, environ: dict[str, str] | None = None) -> Shard:
+def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
     """``I/N``, or ``N`` with I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)."""
     environ = os.environ if environ is None else environ
     index_text, slash, count_text = text.partition("/")
@@ -103,7 +103,7 @@ class ResultsStore:
     """A local folder or an S3 prefix holding result objects."""
 
     def __init__(self, url: str, options: Any = None, *, warn: Any = None) -> None:
-        from merkle_backup.storage.resolve import S3_SCHEME, parse_s3_url
+        from merkle_backup.storage.options import S3_SCHEME, parse_s3_url
 
         self.url = url
         self.s3 = None
@@ -165,15 +165,17 @@ class ResultsStore:
 def check_results_place(location: Any, url: str) -> None:
     """Refuse a results URL inside the location's ``backups/`` tree, or anywhere else under
     Velero's prefix (a new top-level folder there makes Velero mark the location Unavailable)."""
-    from merkle_backup.storage.resolve import S3_SCHEME, LocalBucket, parse_s3_url
+    from merkle_backup.storage.local import LocalBucket
+    from merkle_backup.storage.options import S3_SCHEME, parse_s3_url
 
     inside: str | None = None
     if url.startswith(S3_SCHEME):
         results = parse_s3_url(url)
         store = getattr(location, "store", None)
         prefix = getattr(location, "prefix", None)
-        same = store is not None and prefix is not None and store.bucket == results.bucket
-        if same and (prefix == "" or results.prefix == prefix or results.prefix.startswith(prefix + "/")):
+        same = store is not None and isinstance(prefix, str) and store.bucket == results.bucket
+        if same and isinstance(prefix, str) and (
+                prefix == "" or results.prefix == prefix or results.prefix.startswith(prefix + "/")):
             inside = results.prefix[len(prefix):].lstrip("/")
     elif isinstance(location, LocalBucket):
         root = location.root.resolve()
@@ -218,7 +220,7 @@ def encode_result(report: AuditReport, *, shard: Shard, run_id: str, listed: Seq
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=True) + "\n").encode()
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -227,7 +229,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     return result
 
 
-def decode_result(data: bytes, where: str) -> dict:
+def decode_result(data: bytes, where: str) -> dict[str, Any]:
     try:
         obj = json.loads(data, object_pairs_hook=_no_duplicates)
     except (ValueError, UnicodeDecodeError) as e:
@@ -255,7 +257,7 @@ def decode_result(data: bytes, where: str) -> dict:
     return obj
 
 
-def _row(b: dict) -> BackupRow:
+def _row(b: dict[str, Any]) -> BackupRow:
     if not isinstance(b.get("name"), str) or not isinstance(b.get("status"), str):
         raise TypeError("a backup row without name or status")
     failures = tuple(FailureRow(str(f["path"]), str(f["problem"]), str(f.get("detail", "")))
@@ -271,7 +273,7 @@ class ShardReport(AuditReport):
 
     @property
     def exit_code(self) -> int:
-        code = AuditReport.exit_code.fget(self)  # type: ignore[attr-defined]
+        code = super().exit_code
         if code == ExitCode.CANNOT_CHECK and not self.backups and self.listed and not self.with_status(ERROR):
             return ExitCode.VERIFIED
         return code
@@ -290,7 +292,7 @@ class Merged:
     run_id: str
     shards: int
     objects: tuple[str, ...]
-    results: tuple[dict, ...]
+    results: tuple[dict[str, Any], ...]
 
 
 def merge(store: ResultsStore, *, run_id: str | None = None, shards: int | None = None) -> Merged:

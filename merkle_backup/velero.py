@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from merkle_backup.errors import CannotCheck
 
+# The bucket layout: <prefix>/backups/<name>/<name>.tar.gz, velero-backup.json and sidecars.
+BACKUPS_FOLDER = "backups"
 BACKUP_OBJECT = "velero-backup.json"
+# Ours, beside Velero's objects (Velero deletes the folder, seal included, with the backup).
+SEAL_SUFFIX = "-merkle.seal"
 # A Backup's name is a Kubernetes object name (DNS-1123 subdomain): the folder backups/<name>/.
 BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -40,8 +45,8 @@ def parse_backup_object(data: bytes, source: str) -> BackupInfo:
         raise CannotCheck(f"{source}: velero-backup.json is not JSON ({e})") from e
     if not isinstance(obj, dict) or obj.get("kind") != "Backup":
         raise CannotCheck(f"{source}: velero-backup.json is not a Velero Backup object")
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    metadata: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
+    status: dict[str, Any] = obj["status"] if isinstance(obj.get("status"), dict) else {}
     name, uid, phase = metadata.get("name"), metadata.get("uid"), status.get("phase", "")
     if not isinstance(name, str) or not isinstance(uid, str) or not uid:
         raise CannotCheck(f"{source}: velero-backup.json has no metadata.name or metadata.uid")

@@ -90,7 +90,7 @@ class VerifyReport:
         else:
             self.unlisted_failures += 1
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "verified": self.verified,
             "backup": self.backup,

@@ -675,7 +675,7 @@ def test_a_backup_changed_while_it_is_audited_is_not_recorded(tmp_path: Path, st
     in between is `error` (run again), and is not recorded in the state as verified."""
     from merkle_backup.fleet_run import FleetOptions, run_audit
     from merkle_backup.signing import load_public_key
-    from merkle_backup.storage.resolve import LocalBucket
+    from merkle_backup.storage.local import LocalBucket
 
     store = Local(tmp_path / "bucket")
     store.add(staging("nightly-1"))

@@ -178,7 +178,8 @@ def test_fleet_interrupt_keeps_finished_rows_in_process(many: Path, keypair: tup
     from merkle_backup import fleet
     from merkle_backup.errors import Interrupted
     from merkle_backup.signing import load_public_key
-    from merkle_backup.storage.resolve import ConnectionOptions, open_location
+    from merkle_backup.storage.options import ConnectionOptions
+    from merkle_backup.storage.resolve import open_location
 
     location = open_location(str(many), ConnectionOptions())
     calls: list[str] = []

@@ -38,7 +38,7 @@ from merkle_backup.errors import Error, ExitCode, Interrupted
 _KEY = "merkle_backup.fleet_options"
 
 
-def fleet_options(f: Callable) -> Callable:
+def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options of ``audit`` for sharding, incremental runs, metrics and attestations; they are
     parsed into a FleetOptions kept in the click context (``options()``)."""
     import functools

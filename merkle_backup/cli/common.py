@@ -7,14 +7,22 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from merkle_backup.display import shown
 from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
+
+if TYPE_CHECKING:
+    from merkle_backup.archive import Limits
+    from merkle_backup.fleet import AuditReport, BackupRow, SealAllReport
+    from merkle_backup.signing import PublicKey
+    from merkle_backup.storage.options import ConnectionOptions
+    from merkle_backup.storage.source import BackupSource, Location
+    from merkle_backup.tlog.log import Log
 
 MAX_SHOWN_FAILURES = 50
 
@@ -50,34 +58,34 @@ def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
     return wrapper
 
 
-def trust_option(f: Callable) -> Callable:
+def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--trust", "trust", multiple=True, required=True, type=click.Path(path_type=Path),
         help="Trusted Ed25519 public key (PEM). Repeatable. Keys in the backup are never used.",
     )(f)
 
 
-def json_option(f: Callable) -> Callable:
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
 
 
-def seal_option(f: Callable) -> Callable:
+def seal_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--seal", "seal_path", type=click.Path(path_type=Path),
         help="Seal file (default: <backup-dir>/<name>-merkle.seal, or X.seal beside a bare tarball X).",
     )(f)
 
 
-def limits_options(f: Callable) -> Callable:
+def limits_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--max-entry-size", type=click.IntRange(min=1), help="Largest entry in bytes (default 64 MiB).")(f)
     f = click.option("--max-entries", type=click.IntRange(min=1), help="Most entries (default 5,000,000).")(f)
     return f
 
 
-def limits_from(max_entry_size: int | None, max_entries: int | None):
+def limits_from(max_entry_size: int | None, max_entries: int | None) -> Limits:
     from merkle_backup.archive import Limits
 
-    overrides = {}
+    overrides: dict[str, int] = {}
     if max_entry_size:
         overrides["max_entry_size"] = max_entry_size
     if max_entries:
@@ -99,7 +107,7 @@ class Progress:
         self.bar.__enter__()
         return self.bar.update
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
@@ -107,13 +115,13 @@ class Progress:
 STORAGE_KEY = "merkle_backup.storage"
 
 
-def storage_options(f: Callable) -> Callable:
+def storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """S3 connection options, named after a Velero BackupStorageLocation's settings. They are
     kept in the click context (read by open_source), so commands do not pass them around."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from merkle_backup.storage.resolve import ConnectionOptions
+        from merkle_backup.storage.options import ConnectionOptions
 
         click.get_current_context().meta[STORAGE_KEY] = ConnectionOptions(
             endpoint_url=kwargs.pop("endpoint_url"), region=kwargs.pop("region"),
@@ -148,15 +156,15 @@ def storage_options(f: Callable) -> Callable:
     return wrapper
 
 
-def storage():
-    from merkle_backup.storage.resolve import ConnectionOptions
+def storage() -> ConnectionOptions:
+    from merkle_backup.storage.options import ConnectionOptions
 
     ctx = click.get_current_context(silent=True)
-    options = ctx.meta.get(STORAGE_KEY) if ctx is not None else None
+    options: ConnectionOptions | None = ctx.meta.get(STORAGE_KEY) if ctx is not None else None
     return options if options is not None else ConnectionOptions()
 
 
-def log_options(f: Callable) -> Callable:
+def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--log and --log-state (the transparency log, merkle_backup/tlog/)."""
     f = click.option("--log-state", "log_state", type=click.Path(path_type=Path),
                      help="The last log checkpoint trusted (default: "
@@ -165,16 +173,17 @@ def log_options(f: Callable) -> Callable:
                         help="The backup transparency log (never under Velero's prefix).")(f)
 
 
-def max_age_option(f: Callable) -> Callable:
+def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=6.0,
                         show_default=True, metavar="HOURS",
                         help="A final backup completed longer ago than this is never sealed "
                              "silently: `seal missing` (keep it above the CronJob period).")(f)
 
 
-def open_log(log: str, log_state: Path | None, keys, location: str | None = None):
+def open_log(log: str, log_state: Path | None, keys: Sequence[PublicKey],
+             location: str | None = None) -> Log:
     from merkle_backup.errors import UsageError
-    from merkle_backup.tlog.log import Log, LogState
+    from merkle_backup.tlog.log import Log, LogState  # noqa: F811 (the runtime import)
     from merkle_backup.tlog.store import open_log_store
 
     if location is not None and inside(log, location):
@@ -199,7 +208,7 @@ def warn(message: str) -> None:
     click.echo(f"merkle-backup: warning: {shown(message)}", err=True)
 
 
-def open_source(backup: str | Path, seal_path: Path | None):
+def open_source(backup: str | Path, seal_path: Path | None) -> BackupSource:
     """A local folder or tarball, or s3://BUCKET/PREFIX/backups/NAME (storage/resolve.py)."""
     from merkle_backup.storage.resolve import open_backup
 
@@ -221,7 +230,7 @@ def single_pass(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def tarball_size(source) -> int:
+def tarball_size(source: BackupSource) -> int:
     """For the progress bar only: 0 (no bar) when the size cannot be had."""
     if not sys.stderr.isatty():
         return 0  # no bar, so no need to ask (an S3 HEAD)
@@ -241,22 +250,22 @@ def read_file(path: Path, cap: int) -> bytes:
 
 # --- every backup of a storage location (fleet.py) ----------------------------------------------
 
-def open_location(location: str | None, jobs: int):
+def open_location(location: str | None, jobs: int) -> Location:
     from merkle_backup.storage.resolve import open_location
 
     return open_location(location, storage(), pool_size=jobs + 2, warn=warn)
 
 
-def jobs_option(default: int) -> Callable[[Callable], Callable]:
+def jobs_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
                         help="Backups processed in parallel.")
 
 
-def print_rows(rows, verbose_failures: bool) -> None:
+def print_rows(rows: Sequence[BackupRow], verbose_failures: bool) -> None:
     names = [shown(r.name) for r in rows]  # folder names under backups/ are the bucket's
     width = max([len(n) for n in names] + [6])
     click.echo(f"{'BACKUP':<{width}}  {'STATUS':<10}  DETAIL")
-    for name, row in zip(names, rows):
+    for name, row in zip(names, rows, strict=True):
         status = row.status.upper() if row.status in ("tampered", "error") else row.status
         click.echo(f"{name:<{width}}  {status:<10}  {shown(row.detail)}")
         if verbose_failures:
@@ -265,7 +274,8 @@ def print_rows(rows, verbose_failures: bool) -> None:
                 click.echo(f"{'':<{width}}    {failure.problem:<10} {shown(failure.path)}{detail}")
 
 
-def print_interrupted(report, as_json: bool, verbose_failures: bool) -> None:
+def print_interrupted(report: AuditReport | SealAllReport | None, as_json: bool,
+                      verbose_failures: bool) -> None:
     """The rows an interrupted audit or seal-all finished (the entry point then exits 130)."""
     if report is None:
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -30,7 +31,7 @@ from merkle_backup.display import shown
 from merkle_backup.errors import ExitCode
 
 
-def selection_options(f: Callable) -> Callable:
+def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """`velero restore create`'s selection flags, with Velero's meaning (docs/format.md §9.2)."""
     for option in reversed([
         click.option("--include-namespaces", "include_namespaces", multiple=True, metavar="NS",

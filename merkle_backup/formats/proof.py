@@ -94,13 +94,13 @@ def decode_proof(data: bytes) -> ProofFile:
     return ProofFile(checkpoint, signature, resources, namespaces, contents)
 
 
-def _list(value: Any, what: str) -> list:
+def _list(value: Any, what: str) -> list[Any]:
     if type(value) is not list:
         raise FormatError(f"proof {what} must be an array")
     return value
 
 
-def _entry(item: Any, keys: frozenset[str], what: str) -> dict:
+def _entry(item: Any, keys: frozenset[str], what: str) -> dict[str, Any]:
     if type(item) is not dict or set(item) != keys:
         raise FormatError(f"proof {what} entry must be a map with exactly the keys {sorted(keys)}")
     return item

@@ -87,7 +87,7 @@ def _invalid(what: str, e: Exception) -> FormatError:
     return FormatError(f"{what} is not valid msgpack ({type(e).__name__}: {e})")
 
 
-def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict:
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     """msgpack keeps the last of repeated map keys; one seal must have one reading, so refuse."""
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -104,7 +104,7 @@ _STRICT: dict[str, Any] = dict(raw=False, strict_map_key=True, use_list=True,
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
 
-def check_envelope(obj: Any, *, what: str, magic: str, version: int, keys: frozenset[str]) -> dict:
+def check_envelope(obj: Any, *, what: str, magic: str, version: int, keys: frozenset[str]) -> dict[str, Any]:
     """The shared magic/version/exact-keys checks of our msgpack files."""
     if not isinstance(obj, dict):
         raise FormatError(f"{what} is not a msgpack map")

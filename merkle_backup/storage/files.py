@@ -212,7 +212,7 @@ def temporary_file(what: str) -> Iterator[BinaryIO]:
             f"cannot create a temporary file for {what} in {temp_dir_label()}: {e.strerror or e}"
         ) from e
     try:
-        yield f  # type: ignore[misc]
+        yield f
     finally:
         try:
             f.close()

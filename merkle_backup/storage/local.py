@@ -20,14 +20,16 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from merkle_backup.errors import StorageError
+from merkle_backup.formats.seal import SealHead, read_seal_head
 from merkle_backup.storage.files import (
     NotRegularFile,
     kind_of,
     non_regular_kind,
     open_regular,
+    read_bounded,
 )
+from merkle_backup.velero import BACKUPS_FOLDER, SEAL_SUFFIX
 
-SEAL_SUFFIX = "-merkle.seal"
 MAX_OBJECT_BYTES = 256 * 2**20  # velero-backup.json and sidecars are small; refuse a giant one
 # A named temporary of write_atomic (only where an unnamed O_TMPFILE cannot be used): a dot
 # file, which no listing of a backup folder counts, removed by the next write in its folder
@@ -307,3 +309,67 @@ def bare_tarball_name(filename: str) -> str:
     if stem.endswith("-data"):  # `velero backup download` saves <name>-data.tar.gz
         stem = stem[: -len("-data")]
     return stem
+
+
+class LocalBucket:
+    """A local folder laid out like a bucket (``aws s3 sync s3://BUCKET/PREFIX DIR``): it holds
+    ``backups/<name>/`` folders."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.backups = self.root / BACKUPS_FOLDER
+        if not self.backups.is_dir():
+            if self.root.name == BACKUPS_FOLDER and self.root.is_dir():
+                raise StorageError(
+                    f"{self.root}: give the folder that holds {BACKUPS_FOLDER}/, not "
+                    f"{BACKUPS_FOLDER}/ itself"
+                )
+            raise StorageError(f"{self.root}: no {BACKUPS_FOLDER}/ folder (not a bucket layout)")
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def backup_names(self) -> list[str]:
+        """Every folder under backups/, and every link there (reported, never followed: a link
+        planted in the bucket layout is not a backup folder)."""
+        try:
+            with os.scandir(self.backups) as entries:
+                return sorted(e.name for e in entries
+                              if e.is_symlink() or e.is_dir(follow_symlinks=False))
+        except OSError as e:
+            raise StorageError(f"cannot list {self.backups}: {e.strerror or e}") from e
+
+    def _folder(self, name: str) -> Path:
+        """backups/NAME, refused unless it is a real folder (not a link to one)."""
+        folder = self.backups / name
+        kind = non_regular_kind(folder, follow=False)
+        if kind is not None and kind != "a directory":
+            raise StorageError(f"{folder} is {kind}, not a backup folder")
+        return folder
+
+    def read_object(self, name: str, filename: str) -> bytes | None:
+        backup = self._folder(name)
+        path = backup / filename
+        if not backup.is_dir():
+            return None
+        try:
+            return read_bounded(path, MAX_OBJECT_BYTES, follow=False)
+        except StorageError:
+            if not os.path.lexists(path):
+                return None
+            raise
+
+    def has_seal(self, name: str) -> bool:
+        """True when anything (even a link or a FIFO) is at the seal's place."""
+        return os.path.lexists(self._folder(name) / f"{name}{SEAL_SUFFIX}")
+
+    def read_seal_head(self, name: str) -> SealHead:
+        """The head of the seal (FormatError when it does not decode, NotRegularFile when a
+        link or FIFO is in its place): the whole file is read through, in constant memory."""
+        with open_local_seal(self._folder(name) / f"{name}{SEAL_SUFFIX}", follow=False) as f:
+            return read_seal_head(f)
+
+    def open(self, name: str) -> LocalBackup:
+        return LocalBackup(self._folder(name))
+
+

@@ -1,12 +1,43 @@
-"""How to reach S3-compatible storage: the settings, named after the BackupStorageLocation
-config keys Velero users already have (docs/velero.md). No boto3 here: ``storage.s3`` reads
-these, ``storage.resolve`` fills them from the command line and a BSL manifest.
+"""How to reach S3-compatible storage: ``s3://BUCKET/PREFIX`` URLs (``parse_s3_url``) and the
+connection settings, named after the BackupStorageLocation config keys Velero users already
+have (docs/velero.md). No boto3 here: ``storage.s3`` reads these; ``storage.resolve`` and
+``storage.bsl`` fill them from the command line and a BSL manifest.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from merkle_backup.errors import UsageError
+
+S3_SCHEME = "s3://"
+# S3 bucket names, loosely (S3-compatible stores accept a little more than AWS does).
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
+
+
+@dataclass(frozen=True)
+class S3Url:
+    bucket: str
+    prefix: str  # no leading or trailing "/"; "" for the bucket's root
+
+    def __str__(self) -> str:
+        return f"{S3_SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{S3_SCHEME}{self.bucket}"
+
+
+def parse_s3_url(text: str) -> S3Url:
+    """``s3://BUCKET[/PREFIX...]`` -> S3Url; UsageError for anything else."""
+    if not text.startswith(S3_SCHEME):
+        raise UsageError(f"{text!r} is not an s3:// URL")
+    bucket, _, key = text[len(S3_SCHEME):].partition("/")
+    if not _BUCKET.fullmatch(bucket):
+        raise UsageError(f"{text}: {bucket!r} is not a bucket name")
+    key = key.strip("/")
+    segments = key.split("/") if key else []
+    if any(s in ("", ".", "..") for s in segments):
+        raise UsageError(f"{text}: empty, '.' or '..' segment in the key prefix")
+    return S3Url(bucket, key)
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ from merkle_backup.storage.files import (
     temp_dir_label,
     temporary_file,
 )
-from merkle_backup.storage.local import MAX_OBJECT_BYTES, SEAL_SUFFIX, open_local_seal, write_atomic
+from merkle_backup.storage.local import MAX_OBJECT_BYTES, open_local_seal, write_atomic
 from merkle_backup.storage.options import ConnectionOptions
+from merkle_backup.velero import BACKUPS_FOLDER, SEAL_SUFFIX
 
-BACKUPS_FOLDER = "backups"
 # How often a tarball stream that breaks off is resumed (a Range GET from where it stopped,
 # If-Match the pinned ETag) before giving up. Each resume itself goes through botocore's retries.
 MAX_RESUMES = 3
@@ -119,7 +119,9 @@ class S3Store:
     def head(self, key: str) -> dict[str, Any] | None:
         """HEAD of an object, or None when there is no such object."""
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key, **self._sse_c)
+            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key,
+                                                           **self._sse_c)
+            return head
         except Exception as e:
             if _status(e) == 404 and _code(e) in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -139,7 +141,7 @@ class S3Store:
             length = response.get("ContentLength", 0)
             if length > limit:
                 raise StorageError(f"{url} is {length} bytes, larger than {limit}")
-            data = body.read()
+            data: bytes = body.read()
         except StorageError:
             raise
         except Exception as e:
@@ -315,7 +317,7 @@ class _ObjectStream:
                         f"{self._pin.size} bytes, and resuming failed: {_reason(str(e))}"
                     ) from e
             try:
-                chunk = self._body.read(want)
+                chunk: bytes = self._body.read(want)
             except Exception as e:
                 message = _describe(e, "read", self._url, self._store)
                 if message is None:

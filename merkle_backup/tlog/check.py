@@ -44,6 +44,7 @@ from merkle_backup.fleet import (
     _seal_head_problem,
 )
 from merkle_backup.signing import PublicKey, public_key_of
+from merkle_backup.storage.source import BackupSource
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog.entries import (
     EXPIRY,
@@ -180,7 +181,7 @@ class _LoggingSource:
     """A BackupSource whose write_seal first logs the seal (or, in repair mode, requires it to
     be the logged checkpoint). Everything else is the wrapped source's."""
 
-    def __init__(self, inner: Any, log: Log, private: Ed25519PrivateKey, *, name: str,
+    def __init__(self, inner: BackupSource, log: Log, private: Ed25519PrivateKey, *, name: str,
                  expiration: datetime | None, known: int, repair: bytes | None = None,
                  crash: Callable[[str], None] | None = None) -> None:
         self._inner, self._log, self._private = inner, log, private
@@ -393,7 +394,7 @@ class LogProof:
     proof: tuple[bytes, ...]
     witnessed: tuple[str, ...] = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         import base64
 
         return {"log": self.log, "origin": self.origin, "index": self.index, "size": self.size,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -91,6 +92,7 @@ def parse_entry(raw: bytes, trusted: dict[bytes, bytes], where: str = "log entry
             cp = parse_checkpoint(note.text)
         except CheckpointError as e:
             raise FormatError(f"{where}: {e}") from e
+        fields: dict[str, Any]
         kind, fields = SEAL, {"backup": cp.backup, "uid": cp.uid, "root": cp.root.hex(),
                               "time": cp.created, "key": cp.key_id}
     elif first in (EXPIRY_CONTEXT, TOMBSTONE_CONTEXT):

@@ -33,7 +33,7 @@ from merkle_backup.signing import PublicKey, public_key_of
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog import tiles
 from merkle_backup.tlog.entries import Entry, parse_entry
-from merkle_backup.tlog.store import Conflict
+from merkle_backup.tlog.store import Conflict, LocalLogStore, S3LogStore
 
 SHA256 = TreeHasher("sha256", lambda b: hashlib.sha256(b).digest())
 MAX_ATTEMPTS = 64
@@ -58,16 +58,16 @@ def _stack_root(stack: Sequence[tuple[int, bytes]]) -> bytes:
     return node
 
 
-class _Prefix(Sequence):
+class _Prefix(Sequence[Any]):
     """The first ``size`` items of a list that only grows: a view, not a copy."""
 
-    def __init__(self, items: list, size: int) -> None:
+    def __init__(self, items: list[Any], size: int) -> None:
         self._items, self._size = items, size
 
     def __len__(self) -> int:
         return self._size
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self._items[j] for j in range(*i.indices(self._size))]
         if i < 0:
@@ -108,7 +108,7 @@ class LogState:
         self.path = Path(path) if path else default_state_path()
         self._lock = threading.Lock()
 
-    def load(self) -> dict[str, dict]:
+    def load(self) -> dict[str, dict[str, Any]]:
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -117,7 +117,7 @@ class LogState:
             raise CannotCheck(f"cannot read log state {self.path}: {e.strerror or e}") from e
         try:
             obj = json.loads(data)
-            logs = obj["logs"]
+            logs: dict[str, dict[str, Any]] = obj["logs"]
             for origin, v in logs.items():
                 if not (isinstance(v["size"], int) and len(base64.b64decode(v["root"])) == 32):
                     raise ValueError(origin)
@@ -151,7 +151,7 @@ class LogState:
 class Log:
     """One log: its store, the keys trusted to sign its head and entries, the user's state."""
 
-    def __init__(self, store: Any, trusted: Sequence[PublicKey], state: LogState | None) -> None:
+    def __init__(self, store: LocalLogStore | S3LogStore, trusted: Sequence[PublicKey], state: LogState | None) -> None:
         if not trusted:
             raise CannotCheck("no trusted key for the log")
         self.store = store
@@ -193,8 +193,7 @@ class Log:
                     cp, _, _ = notes.open_log_checkpoint(data, list(self.trusted.values()))
                 except FormatError as e:
                     raise NotAuthentic(f"{self.describe()}: log checkpoint is malformed: {e}") from e
-            if cp is None:
-                head = None
+            if data is None or cp is None:
                 for raw in self.trusted.values():
                     origin = notes.origin_for(raw)
                     prior = self.state.get(origin) if (self.state and check_state) else None
@@ -212,6 +211,7 @@ class Log:
         prior = self.state.get(head.checkpoint.origin) if self.state else None
         if prior is None or prior[0] == 0:
             return
+        assert self.state is not None
         size, root = prior
         if head.size < size:
             raise LogRollback(f"log {self.describe()} rolled back: {head.size} entries, it had "

@@ -11,9 +11,15 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from merkle_backup.errors import CannotCheck, StorageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from merkle_backup.storage.options import ConnectionOptions
+    from merkle_backup.storage.s3 import S3Store
 
 HEAD = "checkpoint"
 MAX_LOG_OBJECT = 64 * 2**20
@@ -95,8 +101,8 @@ class LocalLogStore:
 
 
 class S3LogStore:
-    def __init__(self, store: Any, prefix: str) -> None:
-        self.store = store  # storage.s3.S3Store
+    def __init__(self, store: S3Store, prefix: str) -> None:
+        self.store = store
         self.prefix = prefix.strip("/")
 
     def describe(self) -> str:
@@ -158,12 +164,14 @@ class S3LogStore:
             self._put(self._key(HEAD), data, IfMatch=token)
 
 
-def open_log_store(where: str, options: Any = None, warn: Any = None):
+def open_log_store(where: str, options: ConnectionOptions | None = None,
+                   warn: Callable[[str], None] | None = None) -> LocalLogStore | S3LogStore:
     """``--log DIR`` or ``--log s3://BUCKET/PREFIX``."""
     if not where:
         raise CannotCheck("--log needs a folder or s3://BUCKET/PREFIX")
     if where.startswith("s3://"):
-        from merkle_backup.storage.resolve import ConnectionOptions, parse_s3_url
+        from merkle_backup.storage.options import ConnectionOptions
+        from merkle_backup.storage.options import parse_s3_url
         from merkle_backup.storage.s3 import connect
 
         url = parse_s3_url(where)

@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 
 from merkle_backup.errors import CannotCheck, UsageError
-from merkle_backup.storage.resolve import (
-    ConnectionOptions,
-    S3Url,
-    YamlSubsetError,
-    load_bsl,
-    parse_s3_url,
-    parse_simple_yaml,
-    split_backup_url,
-)
+from merkle_backup.storage.bsl import load_bsl
+from merkle_backup.storage.options import ConnectionOptions, S3Url, parse_s3_url
+from merkle_backup.storage.resolve import split_backup_url
+from merkle_backup.storage.yaml_subset import YamlSubsetError, parse_simple_yaml
 from tests.cli import run
 from tests.storage.conftest import Bucket, one_line_error
 

@@ -246,7 +246,8 @@ def test_server_killed_in_the_middle_of_a_stream(medium_tarball: Path, keypair, 
     from merkle_backup.builder import seal_backup
     from merkle_backup.errors import StorageError
     from merkle_backup.signing import load_private_key
-    from merkle_backup.storage.resolve import ConnectionOptions, open_backup
+    from merkle_backup.storage.options import ConnectionOptions
+    from merkle_backup.storage.resolve import open_backup
     from tests.conftest import FIXTURES
     from tests.storage.server import clone_backup, new_bucket, upload_folder
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from merkle_backup.storage import s3
-from merkle_backup.storage.resolve import ConnectionOptions
+from merkle_backup.storage.options import ConnectionOptions
 from tests.storage.server import TEST_ENV
 
 ENTRY = [sys.executable, "-c", "from merkle_backup._entry import main; main()"]
