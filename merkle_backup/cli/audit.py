@@ -8,9 +8,14 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from merkle_backup.fleet import AuditReport
+    from merkle_backup.fleet_run import FleetOptions
+    from merkle_backup.storage.options import ConnectionOptions
 
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
@@ -75,7 +80,7 @@ def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def fleet_options_given(connection: Any):
+def fleet_options_given(connection: ConnectionOptions) -> FleetOptions | None:
     """The FleetOptions of the current ``audit`` (None when none was given)."""
     from merkle_backup.audit_state import parse_duration
     from merkle_backup.errors import UsageError
@@ -194,7 +199,7 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
     return report.exit_code
 
 
-def audit_summary(report, *, require_seal: bool) -> None:
+def audit_summary(report: AuditReport, *, require_seal: bool) -> None:
     print_rows(report.backups, verbose_failures=True)
     s = report.summary
     click.echo(f"{shown(report.location)}: {s['verified']} verified, {s['tampered']} tampered, "
@@ -204,7 +209,7 @@ def audit_summary(report, *, require_seal: bool) -> None:
         click.echo(f"note: {shown(note)}")
 
 
-def audit_verdict(report, *, require_seal: bool) -> None:
+def audit_verdict(report: AuditReport, *, require_seal: bool) -> None:
     s = report.summary
     if report.exit_code == ExitCode.NOT_AUTHENTIC:
         unsealed = f", {s['unsealed']} final backup(s) without a seal" if require_seal and s["unsealed"] else ""
@@ -294,7 +299,7 @@ def verify_attestation(attestation: Path, trust: tuple[Path, ...], digests: tupl
                               keys, str(attestation))
     p = checked.predicate
     findings, scope = p["findings"], p["scope"]
-    attested = {}
+    attested: dict[str, tuple[Any, Any, Any]] = {}
     for b in findings["backups"]:
         if not isinstance(b, dict):
             continue

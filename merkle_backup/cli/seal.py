@@ -6,8 +6,15 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from merkle_backup.archive import Limits
+    from merkle_backup.fleet import SealAllReport
 
 from merkle_backup.cli.common import (
     Progress,
@@ -112,7 +119,7 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
         raise
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
-        return report.exit_code
+        return int(report.exit_code)
     print_rows(report.backups, verbose_failures=False)
     s = report.summary
     click.echo(f"{shown(report.location)}: {s['sealed']} sealed, {s['skipped']} skipped, "
@@ -126,12 +133,14 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
         click.echo(f"merkle-backup: not authentic:{(broken + findings(s))[1:]}", err=True)
     elif report.exit_code:
         click.echo(f"merkle-backup: error: {s['error']} backup(s) could not be sealed", err=True)
-    return report.exit_code
+    return int(report.exit_code)
 
 
 
 
-def seal_all_logged(location, private, jobs, log, log_state, max_age, backfill, limits):
+def seal_all_logged(location: str | None, private: Ed25519PrivateKey, jobs: int, log: str,
+                    log_state: Path | None, max_age: float, backfill: bool,
+                    limits: Limits) -> SealAllReport:
     from datetime import timedelta
 
     from merkle_backup.signing import public_key_of

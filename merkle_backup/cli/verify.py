@@ -6,9 +6,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from merkle_backup.selection import Selection
+    from merkle_backup.signing import PublicKey
+    from merkle_backup.storage.source import BackupSource
+    from merkle_backup.tlog.check import LogProof
+    from merkle_backup.verifier import VerifyReport
 
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
@@ -117,7 +126,8 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
     return ExitCode.VERIFIED if report.verified else ExitCode.NOT_AUTHENTIC
 
 
-def verify_in_log(source, keys, log, log_state, witnesses):
+def verify_in_log(source: BackupSource, keys: Sequence[PublicKey], log: str,
+                  log_state: Path | None, witnesses: Sequence[Path]) -> LogProof:
     from merkle_backup.formats.seal import read_seal_head
     from merkle_backup.signing import load_public_key
     from merkle_backup.tlog.check import verify_in_log
@@ -132,7 +142,8 @@ def verify_in_log(source, keys, log, log_state, witnesses):
 def selection_from_flags(backup: str, include_namespaces: tuple[str, ...],
                exclude_namespaces: tuple[str, ...], namespaces: tuple[str, ...],
                include_resources: tuple[str, ...], exclude_resources: tuple[str, ...],
-               include_cluster_resources: str | None, restore_file: Path | None):
+               include_cluster_resources: str | None, restore_file: Path | None
+               ) -> Selection | None:
     """The restore selection the flags or a Restore manifest give; None: none was given."""
     from merkle_backup.errors import UsageError
     from merkle_backup.selection import (
@@ -166,7 +177,7 @@ def selection_from_flags(backup: str, include_namespaces: tuple[str, ...],
     )
 
 
-def print_report(report) -> None:
+def print_report(report: VerifyReport) -> None:
     verdict = "VERIFIED" if report.verified else "NOT AUTHENTIC"
     remark = f" ({report.scope_remark})" if report.scope_remark else ""
     click.echo(f"{verdict}: backup {shown(report.backup)} (uid {shown(report.uid)}), "

@@ -25,6 +25,7 @@ from merkle_backup.storage.local import (
     LocalBucket,
 )
 from merkle_backup.storage.options import S3_SCHEME, ConnectionOptions, S3Url, parse_s3_url
+from merkle_backup.storage.source import BackupSource, Location
 from merkle_backup.velero import BACKUPS_FOLDER, is_backup_name
 
 # -- BACKUP and LOCATION strings ----------------------------------------------------------------
@@ -48,7 +49,7 @@ Warn = Callable[[str], None]
 
 
 def open_backup(backup: str | Path, options: ConnectionOptions | None = None,
-                seal_path: Path | None = None, *, warn: Warn | None = None) -> Any:
+                seal_path: Path | None = None, *, warn: Warn | None = None) -> BackupSource:
     """The BackupSource for BACKUP: S3Backup for s3:// URLs (or a bare NAME with --bsl),
     LocalBackup for a local folder or tarball."""
     options = options or ConnectionOptions()
@@ -68,7 +69,7 @@ def open_backup(backup: str | Path, options: ConnectionOptions | None = None,
 
 
 def open_location(location: str | None, options: ConnectionOptions | None = None,
-                  *, pool_size: int = 10, warn: Warn | None = None) -> Any:
+                  *, pool_size: int = 10, warn: Warn | None = None) -> Location:
     """The storage location for ``seal-all`` / ``audit``: S3Bucket or LocalBucket. Without
     LOCATION, the BackupStorageLocation's bucket and prefix (--bsl)."""
     options = options or ConnectionOptions()

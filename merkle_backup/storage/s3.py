@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from merkle_backup.errors import StorageError
 from merkle_backup.formats.seal import MAX_SEAL_BYTES, SEAL_HEAD_PREFIX_BYTES, read_seal_head
@@ -448,10 +448,10 @@ class S3Backup:
         return self._pin
 
     @contextmanager
-    def open_tarball(self) -> Iterator[_ObjectStream]:
+    def open_tarball(self) -> Iterator[BinaryIO]:
         stream = self.store.open_stream(self.tarball_key, self._pinned())
         try:
-            yield stream
+            yield cast(BinaryIO, stream)  # read/readinto/readable: what the reader calls
         finally:
             stream.close()
 

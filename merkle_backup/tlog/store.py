@@ -170,8 +170,7 @@ def open_log_store(where: str, options: ConnectionOptions | None = None,
     if not where:
         raise CannotCheck("--log needs a folder or s3://BUCKET/PREFIX")
     if where.startswith("s3://"):
-        from merkle_backup.storage.options import ConnectionOptions
-        from merkle_backup.storage.options import parse_s3_url
+        from merkle_backup.storage.options import ConnectionOptions, parse_s3_url
         from merkle_backup.storage.s3 import connect
 
         url = parse_s3_url(where)
