@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from typing import Any, BinaryIO
 
@@ -14,10 +13,6 @@ from merkle_backup.formats.seal import read_leaves, read_seal_head
 # Distinct namespaces counted before inspect gives up: the count is the only thing kept per
 # leaf, so this bounds inspect's memory whatever the (crafted) seal lists.
 MAX_INSPECT_NAMESPACES = 100_000
-
-
-def describe_seal(data: bytes) -> dict[str, Any]:
-    return describe_seal_file(io.BytesIO(data))
 
 
 def describe_seal_file(f: BinaryIO) -> dict[str, Any]:

@@ -33,12 +33,6 @@ from merkle_backup.fleet import ERROR, TAMPERED, UNFINISHED, UNSEALED, VERIFIED,
 STATUSES = (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)
 
 
-def render(report: AuditReport, **kwargs: Any) -> bytes:
-    from prometheus_client import generate_latest
-
-    return generate_latest(registry(report, **kwargs))
-
-
 def registry(report: AuditReport, *, duration: float, finished: datetime,
              full_verification: Mapping[str, datetime], skipped: int,
              shard: str = "") -> CollectorRegistry:

@@ -9,7 +9,8 @@ leaf records. docs/format.md §11.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from merkle_backup.core import tree
 from merkle_backup.core.checkpoint import Checkpoint
 from merkle_backup.core.keys import SCOPE_BUCKET
 from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
-from merkle_backup.core.proofs import root_from_namespace_proof
+from merkle_backup.core.proofs import verify_namespace_proof
 from merkle_backup.errors import NotAuthentic, ProofError, UsageError
 from merkle_backup.formats.proof import (
     NamespaceProof,
@@ -197,20 +198,18 @@ def _check_claims(
     # 2. Each resource: an RFC 9162 inclusion proof of its leaf record.
     for item in _unverified.resources:
         record = _record(item.record)
-        root = tree.root_from_inclusion_proof(
-            index=item.index, size=checkpoint.tree_size,
-            leaf_hash=tree.BLAKE3.leaf_hash(item.record), proof=item.proof,
-        )
-        _same_root(root, checkpoint, f"resource {record.path}")
+        with _about(f"resource {record.path}"):
+            tree.verify_inclusion(index=item.index, size=checkpoint.tree_size,
+                                  leaf_hash=tree.BLAKE3.leaf_hash(item.record), proof=item.proof,
+                                  root=checkpoint.root)
         proven[record.path] = record
         report.resources.append(record.path)
     # 3. Each namespace: completeness of the bracketed run, then its range proof.
     for run in _unverified.namespaces:
-        root, own = root_from_namespace_proof(
-            namespace=run.namespace, begin=run.begin, size=checkpoint.tree_size,
-            records=run.records, proof=run.proof,
-        )
-        _same_root(root, checkpoint, f"namespace {run.namespace}")
+        with _about(f"namespace {run.namespace}"):
+            own = verify_namespace_proof(namespace=run.namespace, begin=run.begin,
+                                         size=checkpoint.tree_size, records=run.records,
+                                         proof=run.proof, root=checkpoint.root)
         for record in own:
             proven[record.path] = record
         report.namespaces.append(ProvenNamespace(run.namespace, [r.path for r in own]))
@@ -231,9 +230,13 @@ def _record(data: bytes) -> LeafRecord:
         raise ProofError(f"proof holds an invalid leaf record: {e}") from e
 
 
-def _same_root(computed: bytes, checkpoint: Checkpoint, what: str) -> None:
-    if not hmac.compare_digest(computed, checkpoint.root):
-        raise ProofError(f"{what}: the proof does not lead to the signed root")
+@contextmanager
+def _about(what: str) -> Iterator[None]:
+    """A proof's ProofError, named by what it was to prove."""
+    try:
+        yield
+    except ProofError as e:
+        raise ProofError(f"{what}: {e}") from e
 
 
 def _same_content(record: LeafRecord, data: bytes, what: str) -> None:

@@ -100,25 +100,3 @@ def _object_name(segment: str) -> str:
     if not segment.endswith(".json") or len(segment) == len(".json"):
         raise PathError("a resource file must be <name>.json")
     return segment[: -len(".json")]
-
-
-def tar_path_for_key(key: ResourceKey) -> str:
-    """The inverse of key_for_tar_path (used to check the injectivity the format relies on)."""
-    if key.scope == SCOPE_METADATA:
-        return "metadata/version"
-    version = f"{key.version}/" if key.version else ""
-    if key.scope == SCOPE_CLUSTER:
-        return f"resources/{key.resource}/{version}cluster/{key.name}.json"
-    if key.scope == SCOPE_NAMESPACED:
-        return f"resources/{key.resource}/{version}namespaces/{key.namespace}/{key.name}.json"
-    raise ValueError(f"{key.scope!r} keys have no tar path")
-
-
-def is_classic_copy(key: ResourceKey) -> bool:
-    """Restore reads the classic copies (no version directory) unless API group versions are on."""
-    return key.version == "" and key.scope in (SCOPE_CLUSTER, SCOPE_NAMESPACED)
-
-
-def is_cluster_scoped(key: ResourceKey) -> bool:
-    """A cluster-scoped resource other than a Namespace object."""
-    return key.scope == SCOPE_CLUSTER and key.namespace == ""

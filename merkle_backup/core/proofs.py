@@ -110,17 +110,19 @@ def check_namespace_records(
     return inner
 
 
-def root_from_namespace_proof(
-    *, namespace: str, begin: int, size: int, records: Sequence[bytes], proof: Sequence[bytes]
-) -> tuple[bytes, list[LeafRecord]]:
-    """Check completeness, then compute the root the range proof leads to."""
+def verify_namespace_proof(
+    *, namespace: str, begin: int, size: int, records: Sequence[bytes], proof: Sequence[bytes],
+    root: bytes,
+) -> list[LeafRecord]:
+    """ProofError unless the records are the whole namespace (completeness) and the range proof
+    leads from them to ``root``; the namespace's own records."""
     own = check_namespace_records(namespace=namespace, begin=begin, size=size, records=records)
     if size == 0:
         if proof:
             raise ProofError("an empty tree has no proof hashes")
-        return tree.BLAKE3.empty_root(), own
-    leaf_hashes = [tree.BLAKE3.leaf_hash(r) for r in records]
-    computed = tree.root_from_range_proof(
-        begin=begin, end=begin + len(records), size=size, leaf_hashes=leaf_hashes, proof=proof
-    )
-    return computed, own
+        tree.verify_root(root, tree.BLAKE3.empty_root(), "the empty tree")
+        return own
+    tree.verify_range(begin=begin, end=begin + len(records), size=size,
+                      leaf_hashes=[tree.BLAKE3.leaf_hash(r) for r in records], proof=proof,
+                      root=root)
+    return own

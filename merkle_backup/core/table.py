@@ -82,11 +82,6 @@ def _fast_head(f: Fields, path: str) -> str:
             f"\0{chr(len(name))}{name}\0{chr(len(ver))}{ver}\0{chr(len(path))}{path}")
 
 
-def sortable_tar_leaf(path: str, size: int, digest: bytes) -> bytes:
-    """The sortable leaf of a tar entry; PathError (from keys.py) when the path is not sealable."""
-    return tar_leaf_and_key(path, size, digest)[0]
-
-
 def tar_leaf_and_key(path: str, size: int, digest: bytes) -> tuple[bytes, Fields]:
     """(sortable leaf, key) of a tar entry: the sealer's per-entry step, in one call."""
     m = _velero_path(path) if len(path) < FAST_PATH_LIMIT else None

@@ -132,7 +132,8 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _compare(what: str, computed: bytes, expected: bytes) -> None:
+def verify_root(expected: bytes, computed: bytes, what: str) -> None:
+    """ProofError unless ``computed`` (from a proof) is the trusted root ``expected``."""
     if not hmac.compare_digest(computed, expected):
         raise ProofError(f"{what} leads to root {computed.hex()}, expected {expected.hex()}")
 
@@ -382,7 +383,7 @@ def verify_inclusion(
     computed = root_from_inclusion_proof(
         index=index, size=size, leaf_hash=leaf_hash, proof=proof, hasher=hasher
     )
-    _compare(f"inclusion proof for leaf {index} of {size}", computed, root)
+    verify_root(root, computed, f"inclusion proof for leaf {index} of {size}")
 
 
 # --- Inclusion of a contiguous run of leaves -----------------------------------------------------
@@ -460,7 +461,7 @@ def verify_range(
     computed = root_from_range_proof(
         begin=begin, end=end, size=size, leaf_hashes=leaf_hashes, proof=proof, hasher=hasher
     )
-    _compare(f"range proof for [{begin}, {end}) of {size}", computed, root)
+    verify_root(root, computed, f"range proof for [{begin}, {end}) of {size}")
 
 
 # --- Consistency between two sizes (RFC 9162 §2.1.4) ---------------------------------------------
@@ -494,7 +495,7 @@ def verify_consistency(
     if size1 == size2:
         if proof:
             raise ProofError(f"sizes are equal, but the proof has {len(proof)} hashes")
-        _compare("consistency proof (equal sizes)", root1, root2)
+        verify_root(root2, root1, "consistency proof (equal sizes)")
         return
     # RFC 9162 §2.1.4.2, steps 1-7.
     if not proof:  # 1
@@ -523,5 +524,5 @@ def verify_consistency(
         sn >>= 1
     if sn != 0:  # 7
         raise ProofError("consistency proof is too short")
-    _compare(f"consistency proof from {size1} (old root)", fr, root1)
-    _compare(f"consistency proof to {size2} (new root)", sr, root2)
+    verify_root(root1, fr, f"consistency proof from {size1} (old root)")
+    verify_root(root2, sr, f"consistency proof to {size2} (new root)")

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.core.checkpoint import CheckpointError, parse_checkpoint
-from merkle_backup.core.tree import root_from_inclusion_proof, verify_consistency
+from merkle_backup.core.tree import verify_consistency, verify_inclusion
 from merkle_backup.errors import (
     CannotCheck,
     Error,
@@ -441,10 +441,11 @@ def verify_in_log(log: Log, name: str, checkpoint: bytes, witnesses: Sequence[Pu
         size, root = min((size, root), (cp.size, cp.root))
         names.append(w.source)
     proof = log.reader(size).inclusion_proof(index)
-    computed = root_from_inclusion_proof(index=index, size=size, leaf_hash=_leaf(entry.raw),
-                                         proof=proof, hasher=SHA256)
-    if computed != root:
-        raise ProofError(f"log {log.describe()}: inclusion proof of entry {index} fails")
+    try:
+        verify_inclusion(index=index, size=size, leaf_hash=_leaf(entry.raw), proof=proof,
+                         root=root, hasher=SHA256)
+    except ProofError as e:
+        raise ProofError(f"log {log.describe()}: entry {index}: {e}") from e
     return LogProof(log.describe(), head.checkpoint.origin, index, size, root, tuple(proof), tuple(names))
 
 

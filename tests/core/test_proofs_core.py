@@ -34,7 +34,7 @@ from merkle_backup.core.proofs import (
     NamespaceRange,
     check_namespace_records,
     namespace_range,
-    root_from_namespace_proof,
+    verify_namespace_proof,
 )
 from merkle_backup.errors import FormatError, ProofError
 
@@ -243,12 +243,8 @@ class Table:
 
     def verify(self, namespace: Any, begin: Any, records: Any, proof: Any) -> list[LeafRecord]:
         """A verifier holding this table's signed (size, root): the namespace's records or raise."""
-        root, own = root_from_namespace_proof(
-            namespace=namespace, begin=begin, size=self.size, records=records, proof=proof
-        )
-        if root != self.root:
-            raise ProofError("proof does not lead to the root")
-        return own
+        return verify_namespace_proof(namespace=namespace, begin=begin, size=self.size,
+                                      records=records, proof=proof, root=self.root)
 
 
 def table_of(paths: Sequence[str], bucket: Sequence[str] = ()) -> Table:
@@ -494,14 +490,15 @@ def test_nmt86_forged_empty_absence_proof(namespace: str, begin: int, proof: str
 
 
 def test_nmt86_empty_tree_is_the_only_empty_proof() -> None:
-    root, own = root_from_namespace_proof(namespace="c", begin=0, size=0, records=[], proof=[])
-    assert (root, own) == (tree.BLAKE3.empty_root(), [])
-    assert root != NMT.root  # the size comes from the signed checkpoint, never from the proof
+    empty = tree.BLAKE3.empty_root()
+    assert verify_namespace_proof(namespace="c", begin=0, size=0, records=[], proof=[],
+                                  root=empty) == []
+    with pytest.raises(ProofError):  # the size comes from the signed checkpoint, not the proof
+        verify_namespace_proof(namespace="c", begin=0, size=0, records=[], proof=[], root=NMT.root)
     for begin, records, proof in [(1, [], []), (0, NMT.encoded[:1], []), (0, [], [NMT.root])]:
         with pytest.raises(ProofError):
-            root_from_namespace_proof(
-                namespace="c", begin=begin, size=0, records=records, proof=proof
-            )
+            verify_namespace_proof(namespace="c", begin=begin, size=0, records=records,
+                                   proof=proof, root=empty)
 
 
 @pytest.mark.parametrize("namespace", ["c", "ba"])  # both in the gap between leaves 3 and 4

@@ -13,6 +13,11 @@ from merkle_backup.core.keys import PathError, key_for_bucket_object, key_for_ta
 from merkle_backup.core.leaf import LeafRecord, decode_record
 
 
+def sortable_tar_leaf(path: str, size: int, digest: bytes) -> bytes:
+    """The sortable leaf of a tar entry (the sealer's fast path, tar_leaf_and_key)."""
+    return table.tar_leaf_and_key(path, size, digest)[0]
+
+
 def check_copies(records: list[LeafRecord]) -> list[tuple[str, str]]:
     """The reference for table.CopyChecker, over decoded records in key order: every
     -preferredversion copy must equal (size and digest) the classic copy of the same item."""
@@ -76,9 +81,9 @@ def _check_path(path: str) -> None:
     reference = _reference(path, 77, digest)
     if reference is None:
         with pytest.raises(PathError):
-            table.sortable_tar_leaf(path, 77, digest)
+            sortable_tar_leaf(path, 77, digest)
         return
-    leaf = table.sortable_tar_leaf(path, 77, digest)
+    leaf = sortable_tar_leaf(path, 77, digest)
     k = (leaf[-2] << 8) | leaf[-1]
     assert leaf[:k] == reference.key.sort_bytes() + b"\0"
     # The whole record, or (a path in Velero's usual shape) only its tail, rebuilt on drain.
@@ -136,7 +141,7 @@ def test_sort_order_duplicates_and_copies_match_the_reference(entries) -> None:
                         bytes(32))
     everything = [*records.values(), bucket]
     # Tar entries as the sealer builds them (compact where the path allows) and as the reference.
-    leaves = [table.sortable_tar_leaf(r.path, r.size, r.digest) if i % 2 and r is not bucket
+    leaves = [sortable_tar_leaf(r.path, r.size, r.digest) if i % 2 and r is not bucket
               else table.sortable_leaf(r) for i, r in enumerate(reversed(everything))]
     hash_input: list[bytes] = []
     copies: list[tuple[str, str]] = []
@@ -147,7 +152,7 @@ def test_sort_order_duplicates_and_copies_match_the_reference(entries) -> None:
     assert copies == check_copies(ordered)
     if ordered:
         again = ordered[0]
-        twice = table.sortable_leaf(again) if again is bucket else table.sortable_tar_leaf(
+        twice = table.sortable_leaf(again) if again is bucket else sortable_tar_leaf(
             again.path, again.size, again.digest)
         with pytest.raises(table.DuplicateKey) as e:
             table.sort_leaves([table.sortable_leaf(r) for r in everything] + [twice])
