@@ -115,7 +115,8 @@ class S3LogStore:
         return self.store.get_bytes(self._key(name), MAX_LOG_OBJECT)
 
     def _put(self, key: str, data: bytes, **condition: str) -> None:
-        from merkle_backup.storage.s3 import _code, _status
+        from merkle_backup.storage.s3.errors import error_code as _code
+        from merkle_backup.storage.s3.errors import http_status as _status
 
         params = {"Bucket": self.store.bucket, "Key": key, "Body": data,
                   "ContentType": "application/octet-stream", **self.store._put_params()}
@@ -141,7 +142,7 @@ class S3LogStore:
         self._put(self._key(name), data)
 
     def read_head(self) -> tuple[bytes | None, Any]:
-        from merkle_backup.storage.s3 import _code
+        from merkle_backup.storage.s3.errors import error_code as _code
 
         key = self._key(HEAD)
         try:

@@ -37,7 +37,7 @@ def test_t23_s3_seal_size_is_checked_before_any_copy(bucket: Bucket, keypair,
     code, _, err = run("seal", bucket.url(NAME), "--key", keypair[0], *bucket.opts())
     assert code == 0, err
     size = len(bucket.get(NAME, SEAL))
-    monkeypatch.setattr("merkle_backup.storage.s3.MAX_SEAL_BYTES", size - 1)
+    monkeypatch.setattr("merkle_backup.storage.s3.store.MAX_SEAL_BYTES", size - 1)
     # A temporary folder far too small for the seal: a copy would fail with ENOSPC first.
     with tiny_tmpfs(tmp_path / "tmp", "4k") as tmp:
         monkeypatch.setattr(tempfile, "tempdir", str(tmp))
