@@ -1,7 +1,7 @@
 """An independent model of the files a Velero restore reads, for the differential test.
 
 Written from Velero's restore code (velero-io/velero d2241adb; the citations are in
-docs/format.md §9.2), step by step as the restore runs, not from merkle_backup/selection.py,
+docs/format.md §9.2), step by step as the restore runs, not from merkle_backup/selection/,
 which it is compared against: that module decides leaf by leaf and over-approximates; this one
 walks the restore and returns exactly what it would read, with the built-in restore item actions
 and a cluster that resolves a resource name only when it is exactly a group-resource.

@@ -1,16 +1,10 @@
-"""What a Velero restore of a selection reads: the scope a verification must cover.
-
-Pure: no I/O. docs/format.md §9.2 is the normative text, with the Velero source lines each rule
-comes from. The rule of thumb everywhere: where Velero's choice depends on the cluster (API
-discovery, installed plugins, what an item's manifest points to), this module **over-approximates**
-the set of files a restore can read. An include pattern or resource we cannot resolve exactly
-selects more; an exclude we cannot resolve exactly excludes nothing.
-"""
+"""A restore selection (``Selection``: the flags of ``velero restore create``), Velero's
+validation of it, and the ``Matcher`` that decides, leaf by leaf, what a restore of it reads
+(docs/format.md §9.2, with the Velero source lines). Pure."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +16,7 @@ from merkle_backup.core.keys import (
     SCOPE_NAMESPACED,
 )
 from merkle_backup.errors import UsageError
+from merkle_backup.selection.globs import check_brackets, compile_globs
 from merkle_backup.velero import BACKUP_OBJECT
 
 # Items Velero restores whatever the namespace filter (restore.go resourceMustHave): a DataUpload
@@ -68,118 +63,6 @@ NOT_NARROWING_FIELDS = (
 )
 
 
-class Glob:
-    """A pattern as Velero matches it: github.com/gobwas/glob compiled without separators
-    (``*`` any run of characters, ``?`` one character, ``[abc]`` ``[a-z]`` ``[!a-z]`` one
-    character of a class, ``{a,b}`` alternatives, ``\\`` escapes the next character)."""
-
-    __slots__ = ("_regex", "pattern")
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        regex, rest = _translate(pattern, 0, closing="")
-        if rest != len(pattern):  # pragma: no cover - _translate consumes all or raises
-            raise ValueError("unexpected end of pattern")
-        self._regex = re.compile(regex, re.DOTALL)
-
-    @property
-    def is_literal(self) -> bool:
-        return not any(c in self.pattern for c in "*?[{\\")
-
-    def match(self, text: str) -> bool:
-        return self._regex.fullmatch(text) is not None
-
-    def __repr__(self) -> str:
-        return f"Glob({self.pattern!r})"
-
-
-def _translate(p: str, i: int, closing: str) -> tuple[str, int]:
-    """Regex for ``p[i:]`` up to an unescaped character in ``closing`` (not consumed)."""
-    out: list[str] = []
-    while i < len(p):
-        c = p[i]
-        if c in closing:
-            return "".join(out), i
-        if c == "\\":
-            if i + 1 == len(p):
-                raise ValueError("pattern ends with an escape character")
-            out.append(re.escape(p[i + 1]))
-            i += 2
-        elif c == "*":
-            out.append(".*")
-            i += 1
-        elif c == "?":
-            out.append(".")
-            i += 1
-        elif c == "[":
-            cls, i = _char_class(p, i + 1)
-            out.append(cls)
-        elif c == "{":
-            alternatives = []
-            i += 1
-            while True:
-                alt, i = _translate(p, i, closing=",}")
-                alternatives.append(alt)
-                if i == len(p):
-                    raise ValueError("unclosed '{'")
-                i += 1
-                if p[i - 1] == "}":
-                    break
-            out.append("(?:" + "|".join(alternatives) + ")")
-        else:
-            out.append(re.escape(c))
-            i += 1
-    if closing:
-        raise ValueError("unclosed '{'")
-    return "".join(out), i
-
-
-def _char_class(p: str, i: int) -> tuple[str, int]:
-    negate = i < len(p) and p[i] == "!"
-    if negate:
-        i += 1
-    items: list[str] = []
-    while True:
-        if i >= len(p):
-            raise ValueError("unclosed '['")
-        c = p[i]
-        if c == "]":
-            break
-        if c == "\\":
-            if i + 1 == len(p):
-                raise ValueError("unclosed '['")
-            c = p[i + 1]
-            i += 1
-        i += 1
-        if i + 1 < len(p) and p[i] == "-" and p[i + 1] != "]":
-            hi = p[i + 1]
-            if hi == "\\" and i + 2 < len(p):
-                hi = p[i + 2]
-                i += 1
-            if hi < c:
-                raise ValueError(f"invalid range {c}-{hi}")
-            items.append(f"{re.escape(c)}-{re.escape(hi)}")
-            i += 2
-        else:
-            items.append(re.escape(c))
-    if not items:
-        raise ValueError("empty character class '[]'")
-    return ("[^" if negate else "[") + "".join(items) + "]", i + 1
-
-
-def _globs(patterns: Iterable[str], flag: str) -> tuple[Glob, ...]:
-    out = []
-    for pattern in patterns:
-        if pattern == "":
-            raise UsageError(f"{flag}: an empty name selects nothing (an unset variable?); "
-                             "give a name or a pattern such as '*'")
-        try:
-            out.append(Glob(pattern))
-        except ValueError as e:
-            raise UsageError(f"{flag}: {pattern!r} is not a valid pattern ({e})") from e
-    return tuple(out)
-
-
 def split_list(values: Iterable[str]) -> tuple[str, ...]:
     """Velero's list flags take comma-separated values and may be repeated."""
     out: list[str] = []
@@ -216,8 +99,8 @@ class Selection:
                 raise UsageError(f"{flag}: an empty name selects nothing (an unset variable?); "
                                  "give a name or a pattern such as '*'")
         check_velero_rules(self)
-        _globs(self.include_namespaces, "--include-namespaces")
-        _globs(self.exclude_namespaces, "--exclude-namespaces")
+        compile_globs(self.include_namespaces, "--include-namespaces")
+        compile_globs(self.exclude_namespaces, "--exclude-namespaces")
         for flag, values in (("--include-resources", self.include_resources),
                              ("--exclude-resources", self.exclude_resources)):
             if any(v == "" for v in values):
@@ -277,7 +160,7 @@ def check_velero_rules(selection: Selection) -> None:
                 what = f"{''.join(bad)!r}" if bad else "'**'"
                 raise UsageError(f"namespace pattern {pattern!r}: Velero refuses {what} in a "
                                  "pattern (wildcard expansion supports * ? and [...])")
-            _check_brackets(pattern)
+            check_brackets(pattern)
     res_includes = list(selection.include_resources)
     if len(res_includes) > 1 and "*" in res_includes:
         raise UsageError("--include-resources: '*' must stand alone (Velero refuses it beside "
@@ -294,23 +177,6 @@ def _expands(selection: Selection) -> bool:
     return any(c in p for p in includes + list(selection.exclude_namespaces) for c in _WILDCARD)
 
 
-def _check_brackets(pattern: str) -> None:
-    depth_open = None
-    for i, c in enumerate(pattern):
-        if c == "[":
-            if depth_open is not None:
-                raise UsageError(f"namespace pattern {pattern!r}: nested '[' (Velero refuses it)")
-            depth_open = i
-        elif c == "]":
-            if depth_open is None:
-                raise UsageError(f"namespace pattern {pattern!r}: ']' without '[' (Velero refuses it)")
-            if i == depth_open + 1:
-                raise UsageError(f"namespace pattern {pattern!r}: empty '[]' (Velero refuses it)")
-            depth_open = None
-    if depth_open is not None:
-        raise UsageError(f"namespace pattern {pattern!r}: unclosed '[' (Velero refuses it)")
-
-
 class Matcher:
     """A Selection applied leaf by leaf, as Velero's restore applies it (docs/format.md §9.2).
 
@@ -324,8 +190,8 @@ class Matcher:
     def __init__(self, selection: Selection) -> None:
         self.selection = selection
         s = selection
-        self._includes = _globs(s.include_namespaces, "--include-namespaces")
-        self._excludes = _globs(s.exclude_namespaces, "--exclude-namespaces")
+        self._includes = compile_globs(s.include_namespaces, "--include-namespaces")
+        self._excludes = compile_globs(s.exclude_namespaces, "--exclude-namespaces")
         self._exact = frozenset(s.exact_namespaces)
         self._expands = _expands(s)
         # IncludeEverything (includes_excludes.go:261-263): no excludes, includes empty or "*".
@@ -470,151 +336,3 @@ class Matcher:
     def matches_no_namespace(self) -> bool:
         return not self._every_namespace and not any(
             self.namespace_selected(n) for n in self.item_namespaces)
-
-
-# --- what a verification covers ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Scope:
-    """What a verification covers (docs/format.md §9.2): the whole backup (no selection and no
-    resources), what a Velero restore of ``selection`` can read, and/or single ``resources``
-    (tar paths or bucket object names). ``velero-backup.json`` is in every scope: it is the
-    backup's identity."""
-
-    selection: Selection | None = None
-    resources: frozenset[str] = frozenset()
-
-    @classmethod
-    def namespace(cls, *names: str) -> Scope:
-        """What a restore of these namespaces (exact names) reads."""
-        return cls(Selection(exact_namespaces=names))
-
-    @property
-    def whole(self) -> bool:
-        return self.selection is None and not self.resources
-
-    def describe(self) -> str:
-        if self.whole:
-            return "whole backup"
-        parts = [self.selection.describe()] if self.selection is not None else []
-        parts += [f"resource {p}" for p in sorted(self.resources)]
-        return ", ".join(parts)
-
-
-class ScopeRule:
-    """A Scope applied to one backup's leaves (a Matcher holds what it has seen)."""
-
-    def __init__(self, scope: Scope, backup: str) -> None:
-        self.scope = scope
-        self.backup = backup
-        self.matcher = Matcher(scope.selection) if scope.selection is not None else None
-
-    def covers(self, namespace: str, gr: str, kind: str, name: str, path: str) -> bool:
-        if self.scope.whole or path in self.scope.resources:
-            return True
-        if kind == SCOPE_BUCKET and name == BACKUP_OBJECT:
-            return True
-        return self.matcher is not None and self.matcher.covers(
-            namespace, gr, kind, name, self.backup)
-
-    def covers_key(self, sort_key: bytes, path: str) -> bool:
-        """``covers`` from a sort key (NUL-joined components, with or without terminator)."""
-        namespace, gr, kind, name = sort_key.decode("utf-8").split("\0", 4)[:4]
-        return self.covers(namespace, gr, kind, name, path)
-
-    def finish(self) -> bool:
-        """After every leaf was seen: whether to decide the leaves again (Matcher.finish)."""
-        return self.matcher is not None and self.matcher.finish()
-
-    @property
-    def notes(self) -> list[str]:
-        return self.matcher.notes if self.matcher is not None else []
-
-
-# --- a Velero Restore object ------------------------------------------------------------------
-
-def selection_from_restore(obj: Any, backup: str, source: str) -> Selection:
-    """The Selection of a Restore manifest (kubectl get restore -o yaml, or the file to apply)."""
-    if isinstance(obj, Mapping) and obj.get("kind") == "List":
-        items = obj.get("items")
-        if not isinstance(items, list) or len(items) != 1:
-            raise UsageError(f"{source}: a List of {len(items) if isinstance(items, list) else 0}"
-                             " objects; give exactly one Restore")
-        obj = items[0]
-    if not isinstance(obj, Mapping) or obj.get("kind") != "Restore" or not str(
-            obj.get("apiVersion", "")).startswith("velero.io/"):
-        raise UsageError(f"{source}: not a Velero Restore object (kind: Restore, apiVersion: velero.io/v1)")
-    spec = obj.get("spec")
-    if not isinstance(spec, Mapping):
-        raise UsageError(f"{source}: the Restore has no spec")
-    named = spec.get("backupName")
-    if named and spec.get("scheduleName"):
-        raise UsageError(f"{source}: the Restore names both a backup and a schedule, which Velero "
-                         "refuses (restore_controller.go backupXorScheduleProvided)")
-    if not named:
-        schedule = spec.get("scheduleName")
-        if schedule:
-            raise UsageError(f"{source}: the Restore names schedule {schedule!r}, not a backup; "
-                             "Velero restores its latest backup: verify that backup by name")
-        raise UsageError(f"{source}: the Restore has no spec.backupName")
-    if named != backup:
-        raise UsageError(f"{source}: the Restore is of backup {named!r}, not {backup!r}")
-
-    def strings(key: str) -> tuple[str, ...]:
-        value = spec.get(key)
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UsageError(f"{source}: spec.{key} is not a list of strings")
-        return tuple(value)
-
-    icr = spec.get("includeClusterResources")
-    if icr is not None and not isinstance(icr, bool):
-        raise UsageError(f"{source}: spec.includeClusterResources is not true, false or null")
-    unused = tuple(f for f in NOT_NARROWING_FIELDS if spec.get(f) not in (None, [], {}, ""))
-    return Selection(
-        include_namespaces=strings("includedNamespaces"),
-        exclude_namespaces=strings("excludedNamespaces"),
-        include_resources=strings("includedResources"),
-        exclude_resources=strings("excludedResources"),
-        include_cluster_resources=icr,
-        unused_fields=unused,
-    )
-
-
-def parse_restore_manifest(data: bytes, source: str) -> Any:
-    """A Restore manifest's object: JSON, or YAML (one document)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{source}: not UTF-8 text") from e
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        import json
-
-        try:
-            return json.loads(text)
-        except ValueError as e:
-            raise UsageError(f"{source}: not valid JSON ({e})") from e
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        documents = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
-    except yaml.YAMLError as e:
-        raise UsageError(f"{source}: not valid YAML or JSON ({str(e).splitlines()[0]})") from e
-    if len(documents) != 1:
-        raise UsageError(f"{source}: {len(documents)} YAML documents; give exactly one Restore")
-    return documents[0]
-
-
-__all__ = [
-    "Glob",
-    "Matcher",
-    "Scope",
-    "ScopeRule",
-    "Selection",
-    "parse_restore_manifest",
-    "selection_from_restore",
-    "split_list",
-]
