@@ -205,7 +205,8 @@ def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal:
     digests: dict[str, dict[str, str]] = {}
     after = fingerprints(location, to_read) if need_prints and to_read else {}
     checked: list[BackupRow] = []
-    for row in read_rows:
+    for read in read_rows:
+        row = read
         if row.status == VERIFIED and need_prints and after.get(row.name) != before.get(row.name):
             row = BackupRow(row.name, ERROR, "changed while it was being audited: run the audit "
                             "again", row.uid, row.root)

@@ -175,7 +175,7 @@ def check_results_place(location: Any, url: str) -> None:
         prefix = getattr(location, "prefix", None)
         same = store is not None and isinstance(prefix, str) and store.bucket == results.bucket
         if same and isinstance(prefix, str) and (
-                prefix == "" or results.prefix == prefix or results.prefix.startswith(prefix + "/")):
+                prefix in ("", results.prefix) or results.prefix.startswith(prefix + "/")):
             inside = results.prefix[len(prefix):].lstrip("/")
     elif isinstance(location, LocalBucket):
         root = location.root.resolve()

@@ -16,8 +16,10 @@ crash (#141), and plain inclusion of some leaves never proves completeness (#161
 from __future__ import annotations
 
 import bisect
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from merkle_backup.core import tree
 from merkle_backup.core.leaf import LeafRecord, decode_record
@@ -83,7 +85,7 @@ def check_namespace_records(
         decoded = [decode_record(r) for r in records]
     except ValueError as e:
         raise ProofError(f"namespace proof holds an invalid leaf record: {e}") from e
-    for previous, current in zip(decoded, decoded[1:]):
+    for previous, current in itertools.pairwise(decoded):
         if not previous.key < current.key:
             raise ProofError("namespace proof records are not in strict key order")
     inner = decoded

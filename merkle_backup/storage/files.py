@@ -18,9 +18,10 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from merkle_backup.errors import Error, StorageError
 
@@ -206,7 +207,7 @@ def temporary_file(what: str) -> Iterator[BinaryIO]:
     import tempfile
 
     try:
-        f = tempfile.TemporaryFile(prefix="merkle-backup.")
+        f = tempfile.TemporaryFile(prefix="merkle-backup.")  # noqa: SIM115 (closed below)
     except OSError as e:
         raise StorageError(
             f"cannot create a temporary file for {what} in {temp_dir_label()}: {e.strerror or e}"

@@ -15,9 +15,10 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from merkle_backup.errors import StorageError
 from merkle_backup.formats.seal import SealHead, read_seal_head

@@ -160,7 +160,7 @@ def _retry_mode_is_default(core: Any) -> bool:
         return False
     try:
         return not core.get_scoped_config().get("retry_mode")
-    except Exception:  # noqa: BLE001 - a missing profile is reported when the client is made
+    except Exception:
         return True
 
 

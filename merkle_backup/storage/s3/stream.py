@@ -152,7 +152,7 @@ class ObjectStream:
         if body is not None:
             try:
                 body.close()
-            except Exception:  # noqa: BLE001, S110 - closing a broken connection may fail too
+            except Exception:
                 pass
 
 
