@@ -45,7 +45,9 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def envelope(statement: dict[str, Any], private: Ed25519PrivateKey) -> bytes:
-    payload = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    payload = json.dumps(
+        statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode()
     signature = sign(private, pae(PAYLOAD_TYPE, payload))
     key = public_key_of(private)
     env = {
@@ -103,7 +105,9 @@ def _b64(text: Any, what: str) -> bytes:
         raise FormatError(f"{what} is not valid base64 ({e})") from e
 
 
-def verify_envelope(data: bytes, trusted: Sequence[PublicKey], source: str = "attestation") -> Checked:
+def verify_envelope(
+    data: bytes, trusted: Sequence[PublicKey], source: str = "attestation"
+) -> Checked:
     """The statement of a DSSE envelope signed by a trusted key. FormatError (exit 3) for what
     is not an envelope of an audit statement; SignatureError (exit 1) when no trusted key
     signed exactly these bytes."""
@@ -146,9 +150,17 @@ def verify_envelope(data: bytes, trusted: Sequence[PublicKey], source: str = "at
         raise FormatError(f"{source}: predicateType is {st.get('predicateType')!r}, not a "
                           "merkle-backup audit")
     subjects, predicate = st.get("subject"), st.get("predicate")
-    if not isinstance(subjects, list) or not subjects or not all(
-            isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("digest"), dict)
-            and s["digest"] for s in subjects):
+    if (
+        not isinstance(subjects, list)
+        or not subjects
+        or not all(
+            isinstance(s, dict)
+            and isinstance(s.get("name"), str)
+            and isinstance(s.get("digest"), dict)
+            and s["digest"]
+            for s in subjects
+        )
+    ):
         raise FormatError(f"{source}: the statement's subjects are malformed")
     if not isinstance(predicate, dict) or not isinstance(predicate.get("findings"), dict) \
             or not isinstance(predicate["findings"].get("backups"), list) \

@@ -140,7 +140,9 @@ class State:
     records: dict[str, Record]
     note: str = ""  # why an existing state was not used
 
-    def usable(self, name: str, fingerprint: str, now: datetime, recheck_after: float) -> Record | None:
+    def usable(
+        self, name: str, fingerprint: str, now: datetime, recheck_after: float
+    ) -> Record | None:
         record = self.records.get(name)
         if record is None or record.fingerprint != fingerprint:
             return None
@@ -150,8 +152,12 @@ class State:
         return record
 
     def encode(self) -> bytes:
-        obj = {"format": STATE_FORMAT, "location": self.location, "trusted_key_ids": list(self.key_ids),
-               "backups": {n: r.to_json() for n, r in sorted(self.records.items())}}
+        obj = {
+            "format": STATE_FORMAT,
+            "location": self.location,
+            "trusted_key_ids": list(self.key_ids),
+            "backups": {n: r.to_json() for n, r in sorted(self.records.items())},
+        }
         return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -185,7 +191,9 @@ def load_state(path: Path, location: str, key_ids: Sequence[str]) -> State:
         stored_location = obj["location"]
         stored_keys = tuple(sorted(obj["trusted_key_ids"]))
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise CannotCheck(f"state file {path} is unreadable ({e}): delete it or run with --full") from e
+        raise CannotCheck(
+            f"state file {path} is unreadable ({e}): delete it or run with --full"
+        ) from e
     if stored_location != location:
         return State(location, keys, {}, f"state file {path} is for {stored_location}: ignored, "
                      "every backup is read")

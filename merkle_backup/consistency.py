@@ -25,7 +25,9 @@ class Inconsistency:
 
 def needs_manifest_check(key: ResourceKey) -> bool:
     """Preferred-version copies are checked through their classic twin (same bytes)."""
-    return key.scope in (SCOPE_CLUSTER, SCOPE_NAMESPACED) and not key.version.endswith(PREFERRED_SUFFIX)
+    return key.scope in (SCOPE_CLUSTER, SCOPE_NAMESPACED) and not key.version.endswith(
+        PREFERRED_SUFFIX
+    )
 
 
 class _Metadata(msgspec.Struct):

@@ -98,7 +98,9 @@ class AuditReport:
 
     @property
     def summary(self) -> dict[str, int]:
-        return {s: len(self.with_status(s)) for s in (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)}
+        return {
+            s: len(self.with_status(s)) for s in (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)
+        }
 
     @property
     def exit_code(self) -> int:
@@ -245,7 +247,9 @@ def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int) -> l
     return [rows[n] for n in names]
 
 
-def _audit_one(location: Location, name: str, trusted: Sequence[PublicKey], limits: Limits) -> BackupRow:
+def _audit_one(
+    location: Location, name: str, trusted: Sequence[PublicKey], limits: Limits
+) -> BackupRow:
     from merkle_backup.verifier import verify_backup
 
     if not is_backup_name(name):
@@ -289,7 +293,9 @@ def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
         if phase is None:
             return BackupRow(name, SKIPPED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
         if not phase.is_final:
-            return BackupRow(name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid)
+            return BackupRow(
+                name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid
+            )
         source = location.open(name)
         result = seal_backup(source, private_key, created_at=clock(), limits=limits, replace=False)
         cp = result.checkpoint

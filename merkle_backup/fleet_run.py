@@ -77,9 +77,15 @@ class AuditRun:
             from merkle_backup.shard import ResultsStore
 
             shard = o.shard or Shard(0, 1)
-            data = encode_result(self.report, shard=shard, run_id=o.run_id or "", listed=self.listed,
-                                 key_ids=self.key_ids, started=_iso(self.started),
-                                 finished=_iso(self.finished))
+            data = encode_result(
+                self.report,
+                shard=shard,
+                run_id=o.run_id or "",
+                listed=self.listed,
+                key_ids=self.key_ids,
+                started=_iso(self.started),
+                finished=_iso(self.finished),
+            )
             store = ResultsStore(o.results, o.connection)
             say(f"wrote shard {shard} result {store.put(shard.object_name, data)}")
         if o.state is not None and self.state is not None:
@@ -111,7 +117,10 @@ class AuditRun:
             entry["reread"] = row.name not in self.reused
             when = self.verified_at.get(row.name)
             entry["last_full_verification"] = _iso(when) if when else None
-            for part, filename in (("tarball", f"{row.name}.tar.gz"), ("seal", f"{row.name}{SEAL_SUFFIX}")):
+            for part, filename in (
+                ("tarball", f"{row.name}.tar.gz"),
+                ("seal", f"{row.name}{SEAL_SUFFIX}"),
+            ):
                 if part in d:
                     url = f"{loc}/backups/{row.name}/{filename}"
                     subjects.append(subject(url, d[part]))
@@ -128,8 +137,16 @@ class AuditRun:
                 "shard": {"index": o.shard.index, "count": o.shard.count} if o.shard else None,
                 "require_seal": self.report.require_seal,
                 "trusted_key_ids": self.key_ids,
-                "incremental": ({"state": True, "full": o.full, "recheck_after_seconds": o.recheck_after,
-                                 "not_reread": self.skipped} if o.state else None),
+                "incremental": (
+                    {
+                        "state": True,
+                        "full": o.full,
+                        "recheck_after_seconds": o.recheck_after,
+                        "not_reread": self.skipped,
+                    }
+                    if o.state
+                    else None
+                ),
             },
             "findings": {
                 "exit_code": self.report.exit_code,
@@ -148,9 +165,16 @@ def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal: bool, limits: Any,
-              options: FleetOptions, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-              ) -> AuditRun:
+def run_audit(
+    location: Any,
+    trusted: Sequence[Any],
+    *,
+    jobs: int,
+    require_seal: bool,
+    limits: Any,
+    options: FleetOptions,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> AuditRun:
     if options.attest is not None and options.key is None:
         raise UsageError("--attest needs --key (the private key that signs the attestation)")
     if options.results is not None:
@@ -245,9 +269,11 @@ def run_audit(location: Any, trusted: Sequence[Any], *, jobs: int, require_seal:
     rows = sorted([*checked, *reused_rows()], key=lambda r: r.name)
     if not rows and options.shard is None:
         notes.append(f"no backups under {location.describe()}")
-    final = shard_report(location.describe(), require_seal, rows, notes, len(listed)) \
-        if options.shard is not None else AuditReport(location.describe(), require_seal, tuple(rows),
-                                                      tuple(notes))
+    final = (
+        shard_report(location.describe(), require_seal, rows, notes, len(listed))
+        if options.shard is not None
+        else AuditReport(location.describe(), require_seal, tuple(rows), tuple(notes))
+    )
     run = AuditRun(final, options, location, list(listed), key_ids, started, finished,
                    time.monotonic() - t0, len(reused), state, digests, verified_at, notes)
     run.reused = set(reused)

@@ -46,8 +46,11 @@ def registry(report: AuditReport, *, duration: float, finished: datetime,
     def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
         return Gauge(name, doc, labels + extra, registry=reg)
 
-    by_status = gauge("merkle_backup_audit_backups", "Backups of the storage location by audit status",
-                      ["location", "status"])
+    by_status = gauge(
+        "merkle_backup_audit_backups",
+        "Backups of the storage location by audit status",
+        ["location", "status"],
+    )
     for status, count in report.summary.items():
         by_status.labels(loc, status, *extra_values).set(count)
     status_g = gauge("merkle_backup_backup_status", "1 for the audit status of each backup",
@@ -71,8 +74,11 @@ def registry(report: AuditReport, *, duration: float, finished: datetime,
     gauge("merkle_backup_audit_skipped_backups",
           "Backups unchanged since their last full verification, not re-read (--state)",
           ["location"]).labels(loc, *extra_values).set(skipped)
-    gauge("merkle_backup_audit_exit_code", "The audit's exit code (0 ok, 1 tampered, 3 could not check)",
-          ["location"]).labels(loc, *extra_values).set(report.exit_code)
+    gauge(
+        "merkle_backup_audit_exit_code",
+        "The audit's exit code (0 ok, 1 tampered, 3 could not check)",
+        ["location"],
+    ).labels(loc, *extra_values).set(report.exit_code)
     return reg
 
 

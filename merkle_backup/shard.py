@@ -239,12 +239,20 @@ def decode_result(data: bytes, where: str) -> dict[str, Any]:
     try:
         shard, shards = obj["shard"], obj["shards"]
         report = obj["report"]
-        ok = (isinstance(shard, int) and isinstance(shards, int) and 0 <= shard < shards <= MAX_SHARDS
-              and isinstance(obj["run_id"], str) and isinstance(obj["location"], str)
-              and isinstance(obj["listed"], list) and all(isinstance(n, str) for n in obj["listed"])
-              and obj["listed_sha256"] == listing_digest(obj["listed"])
-              and isinstance(report, dict) and isinstance(report["backups"], list)
-              and isinstance(obj["require_seal"], bool) and isinstance(obj["trusted_key_ids"], list))
+        ok = (
+            isinstance(shard, int)
+            and isinstance(shards, int)
+            and 0 <= shard < shards <= MAX_SHARDS
+            and isinstance(obj["run_id"], str)
+            and isinstance(obj["location"], str)
+            and isinstance(obj["listed"], list)
+            and all(isinstance(n, str) for n in obj["listed"])
+            and obj["listed_sha256"] == listing_digest(obj["listed"])
+            and isinstance(report, dict)
+            and isinstance(report["backups"], list)
+            and isinstance(obj["require_seal"], bool)
+            and isinstance(obj["trusted_key_ids"], list)
+        )
         rows = [_row(b) for b in report["backups"]] if ok else []
     except (KeyError, TypeError, ValueError) as e:
         raise CannotCheck(f"{where}: malformed shard result ({e})") from e
@@ -252,7 +260,9 @@ def decode_result(data: bytes, where: str) -> dict[str, Any]:
         raise CannotCheck(f"{where}: malformed shard result")
     for row in rows:
         if shard_of(row.name, shards) != shard:
-            raise CannotCheck(f"{where}: holds backup {row.name!r}, which is not in shard {shard}/{shards}")
+            raise CannotCheck(
+                f"{where}: holds backup {row.name!r}, which is not in shard {shard}/{shards}"
+            )
     obj["rows"] = rows
     return obj
 
@@ -274,7 +284,12 @@ class ShardReport(AuditReport):
     @property
     def exit_code(self) -> int:
         code = super().exit_code
-        if code == ExitCode.CANNOT_CHECK and not self.backups and self.listed and not self.with_status(ERROR):
+        if (
+            code == ExitCode.CANNOT_CHECK
+            and not self.backups
+            and self.listed
+            and not self.with_status(ERROR)
+        ):
             return ExitCode.VERIFIED
         return code
 

@@ -21,7 +21,8 @@ BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 def is_backup_name(text: str) -> bool:
     return BACKUP_NAME.fullmatch(text) is not None
 
-# Since v1.4 every item is written twice: resources/<gr>/... and resources/<gr>/<v>-preferredversion/...
+# Since v1.4 every item is written twice: resources/<gr>/... and
+# resources/<gr>/<v>-preferredversion/...
 PREFERRED_SUFFIX = "-preferredversion"
 FINAL_PHASES = frozenset({"Completed", "PartiallyFailed", "Failed"})
 

@@ -86,7 +86,9 @@ def key_for_tar_path(path: str) -> ResourceKey:
     if rest[0] == SCOPE_NAMESPACED and len(rest) == 3:
         namespace = rest[1]
         return ResourceKey(namespace, resource, SCOPE_NAMESPACED, _object_name(rest[2]), version)
-    raise PathError("path is outside Velero's layout (resources/<gr>/[<ver>/]cluster|namespaces/...)")
+    raise PathError(
+        "path is outside Velero's layout (resources/<gr>/[<ver>/]cluster|namespaces/...)"
+    )
 
 
 def key_for_bucket_object(filename: str) -> ResourceKey:

@@ -183,7 +183,10 @@ def _blake3_root(leaf_hashes: Sequence[bytes]) -> bytes:
     level: Sequence[bytes] = leaf_hashes
     while len(level) > 1:
         pairs = iter(level)
-        above = [b3(NODE_PREFIX + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
+        above = [
+            b3(NODE_PREFIX + left + right).digest()
+            for left, right in zip(pairs, pairs, strict=False)
+        ]
         if len(level) % 2:
             above.append(level[-1])  # the odd last node is carried up unchanged
         level = above

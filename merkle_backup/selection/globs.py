@@ -131,7 +131,9 @@ def check_brackets(pattern: str) -> None:
             depth_open = i
         elif c == "]":
             if depth_open is None:
-                raise UsageError(f"namespace pattern {pattern!r}: ']' without '[' (Velero refuses it)")
+                raise UsageError(
+                    f"namespace pattern {pattern!r}: ']' without '[' (Velero refuses it)"
+                )
             if i == depth_open + 1:
                 raise UsageError(f"namespace pattern {pattern!r}: empty '[]' (Velero refuses it)")
             depth_open = None

@@ -20,7 +20,9 @@ def selection_from_restore(obj: Any, backup: str, source: str) -> Selection:
         obj = items[0]
     if not isinstance(obj, Mapping) or obj.get("kind") != "Restore" or not str(
             obj.get("apiVersion", "")).startswith("velero.io/"):
-        raise UsageError(f"{source}: not a Velero Restore object (kind: Restore, apiVersion: velero.io/v1)")
+        raise UsageError(
+            f"{source}: not a Velero Restore object (kind: Restore, apiVersion: velero.io/v1)"
+        )
     spec = obj.get("spec")
     if not isinstance(spec, Mapping):
         raise UsageError(f"{source}: the Restore has no spec")

@@ -68,11 +68,15 @@ def _pick_bsl(documents: list[Any], path: Path) -> dict[str, Any]:
     found = [d for d in found if d.get("kind") == "BackupStorageLocation"]
     if len(found) != 1:
         what = "no" if not found else f"{len(found)}"
-        raise CannotCheck(f"{path}: {what} BackupStorageLocation objects; give a file with exactly one")
+        raise CannotCheck(
+            f"{path}: {what} BackupStorageLocation objects; give a file with exactly one"
+        )
     return found[0]
 
 
-def bsl_from_manifest(obj: dict[str, Any], source: Path | str = "BackupStorageLocation") -> BackupStorageLocation:
+def bsl_from_manifest(
+    obj: dict[str, Any], source: Path | str = "BackupStorageLocation"
+) -> BackupStorageLocation:
     """The S3 settings of a BackupStorageLocation object (already parsed)."""
     def fail(message: str) -> CannotCheck:
         return CannotCheck(f"{source}: {message}")
@@ -81,8 +85,13 @@ def bsl_from_manifest(obj: dict[str, Any], source: Path | str = "BackupStorageLo
     if not isinstance(spec, dict):
         raise fail("no spec")
     provider = spec.get("provider")
-    if isinstance(provider, str) and provider.rsplit("/", 1)[-1] not in ("aws", "velero-plugin-for-aws"):
-        raise fail(f"provider {provider!r} is not S3 (aws); only S3-compatible storage is supported")
+    if isinstance(provider, str) and provider.rsplit("/", 1)[-1] not in (
+        "aws",
+        "velero-plugin-for-aws",
+    ):
+        raise fail(
+            f"provider {provider!r} is not S3 (aws); only S3-compatible storage is supported"
+        )
     storage = spec.get("objectStorage")
     if not isinstance(storage, dict) or not isinstance(storage.get("bucket"), str):
         raise fail("no spec.objectStorage.bucket")

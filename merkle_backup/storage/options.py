@@ -23,7 +23,11 @@ class S3Url:
     prefix: str  # no leading or trailing "/"; "" for the bucket's root
 
     def __str__(self) -> str:
-        return f"{S3_SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{S3_SCHEME}{self.bucket}"
+        return (
+            f"{S3_SCHEME}{self.bucket}/{self.prefix}"
+            if self.prefix
+            else f"{S3_SCHEME}{self.bucket}"
+        )
 
 
 def parse_s3_url(text: str) -> S3Url:

@@ -17,7 +17,9 @@ class YamlSubsetError(ValueError):
     """The text uses YAML this reader does not handle (or is not YAML)."""
 
 
-_KEY = re.compile(r"""(?P<key>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s#'"{}\[\],&*!|>%@`][^#]*?)\s*:(?:\s+|$)(?P<rest>.*)$""")
+_KEY = re.compile(
+    r"""(?P<key>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s#'"{}\[\],&*!|>%@`][^#]*?)\s*:(?:\s+|$)(?P<rest>.*)$"""
+)
 
 
 def parse_simple_yaml(text: str) -> list[Any]:
@@ -91,7 +93,9 @@ def _scalar(raw: str) -> Any:
     if value == "[]":
         return []
     if value[0] in "&*!{[%@`" or value.startswith(("- ", "? ")):
-        raise YamlSubsetError(f"unsupported YAML (anchor, alias, tag or flow collection): {value!r}")
+        raise YamlSubsetError(
+            f"unsupported YAML (anchor, alias, tag or flow collection): {value!r}"
+        )
     return value
 
 

@@ -43,7 +43,8 @@ def read_sse_c_key(path: Path, warn: Callable[[str], None] | None = None) -> byt
     key, longer = data[:SSE_C_KEY_BYTES], len(data) > SSE_C_KEY_BYTES
     if len(key) != SSE_C_KEY_BYTES:
         raise StorageError(
-            f"SSE-C key file {path} holds {len(key)} bytes; an SSE-C key is {SSE_C_KEY_BYTES} raw bytes"
+            f"SSE-C key file {path} holds {len(key)} bytes; an SSE-C key is {SSE_C_KEY_BYTES} "
+            "raw bytes"
         )
     if longer and warn is not None:
         warn(f"SSE-C key file {path} is longer than {SSE_C_KEY_BYTES} bytes: only its first "
@@ -77,7 +78,9 @@ def connect(bucket: str, options: ConnectionOptions, *, pool_size: int = 10,
         mode = options.retry_mode or core.get_config_variable("retry_mode")
         if not options.retry_mode and _retry_mode_is_default(core):
             mode = DEFAULT_RETRY_MODE
-        attempts = options.max_attempts or core.get_config_variable("max_attempts") or DEFAULT_MAX_ATTEMPTS
+        attempts = (
+            options.max_attempts or core.get_config_variable("max_attempts") or DEFAULT_MAX_ATTEMPTS
+        )
         connect_timeout, read_timeout, total = timeouts(options)
         config_kwargs: dict[str, Any] = {
             "signature_version": "s3v4",

@@ -59,7 +59,8 @@ def describe_error(e: BaseException, action: str, url: str, store: S3Store | Non
         if code in ("NoSuchKey", "404", "NotFound"):
             return f"{where}: no such object"
         if code == "InvalidAccessKeyId":
-            return f"{where}: access denied: the storage does not know this access key id (InvalidAccessKeyId)"
+            return (f"{where}: access denied: the storage does not know this access key id "
+                    "(InvalidAccessKeyId)")
         if code == "SignatureDoesNotMatch":
             return f"{where}: access denied: the secret access key is wrong (SignatureDoesNotMatch)"
         if code in ("ExpiredToken", "TokenRefreshRequired", "InvalidToken"):
@@ -73,8 +74,10 @@ def describe_error(e: BaseException, action: str, url: str, store: S3Store | Non
                 "encrypt" in message.lower() or not message):
             # S3 says "The object was stored using a form of Server Side Encryption..." (a HEAD
             # has no body, so only its status is known).
-            return (f"{where}: bad request (HTTP 400, {code}): if the object is encrypted with "
-                    f"a customer key (SSE-C), pass --sse-c-key FILE{': ' + message if message else ''}")
+            return (
+                f"{where}: bad request (HTTP 400, {code}): if the object is encrypted with "
+                f"a customer key (SSE-C), pass --sse-c-key FILE{': ' + message if message else ''}"
+            )
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled") or status == 403:
             hint = "wrong credentials or no permission"
             if sse_c and action == "read":
@@ -102,7 +105,8 @@ def describe_error(e: BaseException, action: str, url: str, store: S3Store | Non
         return f"{where}: the endpoint stopped answering (read timeout)"
     if isinstance(e, bx.EndpointConnectionError):
         endpoint = _endpoint_of(getattr(e, "kwargs", {}).get("endpoint_url", ""))
-        return f"{where}: cannot connect to the endpoint {endpoint} (is it up? is --endpoint-url right?)"
+        return (f"{where}: cannot connect to the endpoint {endpoint} (is it up? is "
+                "--endpoint-url right?)")
     if isinstance(e, bx.ConnectionClosedError):
         return f"{where}: the endpoint closed the connection: {_first_line(e)}"
     if isinstance(e, getattr(bx, "ResponseStreamingError", ())):

@@ -50,7 +50,9 @@ class S3Store:
     """One bucket reached through one boto3 client (thread-safe), with the SSE-C key and the
     write settings of the storage location. Every method turns failures into StorageError."""
 
-    def __init__(self, client: Any, bucket: str, options: ConnectionOptions, sse_c_key: bytes | None) -> None:
+    def __init__(
+        self, client: Any, bucket: str, options: ConnectionOptions, sse_c_key: bytes | None
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.options = options
@@ -206,7 +208,10 @@ class S3Store:
             else:
                 self.client.put_object(**params)
         except Exception as e:
-            if http_status(e) == 412 or error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if http_status(e) == 412 or error_code(e) in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
                 raise _seal_exists(url) from e
             raise self._error(e, "write", url) from e
 
@@ -246,7 +251,9 @@ class S3Backup:
     default, or a local file given with ``--seal``.
     """
 
-    def __init__(self, store: S3Store, prefix: str, name: str, seal_path: Path | None = None) -> None:
+    def __init__(
+        self, store: S3Store, prefix: str, name: str, seal_path: Path | None = None
+    ) -> None:
         self.store = store
         self.prefix = prefix
         self.name = name

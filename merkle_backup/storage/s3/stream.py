@@ -103,7 +103,11 @@ class ObjectStream:
 
     def _open(self) -> None:
         pin = self._pin
-        params: dict[str, Any] = {"Bucket": self._store.bucket, "Key": self._key, **self._store._sse_c}
+        params: dict[str, Any] = {
+            "Bucket": self._store.bucket,
+            "Key": self._key,
+            **self._store._sse_c,
+        }
         if pin.etag:  # every S3 store sends one; without it a change can only be seen by size
             params["IfMatch"] = pin.etag
         if self._range_end is not None:  # never 0: a read at the pinned size opens nothing
