@@ -29,6 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.errors import FormatError, SignatureError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.signing import PublicKey, public_key_of, sign
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -79,20 +80,9 @@ class Checked:
 
 
 def _strict_json(data: bytes, what: str) -> Any:
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in items:
-            if k in out:
-                raise ValueError(f"duplicate key {k!r}")
-            out[k] = v
-        return out
-
-    def constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        return loads_json(data)
+    except ValueError as e:
         raise FormatError(f"{what} is not valid JSON ({e})") from e
 
 

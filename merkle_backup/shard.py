@@ -33,6 +33,7 @@ from merkle_backup.fleet import (
     BackupRow,
     FailureRow,
 )
+from merkle_backup.formats.strict import loads_json
 
 RESULT_FORMAT = "merkle-backup-audit-shard/1"
 MAX_SHARDS = 10_000
@@ -220,19 +221,10 @@ def encode_result(report: AuditReport, *, shard: Shard, run_id: str, listed: Seq
     return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=True) + "\n").encode()
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def decode_result(data: bytes, where: str) -> dict[str, Any]:
     try:
-        obj = json.loads(data, object_pairs_hook=_no_duplicates)
-    except (ValueError, UnicodeDecodeError) as e:
+        obj = loads_json(data)
+    except ValueError as e:
         raise CannotCheck(f"{where}: not a shard result ({e})") from e
     if not isinstance(obj, dict) or obj.get("format") != RESULT_FORMAT:
         raise CannotCheck(f"{where}: not a shard result (format is not {RESULT_FORMAT})")

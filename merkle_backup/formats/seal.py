@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 import msgpack
 
 from merkle_backup.errors import FormatError
+from merkle_backup.formats.strict import unique_keys
 
 SEAL_MAGIC = "merkle-backup-seal"
 SEAL_VERSION = 1
@@ -87,19 +88,11 @@ def _invalid(what: str, e: Exception) -> FormatError:
     return FormatError(f"{what} is not valid msgpack ({type(e).__name__}: {e})")
 
 
-def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    """msgpack keeps the last of repeated map keys; one seal must have one reading, so refuse."""
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("a map repeats a key")
-    return result
-
-
 # Every msgpack decode of our files: text as str, only str map keys, lists, no ext types, no
 # repeated map keys, and no string longer than a checkpoint.
 _STRICT: dict[str, Any] = dict(raw=False, strict_map_key=True, use_list=True,
                                max_str_len=MAX_CHECKPOINT_BYTES, max_ext_len=0,
-                               object_pairs_hook=_unique_keys)
+                               object_pairs_hook=unique_keys)  # msgpack keeps the last
 # msgpack raises ValueError (incl. StackError, FormatError) and UnpackException subclasses.
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
