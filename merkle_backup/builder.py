@@ -139,11 +139,21 @@ def write_seal(
     """
     with temporary_file("the seal's leaf records") as records:
         checkpoint, count = _write_records(leaves, checkpoint, inconsistencies, force, records)
+        # Version 2 (docs/format.md §7.4): the framed records are the seal's leaf section.
+        checkpoint = dataclasses.replace(checkpoint, leaves_digest=_hash_from_start(records))
         body = checkpoint.body()
         out.write(encode_seal_head(body, sign(private_key, body), count))
         records.seek(0)
         shutil.copyfileobj(records, out, 1 << 20)
     return checkpoint
+
+
+def _hash_from_start(f: BinaryIO) -> bytes:
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    f.seek(0)
+    while chunk := f.read(4 << 20):
+        hasher.update(chunk)
+    return hasher.digest()
 
 
 def _write_records(

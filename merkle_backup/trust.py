@@ -16,6 +16,13 @@ Each step runs only after the one above it passed:
 4. The leaf table: as many leaves as the checkpoint's tree size, hashing to its signed root.
 5. Every record decodes, each key is the one its path implies, and keys strictly increase.
 
+Version 2 (docs/format.md §7.4, §9.1): when the archive the caller hashed is the signed one, the
+checkpoint records no inconsistency and the seal's leaf section hashes to the signed
+``leaves-blake3``, steps 4-5 are proven by that hash (the sealer wrote those very bytes after
+checking every record), so no record is decoded or hashed: a whole verification reads the
+bucket objects' leaves only, a scoped one decides runs of leaves (``table.RecordTable.groups``).
+Anything else takes the full steps 4-5, so every problem is still found and named.
+
 A ``TrustedSeal`` is made only here, and only after step 2 passed. ``read_unverified`` runs
 steps 1, 3, 4 and 5 without a key (``prove`` without ``--trust``: the proof's recipient checks
 the signature) and returns a ``SealTable``, which no verification accepts. Which backup a seal
@@ -37,7 +44,14 @@ from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import Checkpoint, CheckpointError, parse_checkpoint
 from merkle_backup.core.keys import SCOPE_BUCKET
 from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, SignatureError
-from merkle_backup.formats.seal import SealHead, read_leaves, read_seal_head
+from merkle_backup.formats.seal import (
+    LEAF_ERRORS,
+    SealHead,
+    check_framing,
+    leaf_unpacker,
+    read_leaves,
+    read_seal_head,
+)
 from merkle_backup.selection import Scope, ScopeRule
 from merkle_backup.signing import PublicKey
 
@@ -77,6 +91,20 @@ class TrustedSeal(SealTable):
     """A seal whose signature, checkpoint and leaf table were all checked (steps 1-5)."""
 
     signer: PublicKey | None = None  # always set: open_seal is the only maker
+    # The archive the caller hashed is the sealed file (size and BLAKE3 as signed).
+    archive_proven: bool = False
+    # Steps 4-5 were proven by the signed leaf-section hash (version 2), not record by record.
+    table_proven: bool = False
+
+
+@dataclass(frozen=True)
+class SignedSeal:
+    """Steps 1-3 passed: a seal's head whose checkpoint a trusted key signed. Its leaf table is
+    not checked yet (``open_table``); no verification accepts this."""
+
+    head: SealHead
+    checkpoint: Checkpoint
+    signer: PublicKey
 
 
 def check_signature(signed: Signed, trusted: Sequence[PublicKey]) -> tuple[Checkpoint, PublicKey]:
@@ -105,16 +133,47 @@ def open_seal(seal: bytes | BinaryIO, trusted: Sequence[PublicKey], scope: Scope
     """Steps 1-5. ``seal`` is the seal's bytes or a seekable file at its start; with
     ``keep_tree`` every level of the Merkle tree is kept (to prove leaves)."""
     f = io.BytesIO(seal) if isinstance(seal, bytes) else seal
-    head = read_seal_head(f)
+    return open_table(f, open_signed(f, trusted), scope, keep_tree=keep_tree)
+
+
+def open_signed(f: BinaryIO, trusted: Sequence[PublicKey]) -> SignedSeal:
+    """Steps 1-3 on a seekable seal file at its start; ``open_table`` on the same file next."""
+    head = read_seal_head(f, framing=False)
     checkpoint, signer = check_signature(head, trusted)
+    if checkpoint.version != head.version:  # read_seal_head matched the context line already
+        raise FormatError(f"seal version {head.version} holds a version {checkpoint.version} checkpoint")
+    return SignedSeal(head, checkpoint, signer)
+
+
+def open_table(f: BinaryIO, signed: SignedSeal, scope: Scope = Scope(), *,
+               keep_tree: bool = False, archive: tuple[bytes, int] | None = None) -> TrustedSeal:
+    """Steps 4-5 for a seal ``open_signed`` read from ``f``. ``archive``: (BLAKE3, size) of the
+    tarball as the caller read it, if it did; when it is the signed one, ``archive_proven``.
+    """
+    head, checkpoint, signer = signed.head, signed.checkpoint, signed.signer
+    archive_proven = archive is not None and archive[1] == checkpoint.archive_size and \
+        hmac.compare_digest(archive[0], checkpoint.archive_digest)
+    if archive_proven and checkpoint.leaves_digest is not None and not keep_tree \
+            and not checkpoint.inconsistent:
+        if head.leaf_count != checkpoint.tree_size:
+            raise NotAuthentic(
+                f"seal holds {head.leaf_count} leaves, its checkpoint says {checkpoint.tree_size}")
+        proven = _ProvenTable(head, checkpoint, scope).run(f)
+        if proven is not None:
+            return TrustedSeal(checkpoint, head, **proven, signer=signer, archive_proven=True,
+                               table_proven=True)
+    if not head.framing_checked:
+        check_framing(f, head)
     fields = _TablePass(head, checkpoint, scope, keep_tree).run(f)
-    return TrustedSeal(checkpoint, head, **fields, signer=signer)
+    return TrustedSeal(checkpoint, head, **fields, signer=signer, archive_proven=archive_proven)
 
 
 def read_unverified(seal: BinaryIO, scope: Scope = Scope(), *, keep_tree: bool = False) -> SealTable:
     """Steps 1 and 3-5 without a key: a table consistent with its checkpoint, nothing more."""
     head = read_seal_head(seal)
     checkpoint = _parse(head.checkpoint, "seal checkpoint")
+    if checkpoint.version != head.version:
+        raise FormatError(f"seal version {head.version} holds a version {checkpoint.version} checkpoint")
     return SealTable(checkpoint, head, **_TablePass(head, checkpoint, scope, keep_tree).run(seal))
 
 
@@ -123,6 +182,99 @@ def _parse(text: bytes, what: str) -> Checkpoint:
         return parse_checkpoint(text)
     except CheckpointError as e:
         raise FormatError(f"{what} is malformed: {e}") from e
+
+
+class _ProvenTable:
+    """Steps 4-5 by one hash (version 2): the leaf section, read once in chunks, hashes to the
+    signed ``leaves-blake3``. Only what the scope needs is taken from the very bytes hashed
+    (never read again, so a file changed meanwhile cannot slip in): for the whole backup the
+    bucket objects' leading run of records; for another scope every record (one msgpack call
+    per chunk), decided run by run. ``run`` returns None when the hash differs: the caller then
+    takes the full steps 4-5, which name what is wrong."""
+
+    def __init__(self, head: SealHead, checkpoint: Checkpoint, scope: Scope) -> None:
+        self.head, self.checkpoint, self.scope = head, checkpoint, scope
+        self.rule = ScopeRule(scope, checkpoint.backup)
+
+    def run(self, f: BinaryIO) -> dict[str, object] | None:
+        count = self.head.leaf_count
+        whole = self.scope.whole
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        unpacker = leaf_unpacker()
+        records: list[bytes] = []
+        bucket_run = True  # whole: still in the leading bucket records
+        f.seek(self.head.leaves_at)
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+            if whole and not bucket_run:
+                continue
+            unpacker.feed(chunk)
+            try:
+                records.extend(unpacker)
+            except LEAF_ERRORS:  # not the sealer's bytes: the hash will say so
+                records, whole, bucket_run = [], True, False
+                continue
+            if whole:
+                run = table.bucket_prefix_length(records)
+                if run < len(records):
+                    del records[run:]
+                    bucket_run = False
+        if not hmac.compare_digest(hasher.digest(), self.checkpoint.leaves_digest or b""):
+            return None
+        # The sealer's own bytes: count records, each valid, strictly ordered, under the root.
+        if whole:
+            in_scope = bytearray(b"\x01") * count
+            leaves: table.LeafTable = table.LeafPrefix(
+                [table.check_record(r).item for r in records], count)
+            return self._fields(leaves, in_scope, list(range(len(records))), set(), set())
+        if len(records) != count:
+            raise FormatError("signed leaf section holds another number of leaves")
+        record_table = table.RecordTable(records)
+        in_scope, namespaces, resources = self._scope(record_table)
+        bucket = list(range(record_table.bucket_run()))
+        return self._fields(record_table, in_scope, bucket, namespaces, resources)
+
+    def _fields(self, leaves: table.LeafTable, in_scope: bytearray, bucket: list[int],
+                namespaces: set[str], resources: set[str]) -> dict[str, object]:
+        return {"leaves": leaves, "in_scope": in_scope, "bucket": bucket,
+                "namespaces": namespaces, "resources": resources, "copies": [],
+                "merkle": None, "rule": self.rule, "scope_notes": self.rule.notes}
+
+    def _scope(self, leaves: table.RecordTable) -> tuple[bytearray, set[str], set[str]]:
+        """What ``_TablePass`` marks leaf by leaf, decided once per run of leaves sharing
+        namespace, resource and scope (all that a rule reads of a leaf, but for the names of
+        bucket objects and the paths of single resources: runs holding those are decided leaf
+        by leaf, exactly as ``_TablePass`` decides them, side effects on the rule included)."""
+        in_scope = bytearray(len(leaves))
+        namespaces: set[str] = set()
+        resources: set[str] = set()
+        wanted: set[int] = set()
+        for path in self.scope.resources:
+            i = leaves.index_of(path)
+            if i is not None:
+                resources.add(path)
+                wanted.add(i)
+        groups = list(leaves.groups())
+        self._decide(leaves, groups, in_scope, wanted, everything=True)
+        for g in groups:
+            namespaces.add(g.namespace)
+        if self.rule.finish():  # as _TablePass._widen: only ever adds leaves
+            self._decide(leaves, groups, in_scope, wanted, everything=False)
+        namespaces.discard("")
+        return in_scope, namespaces, resources
+
+    def _decide(self, leaves: table.RecordTable, groups: list[table.Group], in_scope: bytearray,
+                wanted: set[int], *, everything: bool) -> None:
+        covers, covers_group = self.rule.covers, self.rule.covers_group
+        for g in groups:
+            if g.scope == SCOPE_BUCKET or any(g.begin <= i < g.end for i in wanted):
+                for i in range(g.begin, g.end):
+                    if everything or not in_scope[i]:
+                        name = leaves.name(i)
+                        in_scope[i] = covers(g.namespace, g.resource, g.scope, name, leaves.path(i))
+            elif (everything or not all(in_scope[g.begin:g.end])) and \
+                    covers_group(g.namespace, g.resource, g.scope, g.name):
+                in_scope[g.begin:g.end] = b"\x01" * (g.end - g.begin)
 
 
 class _TablePass:

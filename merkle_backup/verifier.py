@@ -12,8 +12,9 @@ The workflow around the chain of trust (trust.py, steps 1-5), each step only aft
 
 from __future__ import annotations
 
-import hmac
+import io
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,7 +39,7 @@ from merkle_backup.selection import Scope
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.files import NotRegularFile
 from merkle_backup.storage.source import BackupSource
-from merkle_backup.trust import TrustedSeal, open_seal
+from merkle_backup.trust import TrustedSeal, open_signed, open_table
 
 # Problems a failure can name (docs/format.md §9.2).
 MODIFIED = "modified"
@@ -47,6 +48,7 @@ UNEXPECTED = "unexpected"
 DUPLICATE = "duplicate"
 MALFORMED = "malformed"
 
+TABLE_PROVEN = "leaf table is byte-identical to the sealed one (leaves-blake3): no record read"
 _HASH_CHUNK = 4 * 2**20
 MAX_LISTED_FAILURES = 1000
 
@@ -191,19 +193,18 @@ class _Checker:
                           UNEXPECTED, f"is {kind}, not a regular file; bucket object was not "
                           "sealed" if kind else "bucket object was not sealed")
 
-    def tarball(self, source: BackupSource, limits: Limits, progress: Callable[[int], None] | None) -> None:
+    def tarball(self, source: BackupSource, limits: Limits,
+                not_regular: NotRegularFile | None) -> None:
         checkpoint = self.seal.checkpoint
         # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
-        try:
-            digest, size = _hash_file(source, progress)
-        except NotRegularFile as e:  # the sealed tarball's place holds a link, FIFO, device
-            self.report.add_failure(Failure(e.path, MODIFIED, e.reason))
+        if not_regular is not None:  # the sealed tarball's place holds a link, FIFO, device
+            self.report.add_failure(Failure(not_regular.path, MODIFIED, not_regular.reason))
             return
-        identical = size == checkpoint.archive_size and hmac.compare_digest(
-            digest, checkpoint.archive_digest
-        )
+        identical = self.seal.archive_proven
         if identical and not checkpoint.inconsistent:
             self.report.notes.append("tarball is byte-identical to the sealed one")
+            if self.seal.table_proven:
+                self.report.notes.append(TABLE_PROVEN)
             return
         if identical:  # authentic, but sealed with --force: read it to name what is inconsistent
             self.report.notes.append(
@@ -368,13 +369,19 @@ def verify_backup(
     limits: Limits = Limits(),
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    if seal_bytes is None:
-        with source.open_seal() as f:
-            seal = open_seal(f, trusted, scope)
-    else:
-        seal = open_seal(seal_bytes, trusted, scope)
+    not_regular: NotRegularFile | None = None
+    with source.open_seal() if seal_bytes is None else nullcontext(io.BytesIO(seal_bytes)) as f:
+        signed = open_signed(f, trusted)
+        check_identity(signed.checkpoint, source, expected_uid)
+        # The tarball is hashed before the table is checked: when it is the sealed file and
+        # the seal's leaf section is unchanged (version 2), no record needs reading (trust.py).
+        archive = None
+        try:
+            archive = _hash_file(source, progress)
+        except NotRegularFile as e:
+            not_regular = e
+        seal = open_table(f, signed, scope, archive=archive)
     checkpoint = seal.checkpoint
-    check_identity(checkpoint, source, expected_uid)
     assert seal.signer is not None
     report = VerifyReport(
         backup=checkpoint.backup, uid=checkpoint.uid, root=checkpoint.root,
@@ -387,7 +394,7 @@ def verify_backup(
     _note_scope(scope, seal, report)
     report.warnings.extend(seal.copies)
     checker.bucket_objects(source)
-    checker.tarball(source, limits, progress)
+    checker.tarball(source, limits, not_regular)
     checker.unknown_resources()
     return report
 

@@ -143,7 +143,7 @@ def test_inspect(sealed: Path) -> None:
     assert info["backup"] == "demo-small" and info["leaves"] == 330 and info["verified"] is False
     assert info["leaves_by_namespace"][NS_A] > 0
     code, out, _ = run("inspect", sealed / "demo-small-merkle.seal")
-    assert code == 0 and "UNVERIFIED" in out and "merkle-backup/checkpoint/v1" in out
+    assert code == 0 and "UNVERIFIED" in out and "merkle-backup/checkpoint/v2" in out
 
 
 # --- tampering is caught and named --------------------------------------------------------------

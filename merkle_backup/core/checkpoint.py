@@ -15,9 +15,16 @@ from datetime import datetime, timezone
 from merkle_backup.velero import is_backup_name
 
 CONTEXT = "merkle-backup/checkpoint/v1"
+# Version 2 (docs/format.md §5.3) adds the BLAKE3 of the seal's leaf section, after archive-size.
+CONTEXT_V2 = "merkle-backup/checkpoint/v2"
+CONTEXTS = (CONTEXT, CONTEXT_V2)
 _LABELS = (
     "backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "created", "key",
     "inconsistent",
+)
+_LABELS_V2 = (
+    "backup", "uid", "tree-size", "root", "archive-blake3", "archive-size", "leaves-blake3",
+    "created", "key", "inconsistent",
 )
 _UID = re.compile(r"(-|[A-Za-z0-9][A-Za-z0-9-]{0,63})\Z")
 _HEX32 = re.compile(r"[0-9a-f]{64}\Z")
@@ -43,6 +50,13 @@ class Checkpoint:
     # How many defence-in-depth findings (consistency.py) the sealer accepted with --force; a
     # verifier that skips reading an unchanged tarball still knows whether to warn.
     inconsistent: int = 0
+    # Version 2 only (None in version 1): BLAKE3-256 of the seal file's leaf section (§7.4), so
+    # an unchanged table is proven by one hash instead of every record.
+    leaves_digest: bytes | None = None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.leaves_digest is None else 2
 
     def __post_init__(self) -> None:
         if not is_backup_name(self.backup):
@@ -50,8 +64,8 @@ class Checkpoint:
         if not _UID.match(self.uid):
             raise CheckpointError(f"backup uid {self.uid!r} is not a valid UID")
         for label, value in (("root", self.root), ("archive-blake3", self.archive_digest),
-                             ("key", self.key_id)):
-            if len(value) != 32:
+                             ("key", self.key_id), ("leaves-blake3", self.leaves_digest)):
+            if value is not None and len(value) != 32:
                 raise CheckpointError(f"{label} must be 32 bytes")
         for label, number in (("tree-size", self.tree_size), ("archive-size", self.archive_size),
                               ("inconsistent", self.inconsistent)):
@@ -64,7 +78,7 @@ class Checkpoint:
 
     def body(self) -> bytes:
         """The signed bytes (docs/format.md §5.1)."""
-        values = (
+        values = [
             self.backup,
             self.uid,
             str(self.tree_size),
@@ -74,8 +88,12 @@ class Checkpoint:
             self.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
             self.key_id.hex(),
             str(self.inconsistent),
-        )
-        lines = [CONTEXT] + [f"{label} {value}" for label, value in zip(_LABELS, values)]
+        ]
+        context, labels = CONTEXT, _LABELS
+        if self.leaves_digest is not None:
+            context, labels = CONTEXT_V2, _LABELS_V2
+            values.insert(6, self.leaves_digest.hex())
+        lines = [context] + [f"{label} {value}" for label, value in zip(labels, values)]
         return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -88,18 +106,20 @@ def parse_checkpoint(data: bytes) -> Checkpoint:
     if not text.endswith("\n"):
         raise CheckpointError("checkpoint must end with a newline")
     lines = text[:-1].split("\n")
-    if lines[0] != CONTEXT:
-        raise CheckpointError(f"checkpoint context is {lines[0][:60]!r}, expected {CONTEXT!r}")
-    if len(lines) != 1 + len(_LABELS):
-        raise CheckpointError(f"checkpoint has {len(lines)} lines, expected {1 + len(_LABELS)}")
+    if lines[0] not in CONTEXTS:
+        raise CheckpointError(f"checkpoint context is {lines[0][:60]!r}, expected {CONTEXT!r} "
+                              f"or {CONTEXT_V2!r}")
+    labels = _LABELS if lines[0] == CONTEXT else _LABELS_V2
+    if len(lines) != 1 + len(labels):
+        raise CheckpointError(f"checkpoint has {len(lines)} lines, expected {1 + len(labels)}")
     values: dict[str, str] = {}
-    for label, line in zip(_LABELS, lines[1:]):
+    for label, line in zip(labels, lines[1:]):
         prefix = label + " "
         if not line.startswith(prefix):
             raise CheckpointError(f"checkpoint line {line[:60]!r} should start with {prefix!r}")
         values[label] = line[len(prefix) :]
-    for label in ("root", "archive-blake3", "key"):
-        if not _HEX32.match(values[label]):
+    for label in ("root", "archive-blake3", "key", "leaves-blake3"):
+        if label in values and not _HEX32.match(values[label]):
             raise CheckpointError(f"checkpoint {label} is not 64 lowercase hex digits")
     for label in ("tree-size", "archive-size", "inconsistent"):
         if not _DECIMAL.match(values[label]):
@@ -122,6 +142,7 @@ def parse_checkpoint(data: bytes) -> Checkpoint:
         created=created,
         key_id=bytes.fromhex(values["key"]),
         inconsistent=int(values["inconsistent"]),
+        leaves_digest=bytes.fromhex(values["leaves-blake3"]) if "leaves-blake3" in values else None,
     )
     if checkpoint.body() != data:  # belt and braces: exactly one encoding per checkpoint
         raise CheckpointError("checkpoint is not in canonical form")

@@ -352,3 +352,141 @@ class LeafTable:
     def namespace_range(self, namespace: str) -> NamespaceRange:
         """The namespace's contiguous run of leaves and its two neighbours (§3.2, §11.3)."""
         return namespace_range(self.items, namespace, namespace_of)
+
+
+# --- a proven leaf section (seal version 2) ---------------------------------------------------
+
+BUCKET_RECORD_PREFIX = b"\0\0\0\0\0\x06bucket"  # LP("") ‖ LP("") ‖ LP("bucket"): §3.1, §4.1
+
+
+def bucket_prefix_length(records: list[bytes]) -> int:
+    """How many of these records (in key order) are bucket objects: they sort first (§3.2).
+    Anything but a record (of a section not yet proven) ends the run."""
+    return bisect_left(records, True, key=lambda r: type(r) is not bytes
+                       or not r.startswith(BUCKET_RECORD_PREFIX))
+
+
+def record_fields(record: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """The five key components of a well-formed record (one a sealer wrote), as UTF-8 bytes."""
+    fields = []
+    p = 0
+    for _ in range(5):
+        n = (record[p] << 8) | record[p + 1]
+        fields.append(record[p + 2:p + 2 + n])
+        p += 2 + n
+    return fields[0], fields[1], fields[2], fields[3], fields[4]
+
+
+def record_sort_key(record: bytes) -> bytes:
+    """The sort key (NUL-ended, §3.2) of a well-formed record."""
+    return b"\0".join(record_fields(record)) + b"\0"
+
+
+class Group(NamedTuple):
+    """A run of leaves sharing namespace, resource and scope: what a scope decides by (§9.2);
+    ``name`` is its first leaf's."""
+
+    begin: int
+    end: int
+    namespace: str
+    resource: str
+    scope: str
+    name: str
+
+
+class RecordTable(LeafTable):
+    """The leaves of a seal whose leaf section was proven by its signed hash (§7.4): the
+    sealer's own records, already known to decode, in strict key order and hashing to the root,
+    so none is decoded or hashed again here. Kept as the records themselves; found by key with
+    a bisection that decodes O(log n) keys, so asking about a few leaves costs a few records.
+    """
+
+    __slots__ = ()
+
+    def record(self, index: int) -> bytes:
+        return self.items[index]
+
+    def namespace(self, index: int) -> str:
+        return record_fields(self.items[index])[0].decode("utf-8")
+
+    def sort_key(self, index: int) -> bytes:
+        return record_sort_key(self.items[index])
+
+    def tail(self, index: int) -> bytes:
+        return self.items[index][-TAIL:]
+
+    def is_bucket_object(self, index: int) -> bool:
+        return self.items[index].startswith(BUCKET_RECORD_PREFIX)
+
+    def matches(self, index: int, item: bytes) -> bool:
+        return record_of(item) == self.items[index]
+
+    def find(self, key: bytes, path: str, item: bytes = b"") -> int | None:
+        items = self.items
+        i = bisect_left(items, key, key=record_sort_key)
+        if i < len(items) and record_sort_key(items[i]) == key and self.path(i) == path:
+            return i
+        return None
+
+    def namespace_range(self, namespace: str) -> NamespaceRange:
+        return namespace_range(self.items, namespace,
+                               lambda r: record_fields(r)[0].decode("utf-8"))
+
+    def name(self, index: int) -> str:
+        return record_fields(self.items[index])[3].decode("utf-8")
+
+    def bucket_run(self) -> int:
+        return bucket_prefix_length(self.items)
+
+    def groups(self) -> Iterator[Group]:
+        """Every run of leaves sharing (namespace, resource, scope), in key order; each found
+        by galloping search (keys are sorted, so a run is contiguous)."""
+        items = self.items
+        count = len(items)
+        i = 0
+        while i < count:
+            record = items[i]
+            fields = []
+            p = 0
+            for _ in range(4):
+                n = (record[p] << 8) | record[p + 1]
+                fields.append(record[p + 2:p + 2 + n].decode("utf-8"))
+                p += 2 + n
+                if len(fields) == 3:
+                    # LP(ns) ‖ LP(gr) ‖ LP(scope): length prefixes make the encoding prefix-free,
+                    # so a record starts with these bytes iff it shares the three fields.
+                    prefix = record[:p]
+            # Galloping: most runs are short; the run ends in (i + step // 2, i + step].
+            step = 1
+            while i + step < count and items[i + step].startswith(prefix):
+                step *= 2
+            lo, hi = i + step // 2 + 1, min(i + step, count)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if items[mid].startswith(prefix):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            yield Group(i, lo, fields[0], fields[1], fields[2], fields[3])
+            i = lo
+
+
+class LeafPrefix(LeafTable):
+    """The first leaves of a table of ``count`` (a proven seal's bucket objects, all that a
+    whole verification of an unchanged archive reads); asking about any other leaf, or
+    searching, is a bug and fails loudly rather than answering "not sealed"."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, items: list[bytes], count: int) -> None:
+        super().__init__(items)
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def find(self, key: bytes, path: str, item: bytes = b"") -> int | None:
+        raise LookupError("a leaf prefix cannot be searched")
+
+    def namespace_range(self, namespace: str) -> NamespaceRange:
+        raise LookupError("a leaf prefix cannot be searched")

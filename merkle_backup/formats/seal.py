@@ -1,7 +1,8 @@
 """The seal file: bytes <-> SealFile (docs/format.md §7).
 
 One msgpack map with exactly the keys ``magic``, ``version``, ``checkpoint``, ``signature`` and
-``leaves``. Decoding is strict: wrong magic, unknown version, missing or extra keys, wrong
+``leaves``; in version 2 ``leaves`` is the last, so its records (the *leaf section*, §7.4) run
+to the end of the file and their BLAKE3 is signed in the checkpoint. Decoding is strict: wrong magic, unknown version, missing or extra keys, wrong
 types, trailing bytes and over-limit sizes are all FormatError. Nothing here is trusted: the
 verifier checks the signature over ``checkpoint`` first and only then the leaf table.
 """
@@ -13,13 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import blake3
 import msgpack
 
 from merkle_backup.errors import FormatError
 from merkle_backup.formats.strict import unique_keys
 
 SEAL_MAGIC = "merkle-backup-seal"
-SEAL_VERSION = 1
+SEAL_VERSION = 2  # what this tool writes; it reads 1 and 2
+SEAL_VERSIONS = (1, 2)
 MAX_SEAL_BYTES = 2 * 2**30        # a seal of 5 million leaves is about 1 GiB
 MAX_LEAVES = 10_000_000
 MAX_RECORD_BYTES = 6 * (2 + 0xFFFF) + 40
@@ -34,13 +37,21 @@ class SealFile:
     checkpoint: bytes       # the signed checkpoint body (core/checkpoint.py)
     signature: bytes        # Ed25519 over checkpoint
     leaves: list[bytes]     # leaf records (core/leaf.py), in key order
+    # The envelope's version; None: the version of the checkpoint's context line (2 for
+    # "merkle-backup/checkpoint/v2", else 1).
+    version: int | None = None
+
+
+def version_of(checkpoint: bytes) -> int:
+    """The seal version whose checkpoint this text claims to be (its context line)."""
+    return 2 if checkpoint.startswith(b"merkle-backup/checkpoint/v2\n") else 1
 
 
 def encode_seal(seal: SealFile) -> bytes:
     return msgpack.packb(
         {
             "magic": SEAL_MAGIC,
-            "version": SEAL_VERSION,
+            "version": seal.version if seal.version is not None else version_of(seal.checkpoint),
             "checkpoint": seal.checkpoint,
             "signature": seal.signature,
             "leaves": seal.leaves,
@@ -51,13 +62,20 @@ def encode_seal(seal: SealFile) -> bytes:
 
 def encode_seal_head(checkpoint: bytes, signature: bytes, leaves: int) -> bytes:
     """The bytes of ``encode_seal`` up to its first leaf: a seal is this, then each record in
-    the framing of ``leaf_frame``. Lets a sealer write the leaves as it produces them."""
+    the framing of ``leaf_frame`` (the leaf section). Lets a sealer write the leaves as it
+    produces them."""
     packer = msgpack.Packer(use_bin_type=True)
     head = packer.pack_map_header(5)
-    for key, value in (("magic", SEAL_MAGIC), ("version", SEAL_VERSION),
+    for key, value in (("magic", SEAL_MAGIC), ("version", version_of(checkpoint)),
                        ("checkpoint", checkpoint), ("signature", signature)):
         head += packer.pack(key) + packer.pack(value)
     return head + packer.pack("leaves") + packer.pack_array_header(leaves)
+
+
+def leaf_section(records: list[bytes]) -> bytes:
+    """The leaf section of a seal holding these records (§7.4): each record's shortest msgpack
+    ``bin`` header, then the record."""
+    return b"".join(leaf_frame(len(r)) + r for r in records)
 
 
 def leaf_frame(length: int) -> bytes:
@@ -97,15 +115,18 @@ _STRICT: dict[str, Any] = dict(raw=False, strict_map_key=True, use_list=True,
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
 
-def check_envelope(obj: Any, *, what: str, magic: str, version: int, keys: frozenset[str]) -> dict[str, Any]:
+def check_envelope(obj: Any, *, what: str, magic: str, version: int | tuple[int, ...],
+                   keys: frozenset[str]) -> dict[str, Any]:
     """The shared magic/version/exact-keys checks of our msgpack files."""
     if not isinstance(obj, dict):
         raise FormatError(f"{what} is not a msgpack map")
     if obj.get("magic") != magic:
         raise FormatError(f"not a {what}: magic is {str(obj.get('magic'))[:40]!r}, expected {magic!r}")
+    versions = version if isinstance(version, tuple) else (version,)
     found = obj.get("version")
-    if type(found) is not int or found != version:
-        raise FormatError(f"{what} version {found!r} is not supported (this tool reads {version})")
+    if type(found) is not int or found not in versions:
+        reads = " and ".join(map(str, versions))
+        raise FormatError(f"{what} version {found!r} is not supported (this tool reads {reads})")
     if set(obj) != keys:
         missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys, key=repr)
         raise FormatError(f"{what} keys differ from version {version}: missing {missing}, extra {extra}")
@@ -120,6 +141,12 @@ class SealHead:
     signature: bytes
     leaf_count: int
     leaves_at: int  # file offset of the first leaf record's msgpack header
+    version: int = 1
+    # Whether every leaf's framing and the end of the file were read. False only for a
+    # version-2 head read with ``framing=False``: its leaf section runs to the end of the file,
+    # and trust.py hashes it first (check_framing reads it through when the hash differs).
+    framing_checked: bool = True
+    size: int = 0  # the seal file's size in bytes
 
 
 def _unpacker(f: BinaryIO) -> msgpack.Unpacker:
@@ -134,7 +161,7 @@ def _unpacker(f: BinaryIO) -> msgpack.Unpacker:
 SEAL_HEAD_PREFIX_BYTES = 8192
 
 
-def read_seal_head(f: BinaryIO, *, whole: bool = True) -> SealHead:
+def read_seal_head(f: BinaryIO, *, whole: bool = True, framing: bool = True) -> SealHead:
     """Read and check a seal file's envelope (§7.1) in one streaming pass over a seekable
     binary file, skipping the leaf records (in constant memory, whatever the seal's size);
     ``read_leaves`` then streams them. The same rules as ``decode_seal``, which is built on it.
@@ -143,6 +170,10 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True) -> SealHead:
     one ranged GET): every field but the leaves, which must come last, as this tool writes
     them; the leaves and the end of the file are not read. Enough to tell a seal from an
     empty, truncated or foreign file (``seal-all``), not to verify one.
+
+    ``framing=False``: a version-2 seal's leaf section (which must come last) is not read
+    through (``framing_checked`` False): the caller hashes it, and calls ``check_framing`` when
+    the hash is not the signed one. Version-1 seals are read through as with ``framing``.
     """
     size = f.seek(0, io.SEEK_END)
     f.seek(0)
@@ -171,8 +202,11 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True) -> SealHead:
                 raise FormatError(f"seal holds {count} leaves, over the limit of {MAX_LEAVES}")
             leaves_at = unpacker.tell()
             fields[key] = None  # read by read_leaves
-            if not whole:
-                if len(fields) != entries:
+            last = len(fields) == entries
+            if fields.get("version") == 2 and not last:
+                raise FormatError("seal version 2: leaves are not its last field")
+            if not whole or (not framing and last and fields.get("version") == 2):
+                if not last:
                     raise FormatError("seal leaves are not its last field")
                 break
             for _ in range(count):
@@ -181,15 +215,84 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True) -> SealHead:
         raise
     except _MSGPACK_ERRORS as e:
         raise _invalid("seal file", e) from e
-    if whole and unpacker.tell() != size:
+    checked = whole and (framing or fields.get("version") != 2)
+    if checked and unpacker.tell() != size:
         raise FormatError("seal file has trailing bytes after its content")
-    check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSION, keys=_KEYS)
+    check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSIONS, keys=_KEYS)
     checkpoint, signature = fields["checkpoint"], fields["signature"]
     if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
         raise FormatError("seal checkpoint must be binary, at most 4096 bytes")
     if type(signature) is not bytes or len(signature) != 64:
         raise FormatError("seal signature must be 64 bytes of binary")
-    return SealHead(checkpoint, signature, count, leaves_at)
+    version = fields["version"]
+    if version_of(checkpoint) != version:  # no downgrade or upgrade (docs/format.md §7.4)
+        raise FormatError(f"seal version {version} holds a checkpoint of version "
+                          f"{version_of(checkpoint)}")
+    return SealHead(checkpoint, signature, count, leaves_at, version, checked, size)
+
+
+LEAF_ERRORS = _MSGPACK_ERRORS
+
+
+def leaf_unpacker() -> msgpack.Unpacker:
+    """A feed-mode unpacker of leaf records (``feed`` the leaf section, iterate the records)."""
+    return msgpack.Unpacker(max_buffer_size=4 * MAX_RECORD_BYTES + (4 << 20),
+                            max_bin_len=MAX_RECORD_BYTES, max_array_len=0, max_map_len=0,
+                            max_str_len=0, max_ext_len=0)
+
+
+def check_framing(f: BinaryIO, head: SealHead) -> None:
+    """Read a head's leaf section through: every leaf a msgpack value, nothing after the last
+    (what ``read_seal_head`` checks with ``framing``). Record types are read_leaves' check."""
+    f.seek(head.leaves_at)
+    unpacker = _unpacker(f)
+    try:
+        for _ in range(head.leaf_count):
+            unpacker.skip()
+    except _MSGPACK_ERRORS as e:
+        raise _invalid("seal file", e) from e
+    if head.leaves_at + unpacker.tell() != head.size:
+        raise FormatError("seal file has trailing bytes after its content")
+
+
+def hash_leaf_section(f: BinaryIO, head: SealHead) -> bytes:
+    """BLAKE3 of the head's leaf section: from its first leaf to the end of the file (§7.4)."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    f.seek(head.leaves_at)
+    while chunk := f.read(4 << 20):
+        hasher.update(chunk)
+    return hasher.digest()
+
+
+def read_leaf_list(f: BinaryIO, head: SealHead) -> list[bytes]:
+    """Every leaf record at once, decoded by one msgpack call: for a leaf section already proven
+    by its signed hash (so the sealer wrote it). FormatError as read_leaves raises it."""
+    f.seek(head.leaves_at)
+    array = msgpack.Packer().pack_array_header(head.leaf_count)
+    unpacker = msgpack.Unpacker(
+        _Prefixed(array, f), read_size=1 << 20, max_buffer_size=4 * MAX_RECORD_BYTES + (1 << 20),
+        max_bin_len=MAX_RECORD_BYTES, max_array_len=MAX_LEAVES, max_map_len=0, max_str_len=0,
+        max_ext_len=0)
+    try:
+        records = unpacker.unpack()
+    except _MSGPACK_ERRORS as e:
+        raise _invalid("seal file", e) from e
+    if type(records) is not list or not all(type(r) is bytes for r in records):
+        raise FormatError("seal leaves must be a list of binary leaf records")
+    return records
+
+
+class _Prefixed:
+    """A file read as ``prefix`` followed by the rest of ``f`` (for read_leaf_list)."""
+
+    def __init__(self, prefix: bytes, f: BinaryIO) -> None:
+        self.prefix, self.f = prefix, f
+
+    def read(self, n: int = -1) -> bytes:
+        if self.prefix:
+            data, self.prefix = self.prefix, b""
+            return data
+        return self.f.read(n)
 
 
 def read_leaves(f: BinaryIO, head: SealHead) -> Iterator[bytes]:

@@ -53,6 +53,18 @@ class ScopeRule:
         return self.matcher is not None and self.matcher.covers(
             namespace, gr, kind, name, self.backup)
 
+    def covers_group(self, namespace: str, gr: str, kind: str, name: str) -> bool:
+        """``covers`` for a leaf whose path is not one of the scope's single resources: what
+        every leaf of a run sharing (namespace, gr, kind) gets, but for bucket objects, which
+        differ by name (``name`` is the run's first one; only Namespace objects read it, and
+        their runs share it)."""
+        if self.scope.whole:
+            return True
+        if kind == SCOPE_BUCKET and name == BACKUP_OBJECT:
+            return True
+        return self.matcher is not None and self.matcher.covers(
+            namespace, gr, kind, name, self.backup)
+
     def covers_key(self, sort_key: bytes, path: str) -> bool:
         """``covers`` from a sort key (NUL-joined components, with or without terminator)."""
         namespace, gr, kind, name = sort_key.decode("utf-8").split("\0", 4)[:4]

@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from merkle_backup.core.checkpoint import CONTEXT, CheckpointError, parse_checkpoint
+from merkle_backup.core.checkpoint import CONTEXTS, CheckpointError, parse_checkpoint
 from merkle_backup.errors import FormatError, NotAuthentic
 from merkle_backup.tlog.note import (
     ALG_ED25519,
@@ -87,7 +87,7 @@ def parse_entry(raw: bytes, trusted: dict[bytes, bytes], where: str = "log entry
     trusted and signed it; FormatError for anything that is not an entry."""
     note = parse_note(raw)
     first = note.text.split(b"\n", 1)[0].decode()
-    if first == CONTEXT:
+    if first in CONTEXTS:
         try:
             cp = parse_checkpoint(note.text)
         except CheckpointError as e:

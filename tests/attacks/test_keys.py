@@ -71,9 +71,13 @@ def _c2sp_note_body(root: bytes) -> bytes:
 
 OTHER_CONTEXTS = {
     # The checkpoint's own lines under another context line (a future or another format).
-    "other-first-line": lambda cp: cp.replace(b"merkle-backup/checkpoint/v1\n",
-                                              b"merkle-backup/checkpoint/v2\n", 1),
-    "other-tool": lambda cp: cp.replace(b"merkle-backup/checkpoint/v1\n",
+    "other-first-line": lambda cp: cp.replace(b"merkle-backup/checkpoint/v2\n",
+                                              b"merkle-backup/checkpoint/v3\n", 1),
+    # Version 2's eleven lines under version 1's context line (format.md §5.3: each version
+    # has its own lines; a parser takes a text only in the form its context line fixes).
+    "v2-lines-as-v1": lambda cp: cp.replace(b"merkle-backup/checkpoint/v2\n",
+                                            b"merkle-backup/checkpoint/v1\n", 1),
+    "other-tool": lambda cp: cp.replace(b"merkle-backup/checkpoint/v2\n",
                                         b"other-tool/manifest-digest/v1\n", 1),
     "c2sp-tlog-checkpoint": lambda cp: _c2sp_note_body(hashlib.sha256(cp).digest()),
     "c2sp-signed-note": lambda cp: cp + b"\n\xe2\x80\x94 example.com/velero AAAA\n",

@@ -140,7 +140,7 @@ def test_t9_seal_corruption_through_the_cli(small_sealed: tuple[Path, bytes], ke
     checkpoint's first line: exit 1 or 3, one line on stderr, never a traceback."""
     folder, seal_bytes = small_sealed
     path = seal_path(folder)
-    start = seal_bytes.index(b"merkle-backup/checkpoint/v1")
+    start = seal_bytes.index(b"merkle-backup/checkpoint/v2")
     positions = sorted({*range(0, len(seal_bytes), max(1, len(seal_bytes) // 48)),
                         *range(start, start + 28)})
     assert run("verify", folder, "--trust", keypair[1]).code == EXIT_OK

@@ -41,7 +41,7 @@ def pack(obj: object) -> bytes:
 
 
 def fields(seal: SealFile = SMALL) -> dict[str, object]:
-    return {"magic": SEAL_MAGIC, "version": SEAL_VERSION, "checkpoint": seal.checkpoint,
+    return {"magic": SEAL_MAGIC, "version": 1, "checkpoint": seal.checkpoint,
             "signature": seal.signature, "leaves": seal.leaves}
 
 
@@ -85,7 +85,8 @@ def test_golden_encoding() -> None:
 
 def test_constants_match_spec() -> None:
     assert SEAL_MAGIC == "merkle-backup-seal"
-    assert SEAL_VERSION == 1
+    assert SEAL_VERSION == 2  # written; 1 and 2 are read
+    assert seal_module.SEAL_VERSIONS == (1, 2)
     assert seal_module.MAX_LEAVES == 10_000_000
     assert seal_module.MAX_CHECKPOINT_BYTES == 4096
 
@@ -130,7 +131,7 @@ def test_wrong_magic(magic: object) -> None:
     assert_format_error(seal_with(magic=magic))
 
 
-@pytest.mark.parametrize("version", [2, 0, -1, 2**64 - 1, True, "1", b"\x01", 1.0, None, [1]],
+@pytest.mark.parametrize("version", [2, 3, 0, -1, 2**64 - 1, True, "1", b"\x01", 1.0, None, [1]],
                          ids=repr)
 def test_wrong_version(version: object) -> None:
     assert_format_error(seal_with(version=version))
