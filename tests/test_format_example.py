@@ -80,6 +80,66 @@ def example() -> dict:
             "public": public, "key_id": key_id, "body": body, "signature": signature}
 
 
+def naive_v2_seal(checkpoint: bytes, signature: bytes, records: list[bytes]) -> tuple[bytes, bytes]:
+    """(leaf section, seal file) of §7.4 and §7.1, msgpack written out by hand from its spec:
+    fixmap of 5; fixstr keys; version a positive fixint; bin8/bin16 by length; fixarray."""
+    def fixstr(text: str) -> bytes:
+        return bytes([0xA0 | len(text)]) + text.encode()
+
+    def binary(data: bytes) -> bytes:
+        return (bytes([0xC4, len(data)]) if len(data) < 256 else b"\xc5" + struct.pack(">H", len(data))) + data
+
+    section = b"".join(binary(r) for r in records)
+    seal = (b"\x85" + fixstr("magic") + fixstr("merkle-backup-seal") + fixstr("version") + b"\x02"
+            + fixstr("checkpoint") + binary(checkpoint) + fixstr("signature") + binary(signature)
+            + fixstr("leaves") + bytes([0x90 | len(records)]) + section)
+    return section, seal
+
+
+def example_v2() -> dict:
+    """§10.2: the same leaves, sealed as version 2."""
+    ex = example()
+    section, _ = naive_v2_seal(b"", b"", ex["records"])
+    leaves_digest = blake3.blake3(section).digest()
+    v1 = ex["body"].decode()
+    body = v1.replace("merkle-backup/checkpoint/v1\n", "merkle-backup/checkpoint/v2\n").replace(
+        "\ncreated ", f"\nleaves-blake3 {leaves_digest.hex()}\ncreated ").encode()
+    signature = Ed25519PrivateKey.from_private_bytes(SEED).sign(body)
+    _, seal = naive_v2_seal(body, signature, ex["records"])
+    return {**ex, "section": section, "leaves_digest": leaves_digest, "body": body,
+            "signature": signature, "seal": seal}
+
+
+def test_library_matches_the_naive_v2_example() -> None:
+    """Version 2: the library writes the naive bytes, reads them back, and proves the table by
+    the leaf section's hash (trust.py) once the archive is the signed one."""
+    import io
+
+    from merkle_backup.formats.seal import leaf_section
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.trust import open_signed, open_table
+
+    ex = example_v2()
+    assert leaf_section(ex["records"]) == ex["section"]
+    checkpoint = Checkpoint(
+        backup="shop-nightly", uid="7d7a5a8e-3f7c-4c1e-9b1a-0c2f6a1d2e3f", tree_size=3,
+        root=ex["root"], archive_digest=ARCHIVE_DIGEST, archive_size=ARCHIVE_SIZE,
+        created=datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc), key_id=ex["key_id"],
+        leaves_digest=ex["leaves_digest"],
+    )
+    assert checkpoint.body() == ex["body"] and checkpoint.version == 2
+    assert encode_seal(SealFile(ex["body"], ex["signature"], ex["records"])) == ex["seal"]
+    assert decode_seal(ex["seal"]).leaves == ex["records"]
+    # The same key as a PEM file (tests/fixtures/seals), loaded as a user's --trust key is.
+    public = load_public_key(Path(__file__).parent / "fixtures" / "seals" / "rfc8032-test1.pub")
+    assert public.key_id == ex["key_id"]
+    f = io.BytesIO(ex["seal"])
+    seal = open_table(f, open_signed(f, [public]), archive=(ARCHIVE_DIGEST, ARCHIVE_SIZE))
+    assert seal.table_proven and seal.archive_proven and seal.checkpoint == checkpoint
+    f = io.BytesIO(ex["seal"])
+    assert not open_table(f, open_signed(f, [public])).table_proven  # archive not given
+
+
 def test_library_matches_the_naive_example() -> None:
     ex = example()
     records = sorted(
@@ -101,6 +161,26 @@ def test_library_matches_the_naive_example() -> None:
 def test_doc_shows_the_example() -> None:
     doc = DOC.read_text()
     assert render() in doc, "docs/format.md §10 is stale: run python -m tests.test_format_example"
+    assert render_v2() in doc, "docs/format.md §10.2 is stale: run python -m tests.test_format_example"
+
+
+def _hex_lines(data: bytes) -> list[str]:
+    text = data.hex()
+    return [text[i : i + 96] for i in range(0, len(text), 96)]
+
+
+def render_v2() -> str:
+    ex = example_v2()
+    lines = [
+        "Leaf section (§7.4): each record above behind its `bin 8` header (`c4`, length), "
+        f"{len(ex['section'])} bytes, hex:", "", "```", *_hex_lines(ex["section"]), "```", "",
+        f"`leaves-blake3` = H(leaf section) = `{ex['leaves_digest'].hex()}`", "",
+        "Checkpoint (§5.3):", "", "```", ex["body"].decode().rstrip("\n"), "```", "",
+        f"Signature (§6): `{ex['signature'].hex()}`", "",
+        f"Seal file (§7.1, version 2), {len(ex['seal'])} bytes, hex; the leaf section is its last "
+        f"{len(ex['section'])} bytes:", "", "```", *_hex_lines(ex["seal"]), "```",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def render() -> str:
@@ -129,3 +209,5 @@ def render() -> str:
 
 if __name__ == "__main__":
     print(render(), end="")
+    print()
+    print(render_v2(), end="")
