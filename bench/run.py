@@ -35,7 +35,7 @@ MEMORY_PER_ENTRY = 200
 # proof files the proof verifiers read.
 TIMED = [
     "decompress", "tarfile", "file_hash", "seal", "seal_no_manifest_check", "verify_unchanged", "verify_changed",
-    "verify_namespace", "prove_resource", "verify_proof_resource", "prove_namespace",
+    "verify_namespace", "verify_namespace_unchanged", "prove_resource", "verify_proof_resource", "prove_namespace",
     "verify_proof_namespace",
 ]
 # Scenarios too slow to repeat at the largest sizes (medians of fewer runs there).
@@ -188,6 +188,8 @@ def ratios(run: dict) -> dict:
         "verify_unchanged_vs_decompress": s["verify_unchanged"] / s["decompress"],
         "verify_changed_vs_seal": s["verify_changed"] / s["seal"],
         "verify_namespace_vs_verify_changed": s["verify_namespace"] / s["verify_changed"],
+        "verify_namespace_unchanged_vs_verify_unchanged":
+            s["verify_namespace_unchanged"] / s["verify_unchanged"],
         "seal_memory_bytes_per_entry": run["scenarios"]["seal"]["peak_minus_base_bytes"] / entries,
         "verify_changed_memory_bytes_per_entry":
             run["scenarios"]["verify_changed"]["peak_minus_base_bytes"] / entries,

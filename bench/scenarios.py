@@ -30,6 +30,7 @@ DESCRIPTIONS = {
     "verify_unchanged": "verify the whole backup, archive byte-identical to the sealed one (whole-file fast path)",
     "verify_changed": "verify the whole backup, one byte of one entry flipped and re-gzipped (entry by entry)",
     "verify_namespace": "verify one namespace (the largest) of the changed archive",
+    "verify_namespace_unchanged": "verify one namespace (the largest) of the unchanged archive (seal v2: leaf-section hash, scope decided run by run)",
     "prove_resource": "prove one resource: read the seal, check it, write an inclusion proof",
     "verify_proof_resource": "verify-proof of one resource (median of many calls in one process)",
     "prove_namespace": "prove the largest namespace: a range proof with all its records",
@@ -127,6 +128,10 @@ def verify_namespace(ctx: dict) -> dict:
     return _verify(ctx, "changed", ctx["namespace"])
 
 
+def verify_namespace_unchanged(ctx: dict) -> dict:
+    return _verify(ctx, "unchanged", ctx["namespace"])
+
+
 def _prove(ctx: dict, out: str, **what: Any) -> dict:
     from merkle_backup.formats.proof import encode_proof
     from merkle_backup.proofs import prove
@@ -180,6 +185,7 @@ SCENARIOS: dict[str, Callable[[dict], dict]] = {
     "verify_unchanged": verify_unchanged,
     "verify_changed": verify_changed,
     "verify_namespace": verify_namespace,
+    "verify_namespace_unchanged": verify_namespace_unchanged,
     "prove_resource": prove_resource,
     "verify_proof_resource": verify_proof_resource,
     "prove_namespace": prove_namespace,

@@ -35,7 +35,7 @@ import hmac
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import blake3
 
@@ -141,7 +141,8 @@ def open_signed(f: BinaryIO, trusted: Sequence[PublicKey]) -> SignedSeal:
     head = read_seal_head(f, framing=False)
     checkpoint, signer = check_signature(head, trusted)
     if checkpoint.version != head.version:  # read_seal_head matched the context line already
-        raise FormatError(f"seal version {head.version} holds a version {checkpoint.version} checkpoint")
+        raise FormatError(
+            f"seal version {head.version} holds a checkpoint of version {checkpoint.version}")
     return SignedSeal(head, checkpoint, signer)
 
 
@@ -173,7 +174,8 @@ def read_unverified(seal: BinaryIO, scope: Scope = Scope(), *, keep_tree: bool =
     head = read_seal_head(seal)
     checkpoint = _parse(head.checkpoint, "seal checkpoint")
     if checkpoint.version != head.version:
-        raise FormatError(f"seal version {head.version} holds a version {checkpoint.version} checkpoint")
+        raise FormatError(
+            f"seal version {head.version} holds a checkpoint of version {checkpoint.version}")
     return SealTable(checkpoint, head, **_TablePass(head, checkpoint, scope, keep_tree).run(seal))
 
 
@@ -196,7 +198,7 @@ class _ProvenTable:
         self.head, self.checkpoint, self.scope = head, checkpoint, scope
         self.rule = ScopeRule(scope, checkpoint.backup)
 
-    def run(self, f: BinaryIO) -> dict[str, object] | None:
+    def run(self, f: BinaryIO) -> dict[str, Any] | None:
         count = self.head.leaf_count
         whole = self.scope.whole
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
@@ -235,7 +237,7 @@ class _ProvenTable:
         return self._fields(record_table, in_scope, bucket, namespaces, resources)
 
     def _fields(self, leaves: table.LeafTable, in_scope: bytearray, bucket: list[int],
-                namespaces: set[str], resources: set[str]) -> dict[str, object]:
+                namespaces: set[str], resources: set[str]) -> dict[str, Any]:
         return {"leaves": leaves, "in_scope": in_scope, "bucket": bucket,
                 "namespaces": namespaces, "resources": resources, "copies": [],
                 "merkle": None, "rule": self.rule, "scope_notes": self.rule.notes}

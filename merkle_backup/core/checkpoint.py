@@ -89,7 +89,7 @@ class Checkpoint:
             self.key_id.hex(),
             str(self.inconsistent),
         ]
-        context, labels = CONTEXT, _LABELS
+        context, labels = CONTEXT, _LABELS  # type: tuple[str, tuple[str, ...]]
         if self.leaves_digest is not None:
             context, labels = CONTEXT_V2, _LABELS_V2
             values.insert(6, self.leaves_digest.hex())

@@ -2,8 +2,9 @@
 
 One msgpack map with exactly the keys ``magic``, ``version``, ``checkpoint``, ``signature`` and
 ``leaves``; in version 2 ``leaves`` is the last, so its records (the *leaf section*, §7.4) run
-to the end of the file and their BLAKE3 is signed in the checkpoint. Decoding is strict: wrong magic, unknown version, missing or extra keys, wrong
-types, trailing bytes and over-limit sizes are all FormatError. Nothing here is trusted: the
+to the end of the file and their BLAKE3 is signed in the checkpoint. Decoding is strict: wrong
+magic, unknown version, missing or extra keys, wrong types, trailing bytes and over-limit sizes
+are all FormatError. Nothing here is trusted: the
 verifier checks the signature over ``checkpoint`` first and only then the leaf table.
 """
 
