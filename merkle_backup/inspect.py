@@ -41,6 +41,8 @@ def describe_seal_file(f: BinaryIO) -> dict[str, Any]:
         "root": checkpoint.root.hex(),
         "archive_blake3": checkpoint.archive_digest.hex(),
         "archive_size": checkpoint.archive_size,
+        "version": checkpoint.version,
+        "leaves_blake3": checkpoint.leaves_digest.hex() if checkpoint.leaves_digest else None,
         "created": checkpoint.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "key_id": checkpoint.key_id.hex(),
         "leaves": leaves,

@@ -142,6 +142,7 @@ def test_inspect(sealed: Path) -> None:
     info = json.loads(out)
     assert info["backup"] == "demo-small" and info["leaves"] == 330 and info["verified"] is False
     assert info["leaves_by_namespace"][NS_A] > 0
+    assert info["version"] == 2 and len(info["leaves_blake3"]) == 64
     code, out, _ = run("inspect", sealed / "demo-small-merkle.seal")
     assert code == 0 and "UNVERIFIED" in out and "merkle-backup/checkpoint/v2" in out
 

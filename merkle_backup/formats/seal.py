@@ -183,6 +183,7 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True, framing: bool = True) -> 
     unpacker = _unpacker(f)
     fields: dict[str, Any] = {}
     count = leaves_at = -1
+    last = False
     try:
         try:
             entries = unpacker.read_map_header()
@@ -204,8 +205,6 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True, framing: bool = True) -> 
             leaves_at = unpacker.tell()
             fields[key] = None  # read by read_leaves
             last = len(fields) == entries
-            if fields.get("version") == 2 and not last:
-                raise FormatError("seal version 2: leaves are not its last field")
             if not whole or (not framing and last and fields.get("version") == 2):
                 if not last:
                     raise FormatError("seal leaves are not its last field")
@@ -216,6 +215,8 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True, framing: bool = True) -> 
         raise
     except _MSGPACK_ERRORS as e:
         raise _invalid("seal file", e) from e
+    if fields.get("version") == 2 and not last:  # the leaf section runs to the end (§7.4)
+        raise FormatError("seal version 2: leaves are not its last field")
     checked = whole and (framing or fields.get("version") != 2)
     if checked and unpacker.tell() != size:
         raise FormatError("seal file has trailing bytes after its content")

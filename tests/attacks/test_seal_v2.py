@@ -199,17 +199,23 @@ def test_t61_v2_checkpoint_rewritten_as_version_1_breaks_the_signature(sealed: P
                    says=("not authentic", "not signed by any trusted key"))
 
 
-def test_t61_v2_leaves_not_last_is_refused(sealed: Path, keypair) -> None:
+@pytest.mark.parametrize("order", [("magic", "version", "leaves", "checkpoint", "signature"),
+                                   ("leaves", "magic", "checkpoint", "signature", "version")],
+                         ids=["version-before-leaves", "version-after-leaves"])
+def test_t61_v2_leaves_not_last_is_refused(sealed: Path, keypair, order: tuple[str, ...]) -> None:
     """T61: a version-2 seal whose leaves are not its last field (so the section would not run
-    to the end of the file) is malformed."""
+    to the end of the file) is malformed, wherever its version is."""
     import msgpack
 
     original = decode_seal(seal_path(sealed).read_bytes())
-    reordered = {"magic": "merkle-backup-seal", "version": 2, "leaves": original.leaves,
-                 "checkpoint": original.checkpoint, "signature": original.signature}
+    values = {"magic": "merkle-backup-seal", "version": 2, "leaves": original.leaves,
+              "checkpoint": original.checkpoint, "signature": original.signature}
+    reordered = {key: values[key] for key in order}
     seal_path(sealed).write_bytes(msgpack.packb(reordered, use_bin_type=True))
-    expect_refusal(EXIT_CANNOT_CHECK, "verify", sealed, "--trust", keypair[1],
-                   says=("error", "leaves are not its last field"))
+    for args in ((), ("--namespace", NS_A)):
+        expect_refusal(EXIT_CANNOT_CHECK, "verify", sealed, "--trust", keypair[1], *args,
+                       says=("error", "leaves are not its last field"))
+    assert run("inspect", seal_path(sealed)).code == EXIT_CANNOT_CHECK
 
 
 def _v1_backup(tmp_path: Path) -> Path:
