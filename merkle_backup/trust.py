@@ -31,6 +31,7 @@ belongs to (name, UID) is the verifier's step, since that needs the storage.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import io
 from collections.abc import Sequence
@@ -268,8 +269,10 @@ class _ProvenTable:
     def _decide(self, leaves: table.RecordTable, groups: list[table.Group], in_scope: bytearray,
                 wanted: set[int], *, everything: bool) -> None:
         covers, covers_group = self.rule.covers, self.rule.covers_group
+        marked = sorted(wanted)
         for g in groups:
-            if g.scope == SCOPE_BUCKET or any(g.begin <= i < g.end for i in wanted):
+            k = bisect.bisect_left(marked, g.begin)
+            if g.scope == SCOPE_BUCKET or (k < len(marked) and marked[k] < g.end):
                 for i in range(g.begin, g.end):
                     if everything or not in_scope[i]:
                         name = leaves.name(i)
