@@ -372,3 +372,46 @@ def test_inconsistent_count_is_signed_text() -> None:
         parse_checkpoint(EXPECTED_BODY.replace(b"inconsistent 0\n", b"inconsistent -1\n"))
     with pytest.raises(CheckpointError):
         parse_checkpoint(EXPECTED_BODY.replace(b"inconsistent 0\n", b""))
+
+
+# --- Version 2 (docs/format.md §5.3) -----------------------------------------------------------
+
+LEAVES = bytes(range(0x40, 0x60))
+EXAMPLE_V2 = make(leaves_digest=LEAVES)
+EXPECTED_BODY_V2 = (
+    b"merkle-backup/checkpoint/v2\n"
+    + b"".join(line + b"\n" for line in LINES[1:7])
+    + b"leaves-blake3 404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f\n"
+    + b"".join(line + b"\n" for line in LINES[7:])
+)
+
+
+def test_v2_body_is_exactly_the_spec_text() -> None:
+    assert EXAMPLE_V2.body() == EXPECTED_BODY_V2 and EXAMPLE_V2.version == 2
+    assert EXAMPLE.version == 1
+    assert len(EXPECTED_BODY_V2.split(b"\n")) == 12
+    parsed = parse_checkpoint(EXPECTED_BODY_V2)
+    assert parsed == EXAMPLE_V2 and parsed.body() == EXPECTED_BODY_V2
+
+
+V2_LINES = EXPECTED_BODY_V2.split(b"\n")[:-1]
+
+
+@pytest.mark.parametrize("text", [
+    # version 2's lines under the version-1 context, and version 1's under version 2's
+    b"merkle-backup/checkpoint/v1\n" + b"".join(line + b"\n" for line in V2_LINES[1:]),
+    b"merkle-backup/checkpoint/v2\n" + b"".join(line + b"\n" for line in LINES[1:]),
+    # the leaves line elsewhere, uppercase, short, twice
+    b"\n".join(V2_LINES[:6] + [V2_LINES[7], V2_LINES[6]] + V2_LINES[8:]) + b"\n",
+    EXPECTED_BODY_V2.replace(b"leaves-blake3 4041", b"leaves-blake3 4A41"),
+    EXPECTED_BODY_V2.replace(b"leaves-blake3 4041", b"leaves-blake3 41"),
+    b"\n".join(V2_LINES[:7] + [V2_LINES[6]] + V2_LINES[7:]) + b"\n",
+], ids=["v2-as-v1", "v1-as-v2", "moved", "uppercase", "short", "twice"])
+def test_v2_deviations_are_refused(text: bytes) -> None:
+    with pytest.raises(CheckpointError):
+        parse_checkpoint(text)
+
+
+def test_v2_leaves_digest_is_32_bytes() -> None:
+    with pytest.raises(CheckpointError):
+        make(leaves_digest=b"\x00" * 31)
