@@ -497,6 +497,15 @@ def test_t25_a_seals_head_decodes_from_its_first_bytes(backup, keypair) -> None:
             read_seal_head(io.BytesIO(data[:cut]), whole=False)
     leaves_first = msgpack.packb({"leaves": [], "magic": SEAL_MAGIC, "version": SEAL_VERSION,
                                   "checkpoint": head.checkpoint, "signature": head.signature})
-    read_seal_head(io.BytesIO(leaves_first))  # a valid (if unusual) order for the whole file
+    with pytest.raises(FormatError, match="not its last field"):  # version 2: leaves last (§7.1)
+        read_seal_head(io.BytesIO(leaves_first))
     with pytest.raises(FormatError, match="not its last field"):
         read_seal_head(io.BytesIO(leaves_first), whole=False)
+    # Version 1 allows any order of its keys for the whole file (the v1 fixture's checkpoint).
+    v1 = read_seal_head(io.BytesIO((Path(__file__).parent / "fixtures" / "seals" /
+                                    "demo-small-v1.seal").read_bytes()))
+    v1_leaves_first = msgpack.packb({"leaves": [], "magic": SEAL_MAGIC, "version": 1,
+                                     "checkpoint": v1.checkpoint, "signature": v1.signature})
+    read_seal_head(io.BytesIO(v1_leaves_first))  # a valid (if unusual) order for the whole file
+    with pytest.raises(FormatError, match="not its last field"):
+        read_seal_head(io.BytesIO(v1_leaves_first), whole=False)
