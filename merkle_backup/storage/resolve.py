@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from merkle_backup.errors import UsageError
-from merkle_backup.storage.bsl import BackupStorageLocation, load_bsl
 from merkle_backup.storage.local import (
     LocalBackup,
     LocalBucket,
@@ -27,6 +26,9 @@ from merkle_backup.storage.local import (
 from merkle_backup.storage.options import S3_SCHEME, ConnectionOptions, S3Url, parse_s3_url
 from merkle_backup.storage.source import BackupSource, Location
 from merkle_backup.velero import BACKUPS_FOLDER, is_backup_name
+
+if TYPE_CHECKING:  # only --bsl reads a BackupStorageLocation: imported where it is loaded
+    from merkle_backup.storage.bsl import BackupStorageLocation
 
 # -- BACKUP and LOCATION strings ----------------------------------------------------------------
 
@@ -54,7 +56,7 @@ def open_backup(backup: str | Path, options: ConnectionOptions | None = None,
     LocalBackup for a local folder or tarball."""
     options = options or ConnectionOptions()
     text = str(backup)
-    bsl = load_bsl(options.bsl) if options.bsl else None
+    bsl = _load_bsl(options.bsl) if options.bsl else None
     if text.startswith(S3_SCHEME) or (bsl is not None and _is_bare_name(text)):
         if text.startswith(S3_SCHEME):
             location, name = split_backup_url(text)
@@ -73,7 +75,7 @@ def open_location(location: str | None, options: ConnectionOptions | None = None
     """The storage location for ``seal-all`` / ``audit``: S3Bucket or LocalBucket. Without
     LOCATION, the BackupStorageLocation's bucket and prefix (--bsl)."""
     options = options or ConnectionOptions()
-    bsl = load_bsl(options.bsl) if options.bsl else None
+    bsl = _load_bsl(options.bsl) if options.bsl else None
     if location is None:
         if bsl is None:
             raise UsageError("give a LOCATION (s3://BUCKET/PREFIX or a folder) or --bsl FILE")
@@ -85,6 +87,12 @@ def open_location(location: str | None, options: ConnectionOptions | None = None
     from merkle_backup.storage.s3 import S3Bucket
 
     return S3Bucket(_connect(url.bucket, options, bsl, pool_size=pool_size, warn=warn), url.prefix)
+
+
+def _load_bsl(path: Path) -> BackupStorageLocation:
+    from merkle_backup.storage.bsl import load_bsl
+
+    return load_bsl(path)
 
 
 def _is_bare_name(text: str) -> bool:
