@@ -295,7 +295,7 @@ class _TablePass:
         self.root = tree.RootBuilder()
         self.rule = ScopeRule(scope, checkpoint.backup)
 
-    def run(self, f: BinaryIO) -> dict[str, object]:
+    def run(self, f: BinaryIO) -> dict[str, Any]:
         leaves = read_leaves(f, self.head)
         add_leaf = self.hashes.append if self.hashes is not None else self.root.add_unchecked
         try:
