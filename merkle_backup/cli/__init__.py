@@ -26,21 +26,19 @@ from __future__ import annotations
 import click
 
 from merkle_backup.cli import audit, log, proof, seal, verify
-from merkle_backup.cli.common import funnel
+from merkle_backup.cli.common import Group, command, funnel
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="merkle-backup")
 def main() -> None:
     """Tamper-evident Velero backups: seal a backup once, prove any resource of it later.
 
-    \b
-    Exit codes: 0 verified; 1 not authentic (tampering or corruption found);
-                2 usage error; 3 could not check (missing file, bad key, I/O).
+    New here? `merkle-backup demo` walks through seal, verify and a tampered backup.
     """
 
 
-@click.command()
+@command()
 @funnel
 def demo() -> int:
     """Seal and verify a built-in example backup, then tamper with it and show the failure."""

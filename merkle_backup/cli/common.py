@@ -26,6 +26,56 @@ if TYPE_CHECKING:
 
 MAX_SHOWN_FAILURES = 50
 
+# An option a user reaches for out of another tool's habit (cosign's --key for the public key),
+# and the option of ours it means, when the command has that one and not the other.
+DID_YOU_MEAN = {"--key": "--trust", "--pub": "--trust", "--public-key": "--trust",
+                "--trust": "--key", "--private-key": "--key"}
+
+
+def exit_code_table(formatter: click.HelpFormatter) -> None:
+    """The exit codes, from ``errors.EXIT_MEANINGS`` (never written out again)."""
+    from merkle_backup.errors import EXIT_MEANINGS
+
+    with formatter.section("Exit codes"):
+        formatter.write_dl([(str(int(code)), text) for code, text in EXIT_MEANINGS.items()],
+                           col_max=4)
+
+
+class Group(click.Group):
+    """The ``merkle-backup`` group: its help ends with the exit-code table too."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        exit_code_table(formatter)
+
+
+class Command(click.Command):
+    """Every command's class: its help ends with the exit-code table (``errors.EXIT_MEANINGS``),
+    and a habitual wrong option name gets the right one (``DID_YOU_MEAN``)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        exit_code_table(formatter)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            meant = DID_YOU_MEAN.get(e.option_name.split("=", 1)[0])
+            ours = {o for p in self.params for o in getattr(p, "opts", ())}
+            if meant is None or meant not in ours:
+                raise
+            what = ("the trusted public key (KEY.pub)" if meant == "--trust"
+                    else "the private key that signs")
+            raise click.NoSuchOption(
+                e.option_name, f"No such option: {e.option_name}. Did you mean {meant}? "
+                f"{ctx.command_path} takes {what} as {meant} FILE.", ctx=ctx) from None
+
+
+def command(name: str | None = None, **attrs: Any) -> Callable[[Callable[..., Any]], Command]:
+    """``click.command`` with ``Command`` as its class."""
+    return click.command(name, cls=Command, **attrs)
+
 
 def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
     """Turn every deliberate error into one line on stderr and its exit code."""
@@ -115,9 +165,27 @@ class Progress:
 STORAGE_KEY = "merkle_backup.storage"
 
 
-def storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
+BSL_HELP = {
+    "BACKUP": "Read the settings below, and the bucket and prefix, from a "
+              "BackupStorageLocation manifest (JSON, or simple YAML): BACKUP may then be a bare "
+              "NAME. Options given here win.",
+    "LOCATION": "Read the settings below, and the bucket and prefix, from a "
+                "BackupStorageLocation manifest (JSON, or simple YAML): LOCATION may then be "
+                "left out. Options given here win.",
+    "URL": "Read the settings below from a BackupStorageLocation manifest (JSON, or simple "
+           "YAML), to reach URL. Options given here win.",
+    "--log": "Read the settings below from a BackupStorageLocation manifest (JSON, or simple "
+             "YAML), to reach the --log bucket. Options given here win.",
+}
+
+
+def storage_options(f: Callable[..., Any] | None = None, *, argument: str = "BACKUP") -> Any:
     """S3 connection options, named after a Velero BackupStorageLocation's settings. They are
-    kept in the click context (read by open_source), so commands do not pass them around."""
+    kept in the click context (read by open_source), so commands do not pass them around.
+    ``argument`` is what the command takes (BACKUP, LOCATION or URL): what --bsl gives it."""
+    if f is None:
+        return functools.partial(storage_options, argument=argument)
+    bsl_help = BSL_HELP[argument]
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -136,9 +204,7 @@ def storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
     path = click.Path(path_type=Path)
     for option in reversed([
-        click.option("--bsl", type=path, help="Read the settings below (and the bucket and prefix, "
-                     "so BACKUP may be a bare NAME) from a BackupStorageLocation manifest "
-                     "(JSON, or simple YAML). Options given here win."),
+        click.option("--bsl", type=path, help=bsl_help),
         click.option("--endpoint-url", help="S3 endpoint (BSL s3Url), for MinIO, Ceph and others."),
         click.option("--region", help="Bucket region (BSL region)."),
         click.option("--profile", help="AWS profile for credentials (BSL profile)."),

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from merkle_backup.cli.common import (
+    command,
     funnel,
     json_option,
     open_source,
@@ -19,7 +20,7 @@ from merkle_backup.cli.common import (
 from merkle_backup.display import shown
 
 
-@click.command()
+@command()
 @click.argument("backup")
 @click.option("--resource", "resources", multiple=True, help="Tar path (or bucket object name) to prove. Repeatable.")
 @click.option("--namespace", "namespaces", multiple=True, help="Prove this whole namespace, or its absence. Repeatable.")
@@ -57,7 +58,7 @@ def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], 
                f"namespace(s), {len(proof.contents)} embedded manifest(s), {len(data)} bytes")
 
 
-@click.command("verify-proof")
+@command("verify-proof")
 @click.argument("proof_file", type=click.Path(path_type=Path))
 @trust_option
 @click.option("--content", "content_files", multiple=True, type=click.Path(path_type=Path),

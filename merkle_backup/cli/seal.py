@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from merkle_backup.cli.common import (
     Progress,
+    command,
     findings,
     funnel,
     jobs_option,
@@ -40,7 +41,7 @@ from merkle_backup.display import shown
 from merkle_backup.errors import ExitCode, Interrupted
 
 
-@click.command()
+@command()
 @click.argument("keyfile", type=click.Path(path_type=Path))
 @funnel
 def keygen(keyfile: Path) -> None:
@@ -52,7 +53,7 @@ def keygen(keyfile: Path) -> None:
     click.echo(f"private key: {private}\npublic key:  {public}\nkey id:      {key.key_id.hex()}")
 
 
-@click.command()
+@command()
 @click.argument("backup")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @seal_option
@@ -86,7 +87,7 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
 
 
 
-@click.command("seal-all")
+@command("seal-all")
 @click.argument("location", required=False)
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @jobs_option(2)
@@ -96,7 +97,7 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
               "older than --max-age; run it by hand, after checking them.")
 @json_option
 @limits_options
-@storage_options
+@storage_options(argument="LOCATION")
 @funnel
 def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
              log_state: Path | None, max_age: float, backfill: bool, as_json: bool,

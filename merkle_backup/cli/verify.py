@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
     Progress,
+    command,
     funnel,
     json_option,
     limits_from,
@@ -65,7 +66,7 @@ def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.command()
+@command()
 @click.argument("backup")
 @trust_option
 @selection_options
@@ -91,11 +92,7 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
            max_entries: int | None) -> int:
     """Verify BACKUP against its seal: the whole backup, what a restore of a selection reads
     (the same flags as `velero restore create`, or --restore FILE), or single resources.
-
-    \b
-    Exit codes: 0 verified; 1 not authentic (tampering found, each failure named);
-                2 usage error; 3 could not check (missing file, bad key, I/O, a limit).
-    """
+    Damage outside the chosen scope is counted, not failed."""
     from merkle_backup.selection import Scope
     from merkle_backup.signing import load_public_key
     from merkle_backup.verifier import verify_backup
@@ -205,7 +202,7 @@ def print_report(report: VerifyReport) -> None:
         click.echo(f"  note: {shown(note)}")
 
 
-@click.command()
+@command()
 @click.argument("seal_file", type=click.Path(path_type=Path))
 @json_option
 @funnel
