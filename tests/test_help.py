@@ -41,7 +41,8 @@ def test_every_command_is_covered() -> None:
     assert len(COMMANDS) >= 13 and "verify" in COMMANDS and "demo" in COMMANDS
 
 
-@pytest.mark.parametrize("command", [(), *((c,) for c in COMMANDS)], ids=lambda c: " ".join(c) or "main")
+@pytest.mark.parametrize("command", [(), *((c,) for c in COMMANDS)],
+                         ids=lambda c: " ".join(c) or "main")
 def test_help_fits_80_columns_and_ends_with_the_exit_codes(command: tuple[str, ...]) -> None:
     text = help_of(*command)
     too_wide = [line for line in text.splitlines() if len(line) > 80]

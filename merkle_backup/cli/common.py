@@ -86,16 +86,17 @@ def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
         try:
             code = command(*args, **kwargs) or ExitCode.VERIFIED
         except Error as e:
+            message = explained(e, kwargs)
             click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
-                       f"{shown(e.diagnostics())}", err=True)
+                       f"{shown(message)}", err=True)
             if as_json:  # the same shape as a report, so callers need one parser
                 subject = str(kwargs.get("backup") or kwargs.get("proof_file") or "")
                 problem = "not authentic" if isinstance(e, NotAuthentic) else "could not check"
                 click.echo(json.dumps({
                     "verified": False, "backup": None, "root": None, "tree_size": None,
                     "checked": 0,
-                    "failures": [{"path": subject, "problem": problem, "detail": e.diagnostics()}],
-                    "error": e.diagnostics(), "exit_code": e.exit_code,
+                    "failures": [{"path": subject, "problem": problem, "detail": message}],
+                    "error": message, "exit_code": e.exit_code,
                 }))
             code = e.exit_code
         except Interrupted:
@@ -106,6 +107,16 @@ def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
         sys.exit(code)
 
     return wrapper
+
+
+def explained(e: Error, kwargs: dict[str, Any]) -> str:
+    """The error's message with the file it is about and a hint (cli/hints.py)."""
+    from merkle_backup.cli.hints import SOURCE_KEY, explain
+
+    ctx = click.get_current_context(silent=True)
+    command = ctx.info_name or "" if ctx is not None else ""
+    source = ctx.meta.get(SOURCE_KEY) if ctx is not None else None
+    return explain(e, command, kwargs, source)
 
 
 def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -276,9 +287,14 @@ def warn(message: str) -> None:
 
 def open_source(backup: str | Path, seal_path: Path | None) -> BackupSource:
     """A local folder or tarball, or s3://BUCKET/PREFIX/backups/NAME (storage/resolve.py)."""
+    from merkle_backup.cli.hints import SOURCE_KEY
     from merkle_backup.storage.resolve import open_backup
 
-    return open_backup(backup, storage(), seal_path, warn=warn)
+    source = open_backup(backup, storage(), seal_path, warn=warn)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[SOURCE_KEY] = source  # for the funnel's hints: which tarball, which seal
+    return source
 
 
 def single_pass(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,0 +1,159 @@
+"""The mistakes of a new user's first ten minutes, and what the CLI answers (issue 15): every
+refusal names its file and, where a common mistake explains it, says so (cli/hints.py); and
+verify-proof's report puts the verdict, what is proven and the --content result first."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.attacks.helpers import (
+    EXIT_CANNOT_CHECK,
+    EXIT_OK,
+    NS_B,
+    run,
+    seal,
+    seal_path,
+    tarball,
+)
+
+
+@pytest.fixture
+def sealed(backup: Path, keypair: tuple[Path, Path]) -> Path:
+    seal(backup, keypair[0])
+    return backup
+
+
+@pytest.fixture
+def proof(sealed: Path, keypair: tuple[Path, Path], tmp_path: Path) -> Path:
+    out = tmp_path / "payments.proof"
+    done = run("prove", sealed, "--namespace", NS_B, "--with-content", "--trust", keypair[1],
+               "-o", out)
+    assert done.code == EXIT_OK, done.err
+    return out
+
+
+def refusal(*args: str | Path) -> str:
+    outcome = run(*args)
+    assert outcome.code == EXIT_CANNOT_CHECK, outcome
+    assert outcome.out == ""
+    return outcome.err
+
+
+def test_an_uncompressed_tar_is_named_and_explained(backup: Path, keypair, tmp_path: Path) -> None:
+    plain = tmp_path / "nightly.tar.gz"
+    plain.write_bytes(gzip.decompress(tarball(backup).read_bytes()))
+    err = refusal("seal", plain, "--key", keypair[0])
+    assert err.startswith(f"merkle-backup: error: {plain}: not a gzip stream")
+    assert "uncompressed tar archive" in err and not plain.with_name("nightly.tar.gz.seal").exists()
+    # Inside a backup folder, the tarball's own path is named.
+    tarball(backup).write_bytes(plain.read_bytes())
+    err = refusal("seal", backup, "--key", keypair[0])
+    assert f"{tarball(backup)}: not a gzip stream" in err and "uncompressed tar" in err
+
+
+def _tar_gz(entries: dict[str, bytes | None]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("entries, says", [
+    ({"rnd/": None, "rnd/a": b"x"}, "rnd/: directory entries are not allowed"),
+    ({"notes.txt": b"x"}, "notes.txt: path is outside Velero's layout"),
+], ids=["folder-archived-with-tar", "file-outside-the-layout"])
+def test_an_archive_not_in_veleros_layout_is_named_and_explained(
+        keypair, tmp_path: Path, entries: dict[str, bytes | None], says: str) -> None:
+    made = tmp_path / "made.tar.gz"
+    made.write_bytes(_tar_gz(entries))
+    err = refusal("seal", made, "--key", keypair[0])
+    assert f"{made}: {says}" in err and "not in Velero's layout" in err
+
+
+def test_a_proof_given_as_a_seal(sealed: Path, proof: Path, keypair) -> None:
+    for args in (("inspect", proof), ("verify", sealed, "--seal", proof, "--trust", keypair[1])):
+        err = refusal(*args)
+        assert f"{proof}: not a seal but a proof file" in err, err
+        assert "msgpack" not in err and "verify-proof" in err
+
+
+def test_a_seal_given_as_a_proof(sealed: Path, keypair) -> None:
+    err = refusal("verify-proof", seal_path(sealed), "--trust", keypair[1])
+    assert f"{seal_path(sealed)}: not a proof file but a seal" in err
+    assert "merkle-backup verify BACKUP" in err
+
+
+def test_a_garbage_seal_is_named(sealed: Path, keypair, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.seal"
+    garbage.write_bytes(bytes(range(256)) * 2)
+    for args in (("inspect", garbage),
+                 ("verify", sealed, "--seal", garbage, "--trust", keypair[1])):
+        err = refusal(*args)
+        assert err.startswith(f"merkle-backup: error: {garbage}: ") and "hint: not a seal" in err
+    seal_path(sealed).write_bytes(b"\x00" * 100)
+    err = refusal("verify", sealed, "--trust", keypair[1])
+    assert f"{seal_path(sealed)}: " in err and "hint: not a seal" in err
+
+
+def test_a_garbage_seal_in_json_is_named_too(sealed: Path, keypair, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.seal"
+    garbage.write_bytes(b"\x93" * 10)
+    outcome = run("verify", sealed, "--seal", garbage, "--trust", keypair[1], "--json")
+    assert outcome.code == EXIT_CANNOT_CHECK
+    assert outcome.json()["error"].startswith(f"{garbage}: ")
+
+
+def test_keys_swapped(sealed: Path, keypair) -> None:
+    private, public = keypair
+    err = refusal("verify", sealed, "--trust", private)
+    assert err.startswith(f"merkle-backup: error: {private}: ")
+    assert f"hint: that is a private key: --trust takes the public key, {private}.pub" in err
+    err = refusal("seal", sealed, "--key", public, "--replace")
+    assert err.startswith(f"merkle-backup: error: {public}: ")
+    assert f"--key takes the private key, {private.name} (without .pub)" in err
+
+
+# -- verify-proof's report --------------------------------------------------------------------
+
+def test_verify_proof_of_a_namespace_is_a_few_lines(sealed: Path, proof: Path, keypair,
+                                                    tmp_path: Path) -> None:
+    held = tmp_path / "api.json"
+    with tarfile.open(tarball(sealed)) as tar:
+        path = next(n for n in tar.getnames()
+                    if n.startswith(f"resources/deployments.apps/namespaces/{NS_B}/"))
+        held.write_bytes(tar.extractfile(path).read())  # type: ignore[union-attr]
+    outcome = run("verify-proof", proof, "--trust", keypair[1], "--content", held)
+    assert outcome.code == EXIT_OK
+    lines = outcome.out.splitlines()
+    assert lines[0].startswith("VERIFIED: proof for backup demo-small")
+    assert lines[1].startswith(f"  namespace {NS_B}: complete, ")
+    assert lines[1].endswith("entries exactly as sealed, manifests included")
+    assert lines[2].startswith(f"  content {held}: byte for byte the sealed resources/")
+    assert lines[3].startswith("  root ")
+    assert "--verbose" in lines[4] and len(lines) == 5
+    verbose = run("verify-proof", proof, "--trust", keypair[1], "--content", held, "--verbose")
+    assert verbose.code == EXIT_OK and verbose.out.startswith("\n".join(lines[:4]))
+    assert f"  in {NS_B}: {path}" in verbose.out.splitlines()
+    assert len(verbose.out.splitlines()) > 100
+
+
+def test_verify_proof_of_single_resources(sealed: Path, keypair, tmp_path: Path) -> None:
+    out = tmp_path / "one.proof"
+    assert run("prove", sealed, "--resource", "velero-backup.json", "-o", out).code == EXIT_OK
+    outcome = run("verify-proof", out, "--trust", keypair[1])
+    assert outcome.code == EXIT_OK
+    assert outcome.out.splitlines()[1] == ("  1 single resource(s) proven as sealed: "
+                                           "velero-backup.json")
+    assert "--verbose" not in outcome.out
