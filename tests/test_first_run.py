@@ -157,3 +157,77 @@ def test_verify_proof_of_single_resources(sealed: Path, keypair, tmp_path: Path)
     assert outcome.out.splitlines()[1] == ("  1 single resource(s) proven as sealed: "
                                            "velero-backup.json")
     assert "--verbose" not in outcome.out
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+DEMO_STEPS = [
+    ("keygen keys/demo.key", 0),
+    ("seal bucket/backups/demo-small --key keys/demo.key", 0),
+    ("verify bucket/backups/demo-small --trust keys/demo.key.pub", 0),
+    ("verify bucket/backups/demo-small --trust keys/demo.key.pub --namespace monitoring-000", 0),
+    ("verify bucket/backups/demo-small --trust keys/demo.key.pub", 1),
+    ("verify bucket/backups/demo-small --trust keys/demo.key.pub --namespace payments-001", 0),
+    ("verify bucket/backups/demo-small --trust keys/demo.key.pub", 0),
+]
+
+
+def demo_steps(out: str) -> list[tuple[str, int]]:
+    """Each '$ merkle-backup ...' line of the demo with the '-> exit N' that closes it."""
+    steps, command = [], None
+    for line in out.splitlines():
+        if line.startswith("   $ merkle-backup "):
+            assert command is None, line
+            command = line.removeprefix("   $ merkle-backup ")
+        elif line.startswith("   -> exit "):
+            assert command is not None, line
+            steps.append((command, int(line.split()[2])))
+            command = None
+    return steps
+
+
+def test_demo_shows_each_command_with_its_exit_code_and_keeps_its_folder(tmp_path: Path) -> None:
+    kept = tmp_path / "demo"
+    outcome = run("demo", "--keep", kept)
+    assert outcome.code == EXIT_OK, outcome.out
+    assert demo_steps(outcome.out) == DEMO_STEPS
+    text = " ".join(outcome.out.split())
+    assert f"The demo runs in {kept} (kept: --keep)" in text
+    assert "The signature proves that this seal" in text and "the key you trust" in text
+    # The counts explained: the namespace's leaves as inspect counts them, and the rest.
+    assert ("173 leaves in scope: the 125 entries of monitoring-000 (what `inspect` counts for "
+            "it) and 48 of the 52 cluster-scoped items") in text
+    # In and out of scope, worded so that VERIFIED cannot be read against the line below it.
+    assert ("outside this scope: 1 problem(s) in entries the selection does not read; they do "
+            "not change this verdict") in text
+    assert "demo finished: tampering was caught and named" in text
+    assert f"Kept in {kept}: the sealed backup" in text
+    # What was kept is the sealed backup, as it was, and the keys: README goes on from there.
+    backup = kept / "bucket" / "backups" / "demo-small"
+    assert run("verify", backup, "--trust", kept / "keys" / "demo.key.pub").code == EXIT_OK
+    assert (kept / "keys" / "demo.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_demo_without_keep_leaves_nothing(tmp_path: Path) -> None:
+    outcome = run("demo")
+    assert outcome.code == EXIT_OK
+    first = " ".join(outcome.out.split("\n\n", 1)[0].split())
+    assert "in a temporary folder" in first
+    assert "removed at the end (keep it with --keep DIR)" in first
+    temporary = first.split("in a temporary folder, ", 1)[1].split(", removed", 1)[0]
+    assert not Path(temporary).exists()
+
+
+def test_demo_keep_refuses_a_folder_in_use(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep me")
+    outcome = run("demo", "--keep", tmp_path)
+    assert outcome.code == 2 and f"--keep {tmp_path}: the folder is not empty" in outcome.err
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_keygen_creates_the_missing_folder(tmp_path: Path) -> None:
+    key = tmp_path / "home" / ".config" / "merkle-backup" / "signer.key"
+    outcome = run("keygen", key)
+    assert outcome.code == EXIT_OK, outcome.err
+    assert key.exists() and key.with_name("signer.key.pub").exists()
+    assert key.parent.stat().st_mode & 0o777 == 0o700

@@ -23,6 +23,8 @@ command needs are imported inside it, so that ``--help`` and a command's start-u
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from merkle_backup.cli import audit, log, proof, seal, verify
@@ -39,12 +41,16 @@ def main() -> None:
 
 
 @command()
+@click.option("--keep", "keep", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Run in DIR (new or empty) and leave it there: the sealed example backup "
+                   "and the key pair, for the commands in README.")
 @funnel
-def demo() -> int:
-    """Seal and verify a built-in example backup, then tamper with it and show the failure."""
+def demo(keep: Path | None) -> int:
+    """Seal and verify a built-in example backup, then tamper with it and show the failure.
+    Each step is shown as the command you would type, with its output and exit code."""
     from merkle_backup.demo import run_demo
 
-    return run_demo(click.echo)
+    return run_demo(click.echo, keep)
 
 
 for _command in (seal.keygen, seal.seal, seal.seal_all, verify.verify, verify.inspect, demo,

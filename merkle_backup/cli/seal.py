@@ -45,9 +45,18 @@ from merkle_backup.errors import ExitCode, Interrupted
 @click.argument("keyfile", type=click.Path(path_type=Path))
 @funnel
 def keygen(keyfile: Path) -> None:
-    """Write a new Ed25519 key pair: KEYFILE (private, mode 0600) and KEYFILE.pub."""
+    """Write a new Ed25519 key pair: KEYFILE (private, mode 0600) and KEYFILE.pub. A missing
+    folder is created (mode 0700)."""
     from merkle_backup.signing import generate_keypair, load_public_key
 
+    if not keyfile.parent.exists():
+        from merkle_backup.errors import StorageError
+
+        try:
+            keyfile.parent.mkdir(mode=0o700, parents=True)
+        except OSError as e:
+            raise StorageError(f"cannot create {keyfile.parent}: {e.strerror or e}") from e
+        click.echo(f"created folder {shown(keyfile.parent)} (mode 0700)")
     private, public = generate_keypair(keyfile)
     key = load_public_key(public)
     click.echo(f"private key: {private}\npublic key:  {public}\nkey id:      {key.key_id.hex()}")

@@ -195,7 +195,9 @@ def print_report(report: VerifyReport) -> None:
         listed = " (use --json for the next 1000)" if hidden else ""
         click.echo(f"  ... and {hidden + report.unlisted_failures} more{listed}")
     if report.out_of_scope_failures:
-        click.echo(f"  {report.out_of_scope_failures} problem(s) outside the chosen scope (not counted)")
+        click.echo(f"  outside this scope: {report.out_of_scope_failures} problem(s) in entries the "
+                   "selection does not read; they do not change this verdict (verify without a "
+                   "selection to list them)")
     for warning in report.warnings:
         click.echo(f"  warning: {shown(warning.path)}: {shown(warning.problem)}")
     for note in report.notes:
