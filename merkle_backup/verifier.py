@@ -34,6 +34,7 @@ from merkle_backup.errors import (
     NotGzip,
     UsageError,
 )
+from merkle_backup.progress import counting, file_size, listens, phase, tarball_total
 from merkle_backup.selection import Scope
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.files import NotRegularFile
@@ -194,6 +195,7 @@ class _Checker:
     def tarball(self, source: BackupSource, limits: Limits, progress: Callable[[int], None] | None) -> None:
         checkpoint = self.seal.checkpoint
         # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
+        phase(progress, "hashing the tarball", tarball_total(source, progress))
         try:
             digest, size = _hash_file(source, progress)
         except NotRegularFile as e:  # the sealed tarball's place holds a link, FIFO, device
@@ -212,6 +214,7 @@ class _Checker:
             )
         else:
             self.report.notes.append("tarball differs from the sealed file; checked entry by entry")
+        phase(progress, "checking entry by entry", size)
         leaves = self.leaves
         count = len(leaves)
         seen = bytearray(count)
@@ -225,7 +228,8 @@ class _Checker:
                 leaf_and_key = table.tar_leaf_and_key
                 find = leaves.find_item
                 previous, digest = b"", hash_content(b"").digest()
-                for path, data, problem in ArchiveReader(stream, limits, None).tuples():
+                again = progress if listens(progress) else None  # plain callers: one pass
+                for path, data, problem in ArchiveReader(stream, limits, again).tuples():
                     index = None
                     if problem is None:
                         if data != previous:  # a -preferredversion copy repeats the bytes before it
@@ -370,7 +374,9 @@ def verify_backup(
 ) -> VerifyReport:
     if seal_bytes is None:
         with source.open_seal() as f:
-            seal = open_seal(f, trusted, scope)
+            size = file_size(f)  # read twice: its envelope, then its leaf table
+            phase(progress, "reading the seal, checking its table", size and 2 * size)
+            seal = open_seal(counting(f, progress), trusted, scope)
     else:
         seal = open_seal(seal_bytes, trusted, scope)
     checkpoint = seal.checkpoint

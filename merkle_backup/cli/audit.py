@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
+    RowCount,
     command,
     findings,
     funnel,
@@ -162,15 +163,16 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
                              "--metrics or --attest yet: run the log audit on its own")
         if the_log is not None:
             the_log.head()  # a rolled-back or forked log fails before the backups are read
-        if fleet is None:
-            report, extra = run(where, keys, jobs=jobs, require_seal=require_seal,
-                                limits=limits), None
-        else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
-            from merkle_backup.fleet_run import run_audit
+        with RowCount("audit") as counter:
+            if fleet is None:
+                report, extra = run(where, keys, jobs=jobs, require_seal=require_seal,
+                                    limits=limits, progress=counter), None
+            else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
+                from merkle_backup.fleet_run import run_audit
 
-            extra = run_audit(where, keys, jobs=jobs, require_seal=require_seal, limits=limits,
-                              options=fleet)
-            report = extra.report
+                extra = run_audit(where, keys, jobs=jobs, require_seal=require_seal,
+                                  limits=limits, options=fleet, progress=counter)
+                report = extra.report
         if the_log is not None:
             from datetime import timedelta
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from merkle_backup.cli.common import (
     Progress,
+    RowCount,
     command,
     findings,
     funnel,
@@ -35,7 +36,6 @@ from merkle_backup.cli.common import (
     seal_option,
     single_pass,
     storage_options,
-    tarball_size,
 )
 from merkle_backup.display import shown
 from merkle_backup.errors import ExitCode, Interrupted
@@ -83,7 +83,7 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
 
     private = load_private_key(key_path)
     source = open_source(backup, seal_path)
-    with Progress("sealing", tarball_size(source)) as progress:
+    with Progress("seal") as progress:
         result = seal_backup(source, private, created_at=datetime.now(timezone.utc),
                              limits=limits_from(max_entry_size, max_entries), replace=replace, force=force,
                              progress=progress)
@@ -122,8 +122,10 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
             report = seal_all_logged(location, private, jobs, log, log_state, max_age, backfill,
                                       limits_from(max_entry_size, max_entries))
         else:
-            report = run(open_location(location, jobs), private, jobs=jobs,
-                         clock=lambda: datetime.now(timezone.utc), limits=limits_from(max_entry_size, max_entries))
+            where = open_location(location, jobs)
+            with RowCount("seal-all") as counter:
+                report = run(where, private, jobs=jobs, clock=lambda: datetime.now(timezone.utc),
+                             limits=limits_from(max_entry_size, max_entries), progress=counter)
     except Interrupted as e:
         print_interrupted(e.partial, as_json, verbose_failures=False)
         raise

@@ -34,7 +34,6 @@ from merkle_backup.cli.common import (
     seal_option,
     single_pass,
     storage_options,
-    tarball_size,
     trust_option,
 )
 from merkle_backup.display import shown
@@ -103,7 +102,7 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
         source.name, include_namespaces, exclude_namespaces, namespaces, include_resources,
         exclude_resources, include_cluster_resources, restore_file)
     scope = Scope(selection, frozenset(resources))
-    with Progress("verifying", tarball_size(source)) as progress:
+    with Progress("verify") as progress:
         report = verify_backup(source, keys, scope=scope, expected_uid=expected_uid,
                                limits=limits_from(max_entry_size, max_entries), progress=progress)
     in_log = verify_in_log(source, keys, log, log_state, witnesses) if log else None
@@ -195,9 +194,9 @@ def print_report(report: VerifyReport) -> None:
         listed = " (use --json for the next 1000)" if hidden else ""
         click.echo(f"  ... and {hidden + report.unlisted_failures} more{listed}")
     if report.out_of_scope_failures:
-        click.echo(f"  outside this scope: {report.out_of_scope_failures} problem(s) in entries the "
-                   "selection does not read; they do not change this verdict (verify without a "
-                   "selection to list them)")
+        click.echo(f"  outside this scope: {report.out_of_scope_failures} problem(s) in entries "
+                   "the selection does not read; they do not change this verdict (verify without "
+                   "a selection to list them)")
     for warning in report.warnings:
         click.echo(f"  warning: {shown(warning.path)}: {shown(warning.problem)}")
     for note in report.notes:
