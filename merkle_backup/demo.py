@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -103,9 +104,10 @@ def _run(echo: Callable[[str], None], keep: Path | None) -> int:
             echo(line)
         step = Step(echo)
 
-        def say(text: str) -> None:  # a numbered step, or a remark under its command
-            first = "" if text[:1].isdigit() else "   "
-            lines = textwrap.wrap(text, width=79, initial_indent=first, subsequent_indent="   ",
+        def say(text: str, indent: str = "   ") -> None:  # a step "N. ...", or a remark under it
+            first = "" if re.match(r"\d\. ", text) else indent
+            lines = textwrap.wrap(text, width=79, initial_indent=first,
+                                  subsequent_indent=indent,
                                   break_on_hyphens=False, break_long_words=False)
             for line in lines:
                 echo(line)
@@ -117,7 +119,7 @@ def _run(echo: Callable[[str], None], keep: Path | None) -> int:
         original = (folder / f"{DEMO_BACKUP}.tar.gz").read_bytes()
         echo("")
         say(f"1. An example backup as Velero writes it to its bucket: {BACKUP}/ holds the "
-             f"tarball {DEMO_BACKUP}.tar.gz (152 Kubernetes items, 2 namespaces) and "
+            f"tarball {DEMO_BACKUP}.tar.gz (152 Kubernetes items) and "
             f"{len(list(folder.iterdir())) - 1} other objects.")
 
         say("2. A key pair: the private key signs seals; you keep the public one to verify.")
@@ -145,8 +147,9 @@ def _run(echo: Callable[[str], None], keep: Path | None) -> int:
         in_scope = _in_scope(out)
         if in_scope is not None:
             say(f"{in_scope} leaves in scope: the {own} entries of {namespace} (what `inspect` "
-                 f"counts for it) and {in_scope - own} of the {outside} cluster-scoped items, "
-                 "Namespace objects and bucket objects, which such a restore also reads.")
+                f"counts for it) and {in_scope - own} of the {outside} that belong to no "
+                "namespace (cluster-scoped items, bucket objects, metadata/version: inspect's "
+                "'(cluster, bucket, metadata)'), which such a restore also reads.")
 
         target = _tamper(folder / f"{DEMO_BACKUP}.tar.gz", namespace)
         say(f"6. The demo now plays an attacker who can write to the bucket: it adds a sidecar "
@@ -170,11 +173,11 @@ def _run(echo: Callable[[str], None], keep: Path | None) -> int:
             raise Failed(f"{target} was not named as modified")
         echo("")
         say("demo finished: tampering was caught and named, and the untouched namespace still "
-            "verified.")
+            "verified.", indent="")
         if keep is not None:
             say(f"Kept in {keep}: the sealed backup ({BACKUP}/) and the key pair ({KEY}, "
                 f"{KEY}.pub). Try: cd {keep} && merkle-backup inspect "
-                f"{BACKUP}/{DEMO_BACKUP}-merkle.seal")
+                f"{BACKUP}/{DEMO_BACKUP}-merkle.seal", indent="")
         return 0
 
 

@@ -196,7 +196,8 @@ def test_demo_shows_each_command_with_its_exit_code_and_keeps_its_folder(tmp_pat
     assert "The signature proves that this seal" in text and "the key you trust" in text
     # The counts explained: the namespace's leaves as inspect counts them, and the rest.
     assert ("173 leaves in scope: the 125 entries of monitoring-000 (what `inspect` counts for "
-            "it) and 48 of the 52 cluster-scoped items") in text
+            "it) and 48 of the 52 that belong to no namespace") in text
+    assert "\ndemo finished: tampering was caught" in outcome.out  # not indented as a remark
     # In and out of scope, worded so that VERIFIED cannot be read against the line below it.
     assert ("outside this scope: 1 problem(s) in entries the selection does not read; they do "
             "not change this verdict") in text
