@@ -35,7 +35,7 @@ from merkle_backup.cli.common import (
     print_rows,
     read_file,
     storage,
-    storage_options,
+    storage_options_for,
     trust_option,
     warn,
 )
@@ -136,7 +136,7 @@ def print_run(run: Any) -> None:
 @json_option
 @limits_options
 @fleet_options
-@storage_options(argument="LOCATION")
+@storage_options_for("LOCATION")
 @funnel
 def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal: bool,
           log: str | None, log_state: Path | None, max_age: float,
@@ -231,7 +231,7 @@ def audit_verdict(report: AuditReport, *, require_seal: bool) -> None:
 @click.option("--shards", type=click.IntRange(1, 10_000), help="Fail unless the run has N shards.")
 @click.option("--metrics", type=click.Path(path_type=Path), help="Write Prometheus text of the merged report.")
 @json_option
-@storage_options(argument="URL")
+@storage_options_for("URL")
 @funnel
 def audit_merge(url: str, run_id: str | None, shards: int | None, metrics: Path | None,
                 as_json: bool) -> int:

@@ -246,12 +246,19 @@ BSL_HELP = {
 }
 
 
-def storage_options(f: Callable[..., Any] | None = None, *, argument: str = "BACKUP") -> Any:
+def storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """S3 connection options, named after a Velero BackupStorageLocation's settings. They are
-    kept in the click context (read by open_source), so commands do not pass them around.
-    ``argument`` is what the command takes (BACKUP, LOCATION or URL): what --bsl gives it."""
-    if f is None:
-        return functools.partial(storage_options, argument=argument)
+    kept in the click context (read by open_source), so commands do not pass them around."""
+    return _storage_options(f, "BACKUP")
+
+
+def storage_options_for(argument: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``storage_options`` for a command whose argument is not a BACKUP (LOCATION, URL, or
+    --log): what --bsl's help says it gives."""
+    return functools.partial(_storage_options, argument=argument)
+
+
+def _storage_options(f: Callable[..., Any], argument: str) -> Callable[..., Any]:
     bsl_help = BSL_HELP[argument]
 
     @functools.wraps(f)

@@ -12,7 +12,7 @@ from merkle_backup.cli.common import (
     command,
     funnel,
     open_log,
-    storage_options,
+    storage_options_for,
     trust_option,
 )
 from merkle_backup.display import shown
@@ -23,7 +23,7 @@ from merkle_backup.display import shown
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
 @click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
-@storage_options(argument="--log")
+@storage_options_for("--log")
 @funnel
 def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
     """Log a signed tombstone for backup NAME: deleting it on purpose (before its expiration)
@@ -47,7 +47,7 @@ def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
               "merkle-backup-witness/<key id prefix>).")
 @click.option("--state", "log_state", type=click.Path(path_type=Path),
               help="The witness's own state: the last checkpoint it cosigned.")
-@storage_options(argument="--log")
+@storage_options_for("--log")
 @funnel
 def witness(log: str, trust: tuple[Path, ...], key_path: Path, name: str | None,
             log_state: Path | None) -> None:

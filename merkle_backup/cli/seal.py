@@ -36,6 +36,7 @@ from merkle_backup.cli.common import (
     seal_option,
     single_pass,
     storage_options,
+    storage_options_for,
 )
 from merkle_backup.display import shown
 from merkle_backup.errors import ExitCode, Interrupted
@@ -106,7 +107,7 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
               "older than --max-age; run it by hand, after checking them.")
 @json_option
 @limits_options
-@storage_options(argument="LOCATION")
+@storage_options_for("LOCATION")
 @funnel
 def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
              log_state: Path | None, max_age: float, backfill: bool, as_json: bool,
