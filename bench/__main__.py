@@ -57,10 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                       log=lambda m: print(m, flush=True), fleet_backups=fleet_backups,
                       fleet_repeats=1 if args.quick else 3)
     print()
-    for t in results["targets"]:
-        mark = "met    " if t["met"] else "MISSED "
-        print(f"{mark} {t['target']} [{t['where']}]: {t['measured']:.3g} {t['unit']} "
-              f"(limit {t['limit']:.3g})")
+    for line in target_lines(results["targets"]):
+        print(line)
     insane = [(r["mix"], r["items"], r["sanity"]) for r in results["runs"] if r["sanity"]]
     if results.get("fleet") and results["fleet"]["sanity"]:
         insane.append(("fleet", results["fleet"]["backups"], results["fleet"]["sanity"]))
@@ -68,6 +66,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"INSANE {mix} {items}: {problems}", file=sys.stderr)
     print(f"\nresults in {out} ({results['seconds']} s)")
     return 1 if insane else 0
+
+
+def target_lines(targets: list[dict]) -> list[str]:
+    """The speed targets, worded so that a missed one cannot be read as a failed test: the
+    bench fails only on wrong outputs (its exit code), never on a target."""
+    missed = sum(1 for t in targets if not t["met"])
+    lines = [f"speed targets on this machine ({missed} of {len(targets)} missed; informational, "
+             "not a test result: docs/benchmarks.md, 'Targets'):"]
+    for t in targets:
+        mark = "met          " if t["met"] else "target missed"
+        lines.append(f"  {mark}  {t['target']} [{t['where']}]: {t['measured']:.3g} {t['unit']} "
+                     f"(limit {t['limit']:.3g})")
+    return lines
 
 
 def fleet_main(backups: int, repeats: int, out: Path | None) -> int:

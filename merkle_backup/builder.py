@@ -35,6 +35,7 @@ from merkle_backup.core.keys import (
 from merkle_backup.core.leaf import LeafRecord, content_digest
 from merkle_backup.errors import ArchiveError, CannotCheck, StorageError
 from merkle_backup.formats.seal import encode_seal_head, leaf_frame
+from merkle_backup.progress import phase, tarball_total
 from merkle_backup.signing import public_key_of, sign
 from merkle_backup.storage.files import temp_dir_label, temporary_file
 from merkle_backup.storage.source import BackupSource
@@ -218,6 +219,7 @@ def seal_backup(
     bucket_objects = len(bucket)
     # 3. Every tar entry, in one streaming pass, each manifest checked against its path.
     inconsistencies: list[Inconsistency] = []
+    phase(progress, "reading and hashing the tarball", tarball_total(source, progress))
     leaves, archive_digest, archive_size = hash_tarball(
         source, limits, progress, inconsistencies if check_manifests else None
     )
@@ -236,6 +238,7 @@ def seal_backup(
     )
     # 4-5. Canonical order, root, signed checkpoint, in one pass over the sorted table, into a
     # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
+    phase(progress, f"sorting, hashing and signing {len(leaves)} leaves", None)
     with temporary_file("the seal") as seal_file:
         try:
             checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force,
@@ -248,6 +251,7 @@ def seal_backup(
                 f"{e.strerror or e}"
             ) from e
         # 6. Atomic, conditional write.
+        phase(progress, f"writing the seal ({seal_size} bytes)", None)
         where = source.write_seal(seal_file, replace=replace)
     return SealResult(checkpoint, where, seal_size, len(leaves), entries, bucket_objects,
                       inconsistencies)

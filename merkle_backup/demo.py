@@ -1,87 +1,205 @@
-"""`merkle-backup demo`: the whole story on a built-in example backup, in a temporary folder.
+"""`merkle-backup demo`: the whole story on a built-in example backup, each step the command a
+user would type, run for real (the same click commands, in this process), with its output and
+its exit code.
 
 The example is a real Velero-layout backup written by Go's archive/tar (tests/fixtures/README.md):
-152 items in 2 namespaces, classic and -preferredversion copies, PAX long names.
+152 items in 2 namespaces, classic and -preferredversion copies, PAX long names. It runs in a
+temporary folder, removed at the end, or in ``--keep DIR``, left in place (the backup sealed and
+as it was, the keys), so that README's commands can go on from there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
+import os
+import re
 import shutil
 import tarfile
 import tempfile
-from datetime import datetime, timezone
+import textwrap
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Callable
-
-from merkle_backup.builder import seal_backup
-from merkle_backup.selection import Scope
-from merkle_backup.signing import generate_keypair, load_private_key, load_public_key
-from merkle_backup.storage.local import LocalBackup
-from merkle_backup.verifier import VerifyReport, verify_backup
 
 DEMO_BACKUP = "demo-small"
+BACKUP = f"bucket/backups/{DEMO_BACKUP}"
+KEY = "keys/demo.key"
 
 
-def run_demo(echo: Callable[[str], None]) -> int:
-    with tempfile.TemporaryDirectory(prefix="merkle-backup-demo-") as tmp:
-        root = Path(tmp)
-        folder = root / "bucket" / "backups" / DEMO_BACKUP
-        shutil.copytree(resources.files("merkle_backup") / "demo_data" / DEMO_BACKUP, folder)
+class Failed(Exception):
+    """A step's exit code was not the one the demo expects: it stops there."""
+
+
+class Step:
+    """Runs ``merkle-backup ARGS`` as a user would type it, in the demo's folder; shows the
+    command, its output (indented) and its exit code."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+
+    def __call__(self, expected: int, *args: str) -> str:
+        from merkle_backup.cli import main
+
+        command = "merkle-backup " + " ".join(args)
+        self.echo(f"   $ {command}")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main.main(list(args), prog_name="merkle-backup", standalone_mode=True)
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        text = out.getvalue() + err.getvalue()
+        for line in text.splitlines():
+            self.echo(f"     {line}")
+        self.echo(f"   -> exit {code}" + ("" if code == expected else
+                                         f" (expected {expected}: the demo FAILED here)"))
+        if code != expected:
+            raise Failed(f"{command}: exit {code}, expected {expected}")
+        return text
+
+
+@contextlib.contextmanager
+def _folder(keep: Path | None) -> Iterator[Path]:
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="merkle-backup-demo-") as tmp:
+            yield Path(tmp)
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        from merkle_backup.errors import UsageError
+
+        raise UsageError(f"--keep {keep}: the folder is not empty; give a new or empty one")
+    yield keep
+
+
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_demo(echo: Callable[[str], None], keep: Path | None = None) -> int:
+    """Exit 0 when every step ended as it should (tampering caught and named), else 1."""
+    try:
+        return _run(echo, keep)
+    except Failed as e:
+        echo(f"\ndemo FAILED: {e}.")
+        return 1
+
+
+def _run(echo: Callable[[str], None], keep: Path | None) -> int:
+    with _folder(keep) as root, _inside(root):
+        where = (f"in {keep} (kept: --keep)" if keep is not None else
+                 f"in a temporary folder, {root}, removed at the end (keep it with --keep DIR)")
+        for line in textwrap.wrap(f"The demo runs {where}; each step is the command you would "
+                                  "type, run for real.", width=79, break_on_hyphens=False):
+            echo(line)
+        step = Step(echo)
+
+        def say(text: str, indent: str = "   ") -> None:  # a step "N. ...", or a remark under it
+            first = "" if re.match(r"\d\. ", text) else indent
+            lines = textwrap.wrap(text, width=79, initial_indent=first,
+                                  subsequent_indent=indent,
+                                  break_on_hyphens=False, break_long_words=False)
+            for line in lines:
+                echo(line)
+
+        folder = Path(BACKUP)
+        shutil.copytree(resources.files("merkle_backup") / "demo_data" / DEMO_BACKUP, folder)  # type: ignore[arg-type]
         for p in folder.iterdir():
             p.chmod(0o644)
-        echo(f"1. example backup in Velero's bucket layout: {folder}")
+        original = (folder / f"{DEMO_BACKUP}.tar.gz").read_bytes()
+        echo("")
+        say(f"1. An example backup as Velero writes it to its bucket: {BACKUP}/ holds the "
+            f"tarball {DEMO_BACKUP}.tar.gz (152 Kubernetes items) and "
+            f"{len(list(folder.iterdir())) - 1} other objects.")
 
-        (root / "keys").mkdir()
-        private_path, public_path = generate_keypair(root / "keys" / "demo.key")
-        private, trusted = load_private_key(private_path), [load_public_key(public_path)]
-        echo(f"2. new Ed25519 key pair: {private_path.name} (private), {public_path.name} (public)")
+        say("2. A key pair: the private key signs seals; you keep the public one to verify.")
+        step(0, "keygen", KEY)
 
-        source = LocalBackup(folder)
-        result = seal_backup(source, private, created_at=datetime.now(timezone.utc))
-        echo(f"3. sealed: {result.entries} tar entries + {result.bucket_objects} bucket objects "
-             f"-> {result.leaf_count} leaves, root {result.checkpoint.root.hex()[:16]}...")
-        echo(f"   seal written to {source.seal_path.name}")
+        say("3. Seal the backup: one Merkle leaf per tar entry and per bucket object, the "
+            "root signed.")
+        step(0, "seal", BACKUP, "--key", KEY)
+        say("Velero writes each item twice (its classic and -preferredversion copies), hence "
+             "more tar entries than items.")
 
-        whole = verify_backup(source, trusted)
-        _show("4. verify the whole backup", whole, echo)
+        say("4. Verify the whole backup.")
+        step(0, "verify", BACKUP, "--trust", f"{KEY}.pub")
+        say(f"The signature proves that this seal, whose root covers every leaf, was made with "
+            f"the private key that belongs to {KEY}.pub, the key you trust. Keys found in the "
+            "bucket are never used: someone who can write to the bucket can change the backup, "
+            "but cannot make a seal that verifies.")
+
         namespace = _deployment_namespace(folder)
-        ns_report = verify_backup(source, trusted, scope=Scope.namespace(namespace))
-        _show(f"5. verify namespace {namespace} only (a selective restore)", ns_report, echo)
+        other = _other_namespace(folder, namespace)
+        own, outside = _namespace_leaves(folder / f"{DEMO_BACKUP}-merkle.seal", namespace)
+        say(f"5. Verify only what a restore of namespace {namespace} reads (before a selective "
+             "restore).")
+        out = step(0, "verify", BACKUP, "--trust", f"{KEY}.pub", "--namespace", namespace)
+        in_scope = _in_scope(out)
+        if in_scope is not None:
+            say(f"{in_scope} leaves in scope: the {own} entries of {namespace} (what `inspect` "
+                f"counts for it) and {in_scope - own} of the {outside} that belong to no "
+                "namespace (cluster-scoped items, bucket objects, metadata/version: inspect's "
+                "'(cluster, bucket, metadata)'), which such a restore also reads.")
 
         target = _tamper(folder / f"{DEMO_BACKUP}.tar.gz", namespace)
-        echo(f"6. attacker with bucket write access adds a sidecar container to {target}")
-        tampered = verify_backup(source, trusted)
-        _show("7. verify the whole backup again", tampered, echo)
-        other = _other_namespace(folder, namespace)
-        other_report = verify_backup(source, trusted, scope=Scope.namespace(other))
-        _show(f"8. verify namespace {other}: untouched, still provable", other_report, echo)
+        say(f"6. The demo now plays an attacker who can write to the bucket: it adds a sidecar "
+            f"container to {target} and rewrites the tarball (no command here: the attacker "
+            "uses tools of their own).")
 
-        expected = (whole.verified and ns_report.verified and not tampered.verified
-                    and other_report.verified
-                    and any(f.path == target and f.problem == "modified" for f in tampered.failures))
-        echo("demo finished: tampering was caught and named." if expected
-             else "demo FAILED: the results above are not what they should be.")
-        return 0 if expected else 1
+        say("7. Verify the whole backup again.")
+        tampered = step(1, "verify", BACKUP, "--trust", f"{KEY}.pub")
+        say("Exit 1: not authentic. The changed manifest is named: a restore would apply it.")
+
+        say(f"8. Verify only namespace {other}: a restore of it reads none of the changed bytes.")
+        step(0, "verify", BACKUP, "--trust", f"{KEY}.pub", "--namespace", other)
+        say(f"VERIFIED covers only what this restore reads; the problem in {namespace} was "
+             "found too, and is counted apart: it does not make this restore unsafe.")
+
+        (folder / f"{DEMO_BACKUP}.tar.gz").write_bytes(original)
+        say("9. Put the original tarball back, and verify once more.")
+        step(0, "verify", BACKUP, "--trust", f"{KEY}.pub")
+
+        if not any(target in line and "modified" in line for line in tampered.splitlines()):
+            raise Failed(f"{target} was not named as modified")
+        echo("")
+        say("demo finished: tampering was caught and named, and the untouched namespace still "
+            "verified.", indent="")
+        if keep is not None:
+            say(f"Kept in {keep}: the sealed backup ({BACKUP}/) and the key pair ({KEY}, "
+                f"{KEY}.pub). Try: cd {keep} && merkle-backup inspect "
+                f"{BACKUP}/{DEMO_BACKUP}-merkle.seal", indent="")
+        return 0
 
 
-def _show(title: str, report: VerifyReport, echo: Callable[[str], None]) -> None:
-    verdict = "VERIFIED" if report.verified else "NOT AUTHENTIC"
-    echo(f"{title}: {verdict} ({report.checked} leaves in scope)")
-    for failure in report.failures:
-        echo(f"     {failure.problem}: {failure.path}")
-        if failure.detail:
-            echo(f"       {failure.detail}")
-    if report.out_of_scope_failures:
-        echo(f"     {report.out_of_scope_failures} problem(s) outside the chosen scope")
+def _in_scope(out: str) -> int | None:
+    for line in out.splitlines():
+        if " leaves, " in line and line.endswith(" in scope"):
+            return int(line.rsplit(" in scope", 1)[0].rsplit(" ", 1)[1])
+    return None
+
+
+def _namespace_leaves(seal_file: Path, namespace: str) -> tuple[int, int]:
+    """(leaves of ``namespace``, leaves of no namespace) as `inspect` counts them."""
+    from merkle_backup.inspect import describe_seal_file
+
+    with seal_file.open("rb") as f:
+        counts = describe_seal_file(f)["leaves_by_namespace"]
+    return counts.get(namespace, 0), counts.get("", 0)
 
 
 def _members(tarball: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
     with tarfile.open(tarball, "r:gz") as tar:
-        return [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+        return [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
 
 
 def _deployment_namespace(folder: Path) -> str:

@@ -27,6 +27,20 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+#: What each exit code means, as every command's help and README's table say it
+#: (tests/test_help.py checks both against this).
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.VERIFIED: "verified",
+    ExitCode.NOT_AUTHENTIC: "not authentic: tampering or corruption found (each failure named "
+                            "with its path)",
+    ExitCode.USAGE: "usage error",
+    ExitCode.CANNOT_CHECK: "could not check: missing file, unreadable input, malformed seal, "
+                           "bad key, I/O",
+    ExitCode.INTERRUPTED: "interrupted (SIGINT); audit and seal-all print the rows they "
+                          "finished first",
+}
+
+
 class Error(Exception):
     """Base of every deliberate merkle-backup error; its class decides the exit code."""
 

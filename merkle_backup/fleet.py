@@ -159,6 +159,10 @@ class SealAllReport:
         }
 
 
+#: Told of each backup as it is done: (its row, backups done, backups in all).
+RowProgress = Callable[["BackupRow", int, int], None]
+
+
 def audit(
     location: Location,
     trusted: Sequence[PublicKey],
@@ -166,14 +170,17 @@ def audit(
     jobs: int = 4,
     require_seal: bool = False,
     limits: Limits | None = None,
+    progress: RowProgress | None = None,
 ) -> AuditReport:
-    """Verify every backup of ``location`` against its seal, ``jobs`` at a time."""
+    """Verify every backup of ``location`` against its seal, ``jobs`` at a time; ``progress``
+    is told of each row as it is done (see ``_map``)."""
     if not trusted:
         raise CannotCheck("no trusted public key given")
     names = location.backup_names()
     limits = limits or Limits()
     try:
-        rows = _map(lambda name: _audit_one(location, name, trusted, limits), names, jobs)
+        rows = _map(lambda name: _audit_one(location, name, trusted, limits), names, jobs,
+                    progress)
     except Interrupted as e:
         raise Interrupted(AuditReport(location.describe(), require_seal, tuple(e.partial or ()),
                                       (_interrupted_note(e.partial, names),))) from e
@@ -188,12 +195,15 @@ def seal_all(
     clock: Callable[[], datetime],
     jobs: int = 1,
     limits: Limits | None = None,
+    progress: RowProgress | None = None,
 ) -> SealAllReport:
-    """Seal every backup of ``location`` that is final and has no seal yet."""
+    """Seal every backup of ``location`` that is final and has no seal yet; ``progress`` is
+    told of each row as it is done (see ``_map``)."""
     names = location.backup_names()
     limits = limits or Limits()
     try:
-        rows = _map(lambda name: _seal_one(location, name, private_key, clock, limits), names, jobs)
+        rows = _map(lambda name: _seal_one(location, name, private_key, clock, limits), names, jobs,
+                    progress)
     except Interrupted as e:
         raise Interrupted(SealAllReport(location.describe(), tuple(e.partial or ()),
                                         (_interrupted_note(e.partial, names),))) from e
@@ -205,8 +215,11 @@ def _interrupted_note(done: Sequence[BackupRow] | None, names: Sequence[str]) ->
     return f"interrupted: {len(names) - len(done or ())} of {len(names)} backup(s) not done"
 
 
-def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int) -> list[BackupRow]:
-    """Rows in name order. A bug in ``work`` re-raises here, with its traceback.
+def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int,
+         progress: RowProgress | None = None) -> list[BackupRow]:
+    """Rows in name order. A bug in ``work`` re-raises here, with its traceback. ``progress``
+    is called in this (the calling) thread with each row as it is done, the number done and the
+    number of backups.
 
     An interrupt (``Interrupted`` or ``KeyboardInterrupt`` in the calling thread) cancels the
     backups not started, gives those running INTERRUPT_GRACE_SECONDS to finish, abandons the
@@ -219,6 +232,8 @@ def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int) -> l
         try:
             for n in names:
                 rows[n] = work(n)
+                if progress is not None:
+                    progress(rows[n], len(rows), len(names))
         except (Interrupted, KeyboardInterrupt) as e:
             raise Interrupted([rows[n] for n in names if n in rows]) from e
         return [rows[n] for n in names]
@@ -231,6 +246,8 @@ def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int) -> l
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 rows[futures[future]] = future.result()  # a bug re-raises here
+                if progress is not None:
+                    progress(rows[futures[future]], len(rows), len(names))
     except (Interrupted, KeyboardInterrupt) as e:
         pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS

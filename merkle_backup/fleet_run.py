@@ -174,6 +174,7 @@ def run_audit(
     limits: Any,
     options: FleetOptions,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    progress: Any = None,
 ) -> AuditRun:
     if options.attest is not None and options.key is None:
         raise UsageError("--attest needs --key (the private key that signs the attestation)")
@@ -214,8 +215,8 @@ def run_audit(
                 for n, r in reused.items()]
 
     try:
-        report = fleet_audit(view, trusted, jobs=jobs, require_seal=require_seal, limits=limits) \
-            if to_read else None
+        report = fleet_audit(view, trusted, jobs=jobs, require_seal=require_seal, limits=limits,
+                             progress=progress) if to_read else None
     except Interrupted as e:
         partial = e.partial
         if partial is not None and reused:

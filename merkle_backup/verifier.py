@@ -35,6 +35,7 @@ from merkle_backup.errors import (
     NotGzip,
     UsageError,
 )
+from merkle_backup.progress import listens, phase, tarball_total
 from merkle_backup.selection import Scope
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.files import NotRegularFile
@@ -193,8 +194,8 @@ class _Checker:
                           UNEXPECTED, f"is {kind}, not a regular file; bucket object was not "
                           "sealed" if kind else "bucket object was not sealed")
 
-    def tarball(self, source: BackupSource, limits: Limits,
-                not_regular: NotRegularFile | None) -> None:
+    def tarball(self, source: BackupSource, limits: Limits, not_regular: NotRegularFile | None,
+                progress: Callable[[int], None] | None) -> None:
         checkpoint = self.seal.checkpoint
         # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
         if not_regular is not None:  # the sealed tarball's place holds a link, FIFO, device
@@ -213,6 +214,7 @@ class _Checker:
             )
         else:
             self.report.notes.append("tarball differs from the sealed file; checked entry by entry")
+        phase(progress, "checking entry by entry", tarball_total(source, progress))
         leaves = self.leaves
         count = len(leaves)
         seen = bytearray(count)
@@ -226,7 +228,8 @@ class _Checker:
                 leaf_and_key = table.tar_leaf_and_key
                 find = leaves.find_item
                 previous, digest = b"", hash_content(b"").digest()
-                for path, data, problem in ArchiveReader(stream, limits, None).tuples():
+                again = progress if listens(progress) else None  # plain callers: one pass
+                for path, data, problem in ArchiveReader(stream, limits, again).tuples():
                     index = None
                     if problem is None:
                         if data != previous:  # a -preferredversion copy repeats the bytes before it
@@ -376,10 +379,14 @@ def verify_backup(
         # The tarball is hashed before the table is checked: when it is the sealed file and
         # the seal's leaf section is unchanged (version 2), no record needs reading (trust.py).
         archive = None
+        phase(progress, "hashing the tarball", tarball_total(source, progress))
         try:
             archive = _hash_file(source, progress)
         except NotRegularFile as e:
             not_regular = e
+        # Its leaf section is read once or twice (framing, then records) or only hashed (v2):
+        # no honest byte total up front, so the pass shows its elapsed time.
+        phase(progress, "reading the seal, checking its table", None)
         seal = open_table(f, signed, scope, archive=archive)
     checkpoint = seal.checkpoint
     assert seal.signer is not None
@@ -394,7 +401,7 @@ def verify_backup(
     _note_scope(scope, seal, report)
     report.warnings.extend(seal.copies)
     checker.bucket_objects(source)
-    checker.tarball(source, limits, not_regular)
+    checker.tarball(source, limits, not_regular, progress)
     checker.unknown_resources()
     return report
 

@@ -23,30 +23,34 @@ command needs are imported inside it, so that ``--help`` and a command's start-u
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from merkle_backup.cli import audit, log, proof, seal, verify
-from merkle_backup.cli.common import funnel
+from merkle_backup.cli.common import Group, command, funnel
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="merkle-backup")
 def main() -> None:
     """Tamper-evident Velero backups: seal a backup once, prove any resource of it later.
 
-    \b
-    Exit codes: 0 verified; 1 not authentic (tampering or corruption found);
-                2 usage error; 3 could not check (missing file, bad key, I/O).
+    New here? `merkle-backup demo` walks through seal, verify and a tampered backup.
     """
 
 
-@click.command()
+@command()
+@click.option("--keep", "keep", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Run in DIR (new or empty) and leave it there: the sealed example backup "
+                   "and the key pair, for the commands in README.")
 @funnel
-def demo() -> int:
-    """Seal and verify a built-in example backup, then tamper with it and show the failure."""
+def demo(keep: Path | None) -> int:
+    """Seal and verify a built-in example backup, then tamper with it and show the failure.
+    Each step is shown as the command you would type, with its output and exit code."""
     from merkle_backup.demo import run_demo
 
-    return run_demo(click.echo)
+    return run_demo(click.echo, keep)
 
 
 for _command in (seal.keygen, seal.seal, seal.seal_all, verify.verify, verify.inspect, demo,

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
+    RowCount,
+    command,
     findings,
     funnel,
     jobs_option,
@@ -33,7 +35,7 @@ from merkle_backup.cli.common import (
     print_rows,
     read_file,
     storage,
-    storage_options,
+    storage_options_for,
     trust_option,
     warn,
 )
@@ -124,7 +126,7 @@ def print_run(run: Any) -> None:
                    f"verification, not re-read; {len(run.report.backups) - run.skipped} read")
 
 
-@click.command()
+@command()
 @click.argument("location", required=False)
 @trust_option
 @jobs_option(4)
@@ -134,16 +136,16 @@ def print_run(run: Any) -> None:
 @json_option
 @limits_options
 @fleet_options
-@storage_options
+@storage_options_for("LOCATION")
 @funnel
 def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal: bool,
           log: str | None, log_state: Path | None, max_age: float,
           as_json: bool, max_entry_size: int | None, max_entries: int | None) -> int:
     """Verify every backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/).
 
-    \b
-    Exit 0 when every sealed backup verified; 1 when any is tampered (or, with --require-seal,
-    a final backup has no seal); 3 when any could not be checked, or there is no backup at all.
+    Exit 0 when every sealed backup verified; 1 when any is tampered (or, with
+    --require-seal, a final backup has no seal); 3 when any could not be checked, or there is
+    no backup at all.
     """
     from merkle_backup.fleet import audit as run
     from merkle_backup.signing import load_public_key
@@ -161,15 +163,16 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
                              "--metrics or --attest yet: run the log audit on its own")
         if the_log is not None:
             the_log.head()  # a rolled-back or forked log fails before the backups are read
-        if fleet is None:
-            report, extra = run(where, keys, jobs=jobs, require_seal=require_seal,
-                                limits=limits), None
-        else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
-            from merkle_backup.fleet_run import run_audit
+        with RowCount("audit") as counter:
+            if fleet is None:
+                report, extra = run(where, keys, jobs=jobs, require_seal=require_seal,
+                                    limits=limits, progress=counter), None
+            else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
+                from merkle_backup.fleet_run import run_audit
 
-            extra = run_audit(where, keys, jobs=jobs, require_seal=require_seal, limits=limits,
-                              options=fleet)
-            report = extra.report
+                extra = run_audit(where, keys, jobs=jobs, require_seal=require_seal,
+                                  limits=limits, options=fleet, progress=counter)
+                report = extra.report
         if the_log is not None:
             from datetime import timedelta
 
@@ -222,19 +225,18 @@ def audit_verdict(report: AuditReport, *, require_seal: bool) -> None:
 
 
 
-@click.command("audit-merge")
+@command("audit-merge")
 @click.argument("url")
 @click.option("--run-id", help="Merge this run's results (others in URL are ignored).")
 @click.option("--shards", type=click.IntRange(1, 10_000), help="Fail unless the run has N shards.")
 @click.option("--metrics", type=click.Path(path_type=Path), help="Write Prometheus text of the merged report.")
 @json_option
-@storage_options
+@storage_options_for("URL")
 @funnel
 def audit_merge(url: str, run_id: str | None, shards: int | None, metrics: Path | None,
                 as_json: bool) -> int:
     """Combine the shard results in URL (audit --shard --results) into one audit report.
 
-    \b
     Exit codes as audit's; 3 also when a shard is missing, twice, or from another run.
     """
     from datetime import datetime, timezone
@@ -266,7 +268,7 @@ def audit_merge(url: str, run_id: str | None, shards: int | None, metrics: Path 
     audit_verdict(report, require_seal=report.require_seal)
     return report.exit_code
 
-@click.command("verify-attestation")
+@command("verify-attestation")
 @click.argument("attestation", type=click.Path(path_type=Path))
 @trust_option
 @click.option("--digest", "digests", multiple=True, metavar="sha256:HEX",
@@ -278,9 +280,9 @@ def verify_attestation(attestation: Path, trust: tuple[Path, ...], digests: tupl
     """Check an attestation written by `audit --attest` with the trusted public key, and
     show what it attests.
 
-    \b
-    Exit codes: 0 authentic (and every --digest attested as verified); 1 not signed by a
-    trusted key, modified, or a --digest not attested as verified; 3 not an attestation.
+    Exit 0 when authentic (and every --digest attested as verified); 1 when not signed by a
+    trusted key, modified, or a --digest is not attested as verified; 3 when not an
+    attestation.
     """
     from merkle_backup.attest import verify_envelope
     from merkle_backup.errors import UsageError

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,56 @@ if TYPE_CHECKING:
 
 MAX_SHOWN_FAILURES = 50
 
+# An option a user reaches for out of another tool's habit (cosign's --key for the public key),
+# and the option of ours it means, when the command has that one and not the other.
+DID_YOU_MEAN = {"--key": "--trust", "--pub": "--trust", "--public-key": "--trust",
+                "--trust": "--key", "--private-key": "--key"}
+
+
+def exit_code_table(formatter: click.HelpFormatter) -> None:
+    """The exit codes, from ``errors.EXIT_MEANINGS`` (never written out again)."""
+    from merkle_backup.errors import EXIT_MEANINGS
+
+    with formatter.section("Exit codes"):
+        formatter.write_dl([(str(int(code)), text) for code, text in EXIT_MEANINGS.items()],
+                           col_max=4)
+
+
+class Group(click.Group):
+    """The ``merkle-backup`` group: its help ends with the exit-code table too."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        exit_code_table(formatter)
+
+
+class Command(click.Command):
+    """Every command's class: its help ends with the exit-code table (``errors.EXIT_MEANINGS``),
+    and a habitual wrong option name gets the right one (``DID_YOU_MEAN``)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        exit_code_table(formatter)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            meant = DID_YOU_MEAN.get(e.option_name.split("=", 1)[0])
+            ours = {o for p in self.params for o in getattr(p, "opts", ())}
+            if meant is None or meant not in ours:
+                raise
+            what = ("the trusted public key (KEY.pub)" if meant == "--trust"
+                    else "the private key that signs")
+            raise click.NoSuchOption(
+                e.option_name, f"No such option: {e.option_name}. Did you mean {meant}? "
+                f"{ctx.command_path} takes {what} as {meant} FILE.", ctx=ctx) from None
+
+
+def command(name: str | None = None, **attrs: Any) -> Callable[[Callable[..., Any]], Command]:
+    """``click.command`` with ``Command`` as its class."""
+    return click.command(name, cls=Command, **attrs)
+
 
 def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
     """Turn every deliberate error into one line on stderr and its exit code."""
@@ -36,16 +87,17 @@ def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
         try:
             code = command(*args, **kwargs) or ExitCode.VERIFIED
         except Error as e:
+            message = explained(e, kwargs)
             click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
-                       f"{shown(e.diagnostics())}", err=True)
+                       f"{shown(message)}", err=True)
             if as_json:  # the same shape as a report, so callers need one parser
                 subject = str(kwargs.get("backup") or kwargs.get("proof_file") or "")
                 problem = "not authentic" if isinstance(e, NotAuthentic) else "could not check"
                 click.echo(json.dumps({
                     "verified": False, "backup": None, "root": None, "tree_size": None,
                     "checked": 0,
-                    "failures": [{"path": subject, "problem": problem, "detail": e.diagnostics()}],
-                    "error": e.diagnostics(), "exit_code": e.exit_code,
+                    "failures": [{"path": subject, "problem": problem, "detail": message}],
+                    "error": message, "exit_code": e.exit_code,
                 }))
             code = e.exit_code
         except Interrupted:
@@ -56,6 +108,16 @@ def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
         sys.exit(code)
 
     return wrapper
+
+
+def explained(e: Error, kwargs: dict[str, Any]) -> str:
+    """The error's message with the file it is about and a hint (cli/hints.py)."""
+    from merkle_backup.cli.hints import SOURCE_KEY, explain
+
+    ctx = click.get_current_context(silent=True)
+    command = ctx.info_name or "" if ctx is not None else ""
+    source = ctx.meta.get(SOURCE_KEY) if ctx is not None else None
+    return explain(e, command, kwargs, source)
 
 
 def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -94,30 +156,110 @@ def limits_from(max_entry_size: int | None, max_entries: int | None) -> Limits:
 
 
 class Progress:
-    """A progress bar on stderr, only when stderr is a terminal."""
+    """Progress on stderr, only when stderr is a terminal (nothing otherwise, not even a
+    question to the storage): a bar for each pass the library announces (merkle_backup/
+    progress.py: ``phase(name, total)``), labelled with the command and the pass; a pass of no
+    known length shows its name, then how long it took."""
 
-    def __init__(self, label: str, total: int) -> None:
-        self.bar = None
-        if sys.stderr.isatty() and total > 0:
-            self.bar = click.progressbar(length=total, label=label, file=sys.stderr)
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.on = sys.stderr.isatty()
+        self.bar: Any = None
+        self.waiting: tuple[str, float] | None = None  # a pass of unknown length: (name, start)
 
-    def __enter__(self) -> Callable[[int], None] | None:
-        if self.bar is None:
-            return None
-        self.bar.__enter__()
-        return self.bar.update
+    def __enter__(self) -> Progress | None:
+        return self if self.on else None
 
-    def __exit__(self, *exc: Any) -> None:
+    def __call__(self, done: int) -> None:
         if self.bar is not None:
-            self.bar.__exit__(*exc)
+            self.bar.update(done)
+
+    def phase(self, name: str, total: int | None) -> None:
+        self._close(finished=True)
+        if total:
+            self.bar = click.progressbar(length=total, label=f"{self.label}: {name}",
+                                         file=sys.stderr, show_eta=True)
+            self.bar.__enter__()
+        else:
+            sys.stderr.write(f"{self.label}: {name} ...")
+            sys.stderr.flush()
+            self.waiting = (name, time.monotonic())
+
+    def _close(self, *, finished: bool) -> None:
+        if self.bar is not None:
+            if finished and self.bar.pos < self.bar.length:
+                # The pass is over; its total was an upper bound (the seal's table is read
+                # from its first leaf on, past a head of a few hundred bytes).
+                self.bar.update(self.bar.length - self.bar.pos)
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+        if self.waiting is not None:
+            sys.stderr.write(f" {time.monotonic() - self.waiting[1]:.1f} s\n")
+            sys.stderr.flush()
+            self.waiting = None
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self._close(finished=kind is None)
+
+
+class RowCount:
+    """audit and seal-all on a terminal: one stderr line, redrawn as each backup is done, with
+    the count done of all, the running count by status, and the backup just done."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.on = sys.stderr.isatty()
+        self.counts: dict[str, int] = {}
+        self.width = 0
+
+    def __enter__(self) -> RowCount | None:
+        return self if self.on else None
+
+    def __call__(self, row: Any, done: int, total: int) -> None:
+        self.counts[row.status] = self.counts.get(row.status, 0) + 1
+        so_far = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
+        line = f"{self.label}: {done}/{total} backups ({so_far}); last: {shown(row.name)[:40]}"
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(line)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 STORAGE_KEY = "merkle_backup.storage"
 
 
+BSL_HELP = {
+    "BACKUP": "Read the settings below, and the bucket and prefix, from a "
+              "BackupStorageLocation manifest (JSON, or simple YAML): BACKUP may then be a bare "
+              "NAME. Options given here win.",
+    "LOCATION": "Read the settings below, and the bucket and prefix, from a "
+                "BackupStorageLocation manifest (JSON, or simple YAML): LOCATION may then be "
+                "left out. Options given here win.",
+    "URL": "Read the settings below from a BackupStorageLocation manifest (JSON, or simple "
+           "YAML), to reach URL. Options given here win.",
+    "--log": "Read the settings below from a BackupStorageLocation manifest (JSON, or simple "
+             "YAML), to reach the --log bucket. Options given here win.",
+}
+
+
 def storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """S3 connection options, named after a Velero BackupStorageLocation's settings. They are
     kept in the click context (read by open_source), so commands do not pass them around."""
+    return _storage_options(f, "BACKUP")
+
+
+def storage_options_for(argument: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``storage_options`` for a command whose argument is not a BACKUP (LOCATION, URL, or
+    --log): what --bsl's help says it gives."""
+    return functools.partial(_storage_options, argument=argument)
+
+
+def _storage_options(f: Callable[..., Any], argument: str) -> Callable[..., Any]:
+    bsl_help = BSL_HELP[argument]
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -136,9 +278,7 @@ def storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
     path = click.Path(path_type=Path)
     for option in reversed([
-        click.option("--bsl", type=path, help="Read the settings below (and the bucket and prefix, "
-                     "so BACKUP may be a bare NAME) from a BackupStorageLocation manifest "
-                     "(JSON, or simple YAML). Options given here win."),
+        click.option("--bsl", type=path, help=bsl_help),
         click.option("--endpoint-url", help="S3 endpoint (BSL s3Url), for MinIO, Ceph and others."),
         click.option("--region", help="Bucket region (BSL region)."),
         click.option("--profile", help="AWS profile for credentials (BSL profile)."),
@@ -210,9 +350,14 @@ def warn(message: str) -> None:
 
 def open_source(backup: str | Path, seal_path: Path | None) -> BackupSource:
     """A local folder or tarball, or s3://BUCKET/PREFIX/backups/NAME (storage/resolve.py)."""
+    from merkle_backup.cli.hints import SOURCE_KEY
     from merkle_backup.storage.resolve import open_backup
 
-    return open_backup(backup, storage(), seal_path, warn=warn)
+    source = open_backup(backup, storage(), seal_path, warn=warn)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[SOURCE_KEY] = source  # for the funnel's hints: which tarball, which seal
+    return source
 
 
 def single_pass(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -228,17 +373,6 @@ def single_pass(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
 
     return wrapper
-
-
-def tarball_size(source: BackupSource) -> int:
-    """For the progress bar only: 0 (no bar) when the size cannot be had."""
-    if not sys.stderr.isatty():
-        return 0  # no bar, so no need to ask (an S3 HEAD)
-    try:
-        return source.tarball_size()
-    except Error:
-        return 0
-
 
 
 def read_file(path: Path, cap: int) -> bytes:

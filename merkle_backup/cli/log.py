@@ -9,20 +9,21 @@ from pathlib import Path
 import click
 
 from merkle_backup.cli.common import (
+    command,
     funnel,
     open_log,
-    storage_options,
+    storage_options_for,
     trust_option,
 )
 from merkle_backup.display import shown
 
 
-@click.command()
+@command()
 @click.argument("name")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
 @click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
-@storage_options
+@storage_options_for("--log")
 @funnel
 def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
     """Log a signed tombstone for backup NAME: deleting it on purpose (before its expiration)
@@ -37,7 +38,7 @@ def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
                f"tombstone at log entry {index}")
 
 
-@click.command()
+@command()
 @click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log to witness.")
 @trust_option
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
@@ -46,7 +47,7 @@ def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
               "merkle-backup-witness/<key id prefix>).")
 @click.option("--state", "log_state", type=click.Path(path_type=Path),
               help="The witness's own state: the last checkpoint it cosigned.")
-@storage_options
+@storage_options_for("--log")
 @funnel
 def witness(log: str, trust: tuple[Path, ...], key_path: Path, name: str | None,
             log_state: Path | None) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from merkle_backup.cli.common import (
+    command,
     funnel,
     json_option,
     open_source,
@@ -19,7 +21,7 @@ from merkle_backup.cli.common import (
 from merkle_backup.display import shown
 
 
-@click.command()
+@command()
 @click.argument("backup")
 @click.option("--resource", "resources", multiple=True, help="Tar path (or bucket object name) to prove. Repeatable.")
 @click.option("--namespace", "namespaces", multiple=True, help="Prove this whole namespace, or its absence. Repeatable.")
@@ -57,17 +59,20 @@ def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], 
                f"namespace(s), {len(proof.contents)} embedded manifest(s), {len(data)} bytes")
 
 
-@click.command("verify-proof")
+@command("verify-proof")
 @click.argument("proof_file", type=click.Path(path_type=Path))
 @trust_option
 @click.option("--content", "content_files", multiple=True, type=click.Path(path_type=Path),
               help="A manifest you hold; it must be the content of a proven resource. Repeatable.")
 @click.option("--backup", "expected_backup", help="Fail unless the proof is for this backup name.")
 @click.option("--uid", "expected_uid", help="Fail unless the proof is for the backup with this UID.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="List every proven resource and embedded manifest.")
 @json_option
 @funnel
 def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple[Path, ...],
-                 expected_backup: str | None, expected_uid: str | None, as_json: bool) -> None:
+                 expected_backup: str | None, expected_uid: str | None, *, verbose: bool,
+                 as_json: bool) -> None:
     """Check a proof file offline with only the trusted public key."""
     from merkle_backup.proofs import verify_proof as check
     from merkle_backup.signing import load_public_key
@@ -80,14 +85,45 @@ def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
+    print_proof_report(report, held=len(contents), verbose=verbose)
+
+
+def print_proof_report(report: Any, *, held: int, verbose: bool) -> None:
+    """The verdict, what is proven (a line per namespace, one for single resources), the
+    --content results, then the root; every resource only with --verbose."""
     cp = report.checkpoint
+    embedded = report.contents[:len(report.contents) - held]
+    matched = report.contents[len(report.contents) - held:]
     click.echo(f"VERIFIED: proof for backup {shown(cp.backup)} (uid {shown(cp.uid)}), sealed "
                f"{cp.created:%Y-%m-%dT%H:%M:%SZ}, signed by {shown(report.signer)}")
-    click.echo(f"  root {cp.root.hex()}, {cp.tree_size} leaves")
-    for path in report.resources:
-        click.echo(f"  resource  {shown(path)}")
+    in_ns = {p for ns in report.namespaces for p in ns.resources}
     for ns in report.namespaces:
-        state = f"complete, {len(ns.resources)} entries" if ns.present else "absent from the backup"
-        click.echo(f"  namespace {shown(ns.namespace)}: {state}")
-    for path in report.contents:
-        click.echo(f"  content   {shown(path)}")
+        if ns.present:
+            with_content = sum(1 for p in embedded if p in set(ns.resources))
+            more = (", manifests included" if with_content == len(ns.resources)
+                    else f", {with_content} manifests included" if with_content
+                    else " (names and hashes; no manifests)")
+            click.echo(f"  namespace {shown(ns.namespace)}: complete, {len(ns.resources)} "
+                       f"entries exactly as sealed{more}")
+        else:
+            click.echo(f"  namespace {shown(ns.namespace)}: absent from the backup (no entry "
+                       "of it was sealed)")
+    if report.resources:
+        one = f": {shown(report.resources[0])}" if len(report.resources) == 1 else ""
+        with_content = sum(1 for p in embedded if p not in in_ns)
+        more = f", {with_content} with its manifest embedded" if with_content else ""
+        click.echo(f"  {len(report.resources)} single resource(s) proven as sealed{one}{more}")
+    for line in matched:  # "LABEL = PATH": the user's file is that resource's sealed content
+        label, _, path = line.partition(" = ")
+        click.echo(f"  content {shown(label)}: byte for byte the sealed {shown(path)}")
+    click.echo(f"  root {cp.root.hex()}, {cp.tree_size} leaves")
+    if verbose:
+        for path in report.resources:
+            click.echo(f"  resource  {shown(path)}")
+        for ns in report.namespaces:
+            for path in ns.resources:
+                click.echo(f"  in {shown(ns.namespace)}: {shown(path)}")
+        for path in embedded:
+            click.echo(f"  content   {shown(path)}")
+    elif len(report.resources) > 1 or any(ns.resources for ns in report.namespaces):
+        click.echo("  (--verbose lists every proven resource, --json gives them all)")

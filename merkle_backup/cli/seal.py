@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 from merkle_backup.cli.common import (
     Progress,
+    RowCount,
+    command,
     findings,
     funnel,
     jobs_option,
@@ -34,25 +36,34 @@ from merkle_backup.cli.common import (
     seal_option,
     single_pass,
     storage_options,
-    tarball_size,
+    storage_options_for,
 )
 from merkle_backup.display import shown
 from merkle_backup.errors import ExitCode, Interrupted
 
 
-@click.command()
+@command()
 @click.argument("keyfile", type=click.Path(path_type=Path))
 @funnel
 def keygen(keyfile: Path) -> None:
-    """Write a new Ed25519 key pair: KEYFILE (private, mode 0600) and KEYFILE.pub."""
+    """Write a new Ed25519 key pair: KEYFILE (private, mode 0600) and KEYFILE.pub. A missing
+    folder is created (mode 0700)."""
     from merkle_backup.signing import generate_keypair, load_public_key
 
+    if not keyfile.parent.exists():
+        from merkle_backup.errors import StorageError
+
+        try:
+            keyfile.parent.mkdir(mode=0o700, parents=True)
+        except OSError as e:
+            raise StorageError(f"cannot create {keyfile.parent}: {e.strerror or e}") from e
+        click.echo(f"created folder {shown(keyfile.parent)} (mode 0700)")
     private, public = generate_keypair(keyfile)
     key = load_public_key(public)
     click.echo(f"private key: {private}\npublic key:  {public}\nkey id:      {key.key_id.hex()}")
 
 
-@click.command()
+@command()
 @click.argument("backup")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @seal_option
@@ -73,7 +84,7 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
 
     private = load_private_key(key_path)
     source = open_source(backup, seal_path)
-    with Progress("sealing", tarball_size(source)) as progress:
+    with Progress("seal") as progress:
         result = seal_backup(source, private, created_at=datetime.now(timezone.utc),
                              limits=limits_from(max_entry_size, max_entries), replace=replace, force=force,
                              progress=progress)
@@ -86,7 +97,7 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
 
 
 
-@click.command("seal-all")
+@command("seal-all")
 @click.argument("location", required=False)
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
 @jobs_option(2)
@@ -96,7 +107,7 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
               "older than --max-age; run it by hand, after checking them.")
 @json_option
 @limits_options
-@storage_options
+@storage_options_for("LOCATION")
 @funnel
 def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
              log_state: Path | None, max_age: float, backfill: bool, as_json: bool,
@@ -112,8 +123,10 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
             report = seal_all_logged(location, private, jobs, log, log_state, max_age, backfill,
                                       limits_from(max_entry_size, max_entries))
         else:
-            report = run(open_location(location, jobs), private, jobs=jobs,
-                         clock=lambda: datetime.now(timezone.utc), limits=limits_from(max_entry_size, max_entries))
+            where = open_location(location, jobs)
+            with RowCount("seal-all") as counter:
+                report = run(where, private, jobs=jobs, clock=lambda: datetime.now(timezone.utc),
+                             limits=limits_from(max_entry_size, max_entries), progress=counter)
     except Interrupted as e:
         print_interrupted(e.partial, as_json, verbose_failures=False)
         raise

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
     Progress,
+    command,
     funnel,
     json_option,
     limits_from,
@@ -33,7 +34,6 @@ from merkle_backup.cli.common import (
     seal_option,
     single_pass,
     storage_options,
-    tarball_size,
     trust_option,
 )
 from merkle_backup.display import shown
@@ -65,7 +65,7 @@ def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.command()
+@command()
 @click.argument("backup")
 @trust_option
 @selection_options
@@ -91,11 +91,7 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
            max_entries: int | None) -> int:
     """Verify BACKUP against its seal: the whole backup, what a restore of a selection reads
     (the same flags as `velero restore create`, or --restore FILE), or single resources.
-
-    \b
-    Exit codes: 0 verified; 1 not authentic (tampering found, each failure named);
-                2 usage error; 3 could not check (missing file, bad key, I/O, a limit).
-    """
+    Damage outside the chosen scope is counted, not failed."""
     from merkle_backup.selection import Scope
     from merkle_backup.signing import load_public_key
     from merkle_backup.verifier import verify_backup
@@ -106,7 +102,7 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
         source.name, include_namespaces, exclude_namespaces, namespaces, include_resources,
         exclude_resources, include_cluster_resources, restore_file)
     scope = Scope(selection, frozenset(resources))
-    with Progress("verifying", tarball_size(source)) as progress:
+    with Progress("verify") as progress:
         report = verify_backup(source, keys, scope=scope, expected_uid=expected_uid,
                                limits=limits_from(max_entry_size, max_entries), progress=progress)
     in_log = verify_in_log(source, keys, log, log_state, witnesses) if log else None
@@ -198,14 +194,16 @@ def print_report(report: VerifyReport) -> None:
         listed = " (use --json for the next 1000)" if hidden else ""
         click.echo(f"  ... and {hidden + report.unlisted_failures} more{listed}")
     if report.out_of_scope_failures:
-        click.echo(f"  {report.out_of_scope_failures} problem(s) outside the chosen scope (not counted)")
+        click.echo(f"  outside this scope: {report.out_of_scope_failures} problem(s) in entries "
+                   "the selection does not read; they do not change this verdict (verify without "
+                   "a selection to list them)")
     for warning in report.warnings:
         click.echo(f"  warning: {shown(warning.path)}: {shown(warning.problem)}")
     for note in report.notes:
         click.echo(f"  note: {shown(note)}")
 
 
-@click.command()
+@command()
 @click.argument("seal_file", type=click.Path(path_type=Path))
 @json_option
 @funnel
