@@ -10,9 +10,8 @@ honest bar. Library callers that pass a plain function see no difference.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 Progress = Callable[[int], None]
 
@@ -41,42 +40,3 @@ def tarball_total(source: Any, progress: Progress | None) -> int | None:
         return int(source.tarball_size())
     except Error:
         return None
-
-
-def file_size(f: BinaryIO) -> int | None:
-    """The size of an open regular file, or None."""
-    try:
-        return os.fstat(f.fileno()).st_size
-    except (OSError, AttributeError, ValueError):
-        return None
-
-
-def counting(f: BinaryIO, progress: Progress | None) -> BinaryIO:
-    """``f``, its reads reported to ``progress`` if it listens for phases; else ``f`` itself."""
-    if progress is None or not listens(progress):
-        return f
-    return cast(BinaryIO, Counting(f, progress))
-
-
-class Counting:
-    """A binary file whose reads are reported to ``progress`` (seek, tell and the rest are the
-    file's own): for a pass that a library reads through, such as the seal's."""
-
-    def __init__(self, f: BinaryIO, progress: Progress) -> None:
-        self._f = f
-        self._progress = progress
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        if data:
-            self._progress(len(data))
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._f.readinto(buffer)  # type: ignore[attr-defined]
-        if n:
-            self._progress(n)
-        return int(n or 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
