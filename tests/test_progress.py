@@ -124,4 +124,5 @@ def test_a_plain_callable_is_told_only_of_the_tarball(backup: Path, keypair) -> 
 
 
 def test_phase_with_no_listener_is_a_no_op() -> None:
-    phase(None, "nothing listens", 1)  # a no-op, never an error
+    assert not listens(None) and not listens(print)
+    assert phase(None, "nothing listens", 1) is None  # a no-op, never an error
