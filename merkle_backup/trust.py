@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 import hmac
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -170,7 +170,9 @@ def open_table(f: BinaryIO, signed: SignedSeal, scope: Scope = Scope(), *,
     return TrustedSeal(checkpoint, head, **fields, signer=signer, archive_proven=archive_proven)
 
 
-def read_unverified(seal: BinaryIO, scope: Scope = Scope(), *, keep_tree: bool = False) -> SealTable:
+def read_unverified(
+    seal: BinaryIO, scope: Scope = Scope(), *, keep_tree: bool = False
+) -> SealTable:
     """Steps 1 and 3-5 without a key: a table consistent with its checkpoint, nothing more."""
     head = read_seal_head(seal)
     checkpoint = _parse(head.checkpoint, "seal checkpoint")
@@ -282,11 +284,19 @@ class _ProvenTable:
                 in_scope[g.begin:g.end] = b"\x01" * (g.end - g.begin)
 
 
+# What _TablePass._records finds: the items, the scope marks, the bucket objects' indexes, the
+# namespaces and requested resources seen, the copy findings, the first path out of order.
+_Found = tuple[list[bytes], bytearray, list[int], set[str], set[str],
+               list[tuple[int, Inconsistency]], str | None]
+
+
 class _TablePass:
     """Steps 4-5 in one streaming pass over the records as bytes (core/table.py), which also
     marks what the scope covers; only the root is kept unless ``keep_tree`` (O(log n) memory)."""
 
-    def __init__(self, head: SealHead, checkpoint: Checkpoint, scope: Scope, keep_tree: bool) -> None:
+    def __init__(
+        self, head: SealHead, checkpoint: Checkpoint, scope: Scope, keep_tree: bool
+    ) -> None:
         if head.leaf_count != checkpoint.tree_size:
             raise NotAuthentic(
                 f"seal holds {head.leaf_count} leaves, its checkpoint says {checkpoint.tree_size}")
@@ -326,7 +336,8 @@ class _TablePass:
             "rule": self.rule, "scope_notes": self.rule.notes,
         }
 
-    def _records(self, leaves, add_leaf):  # type: ignore[no-untyped-def]  # the hot loop
+    def _records(self, leaves: Iterable[bytes], add_leaf: Callable[[bytes], None]) -> _Found:
+        # The hot loop: names bound to locals, one pass, no call that could be avoided.
         """Hash each record into the tree, decode it strictly, check the order, mark the scope."""
         count = self.head.leaf_count
         whole = self.scope.whole
@@ -341,7 +352,8 @@ class _TablePass:
         namespaces: set[str] = set()
         resources: set[str] = set()
         copies: list[tuple[int, Inconsistency]] = []
-        previous = out_of_order = None
+        previous: bytes | None = None
+        out_of_order: str | None = None
         for i, leaf in enumerate(leaves):
             add_leaf(leaf_hash(leaf_prefix + leaf).digest())
             sort_key, namespace, kind, path, item = check_record(leaf)

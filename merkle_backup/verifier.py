@@ -135,7 +135,11 @@ def check_identity(checkpoint: Checkpoint, source: BackupSource, expected_uid: s
             f"the seal is for backup {checkpoint.backup!r}, not {source.name!r}"
         )
     if expected_uid is not None and expected_uid != checkpoint.uid:
-        shown = "unknown (sealed from a bare tarball)" if checkpoint.uid == UNKNOWN_UID else checkpoint.uid
+        shown = (
+            "unknown (sealed from a bare tarball)"
+            if checkpoint.uid == UNKNOWN_UID
+            else checkpoint.uid
+        )
         raise NotAuthentic(f"the seal is for backup uid {shown}, expected {expected_uid}")
 
 

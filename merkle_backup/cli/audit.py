@@ -60,24 +60,57 @@ def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
     path = click.Path(path_type=Path)
-    for option in reversed([
-        click.option("--shard", metavar="I/N", help="Audit only shard I of N (backups whose name's "
-                     "SHA-256 is I mod N); N alone takes I from $JOB_COMPLETION_INDEX (an Indexed Job)."),
-        click.option("--results", metavar="URL", help="Write this shard's result object to URL (a "
-                     "folder or s3://BUCKET/PREFIX outside Velero's prefix), for audit-merge."),
-        click.option("--run-id", help="The run the shards belong to (the same in every shard; "
-                     "e.g. the Job's controller-uid). Default: $MERKLE_BACKUP_RUN_ID."),
-        click.option("--state", type=path, help="Incremental: skip backups unchanged since a "
-                     "verified run recorded in this file (the auditor's own), and update it."),
-        click.option("--full", is_flag=True, help="Re-read every backup, whatever --state says."),
-        click.option("--recheck-after", default="7d", show_default=True, metavar="DURATION",
-                     help="With --state: re-read a backup at least this often (12h, 7d, 1d12h)."),
-        click.option("--metrics", type=path, help="Write Prometheus text for node-exporter's "
-                     "textfile collector (name it *.prom)."),
-        click.option("--attest", type=path, help="Write a signed in-toto attestation (DSSE) of "
-                     "this audit; needs --key."),
-        click.option("--key", "attest_key", type=path, help="Private key (PEM) that signs --attest."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--shard",
+                metavar="I/N",
+                help="Audit only shard I of N (backups whose name's "
+                "SHA-256 is I mod N); N alone takes I from $JOB_COMPLETION_INDEX (an Indexed Job).",
+            ),
+            click.option(
+                "--results",
+                metavar="URL",
+                help="Write this shard's result object to URL (a "
+                "folder or s3://BUCKET/PREFIX outside Velero's prefix), for audit-merge.",
+            ),
+            click.option(
+                "--run-id",
+                help="The run the shards belong to (the same in every shard; "
+                "e.g. the Job's controller-uid). Default: $MERKLE_BACKUP_RUN_ID.",
+            ),
+            click.option(
+                "--state",
+                type=path,
+                help="Incremental: skip backups unchanged since a "
+                "verified run recorded in this file (the auditor's own), and update it.",
+            ),
+            click.option(
+                "--full", is_flag=True, help="Re-read every backup, whatever --state says."
+            ),
+            click.option(
+                "--recheck-after",
+                default="7d",
+                show_default=True,
+                metavar="DURATION",
+                help="With --state: re-read a backup at least this often (12h, 7d, 1d12h).",
+            ),
+            click.option(
+                "--metrics",
+                type=path,
+                help="Write Prometheus text for node-exporter's "
+                "textfile collector (name it *.prom).",
+            ),
+            click.option(
+                "--attest",
+                type=path,
+                help="Write a signed in-toto attestation (DSSE) of this audit; needs --key.",
+            ),
+            click.option(
+                "--key", "attest_key", type=path, help="Private key (PEM) that signs --attest."
+            ),
+        ]
+    ):
         wrapper = option(wrapper)
     return wrapper
 
@@ -130,7 +163,9 @@ def print_run(run: Any) -> None:
 @click.argument("location", required=False)
 @trust_option
 @jobs_option(4)
-@click.option("--require-seal", is_flag=True, help="Fail (exit 1) on final backups that have no seal.")
+@click.option(
+    "--require-seal", is_flag=True, help="Fail (exit 1) on final backups that have no seal."
+)
 @log_options
 @max_age_option
 @json_option
@@ -138,7 +173,7 @@ def print_run(run: Any) -> None:
 @fleet_options
 @storage_options_for("LOCATION")
 @funnel
-def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal: bool,
+def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_seal: bool,
           log: str | None, log_state: Path | None, max_age: float,
           as_json: bool, max_entry_size: int | None, max_entries: int | None) -> int:
     """Verify every backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/).
@@ -185,8 +220,11 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
         print_interrupted(e.partial, as_json, verbose_failures=True)
         raise
     if as_json:
-        click.echo(json.dumps({**report.to_json(), **({"not_reread": extra.skipped} if extra else {})},
-                              indent=2))
+        click.echo(
+            json.dumps(
+                {**report.to_json(), **({"not_reread": extra.skipped} if extra else {})}, indent=2
+            )
+        )
     else:
         audit_summary(report, require_seal=require_seal)
         if extra is not None:
@@ -196,7 +234,11 @@ def audit(location: str | None, trust: tuple[Path, ...], jobs: int, require_seal
             extra.write_outputs(lambda line: None if as_json else click.echo(shown(line)))
         except Error as e:  # the verdict stands: tampering found is still exit 1
             click.echo(f"merkle-backup: error: {shown(e.diagnostics())}", err=True)
-            return ExitCode.NOT_AUTHENTIC if report.exit_code == ExitCode.NOT_AUTHENTIC else e.exit_code
+            return (
+                ExitCode.NOT_AUTHENTIC
+                if report.exit_code == ExitCode.NOT_AUTHENTIC
+                else e.exit_code
+            )
     if not as_json:
         audit_verdict(report, require_seal=require_seal)
     return report.exit_code
@@ -215,7 +257,11 @@ def audit_summary(report: AuditReport, *, require_seal: bool) -> None:
 def audit_verdict(report: AuditReport, *, require_seal: bool) -> None:
     s = report.summary
     if report.exit_code == ExitCode.NOT_AUTHENTIC:
-        unsealed = f", {s['unsealed']} final backup(s) without a seal" if require_seal and s["unsealed"] else ""
+        unsealed = (
+            f", {s['unsealed']} final backup(s) without a seal"
+            if require_seal and s["unsealed"]
+            else ""
+        )
         click.echo(f"merkle-backup: not authentic: {s['tampered']} backup(s) tampered{unsealed}"
                    f"{findings(s)}", err=True)
     elif report.exit_code == ExitCode.CANNOT_CHECK:
@@ -229,7 +275,9 @@ def audit_verdict(report: AuditReport, *, require_seal: bool) -> None:
 @click.argument("url")
 @click.option("--run-id", help="Merge this run's results (others in URL are ignored).")
 @click.option("--shards", type=click.IntRange(1, 10_000), help="Fail unless the run has N shards.")
-@click.option("--metrics", type=click.Path(path_type=Path), help="Write Prometheus text of the merged report.")
+@click.option(
+    "--metrics", type=click.Path(path_type=Path), help="Write Prometheus text of the merged report."
+)
 @json_option
 @storage_options_for("URL")
 @funnel
@@ -311,9 +359,19 @@ def verify_attestation(attestation: Path, trust: tuple[Path, ...], digests: tupl
     missing = [d for d in wanted if attested.get(d, (None, None, None))[2] != "verified"]
     code = 1 if missing else 0
     if as_json:
-        click.echo(json.dumps({"authentic": True, "signer": checked.signer.source,
-                               "key_id": checked.signer.key_id.hex(), "statement": checked.statement,
-                               "digests_not_verified": missing, "exit_code": code}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "authentic": True,
+                    "signer": checked.signer.source,
+                    "key_id": checked.signer.key_id.hex(),
+                    "statement": checked.statement,
+                    "digests_not_verified": missing,
+                    "exit_code": code,
+                },
+                indent=2,
+            )
+        )
         return code
     summary = findings.get("summary") or {}
     shard = scope.get("shard")
@@ -325,7 +383,10 @@ def verify_attestation(attestation: Path, trust: tuple[Path, ...], digests: tupl
                + f"; audit exit code {shown(findings.get('exit_code'))}")
     for b in findings["backups"][:MAX_SHOWN_FAILURES]:
         if isinstance(b, dict):
-            click.echo(f"  {shown(b.get('name')):<30} {shown(b.get('status')):<10} {shown(b.get('detail'))}")
+            click.echo(
+                f"  {shown(b.get('name')):<30} {shown(b.get('status')):<10} "
+                f"{shown(b.get('detail'))}"
+            )
     hidden = len(findings["backups"]) - MAX_SHOWN_FAILURES
     if hidden > 0:
         click.echo(f"  ... and {hidden} more (use --json)")

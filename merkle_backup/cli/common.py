@@ -88,8 +88,11 @@ def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
             code = command(*args, **kwargs) or ExitCode.VERIFIED
         except Error as e:
             message = explained(e, kwargs)
-            click.echo(f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
-                       f"{shown(message)}", err=True)
+            click.echo(
+                f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
+                f"{shown(message)}",
+                err=True,
+            )
             if as_json:  # the same shape as a report, so callers need one parser
                 subject = str(kwargs.get("backup") or kwargs.get("proof_file") or "")
                 problem = "not authentic" if isinstance(e, NotAuthentic) else "could not check"
@@ -133,14 +136,23 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def seal_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--seal", "seal_path", type=click.Path(path_type=Path),
-        help="Seal file (default: <backup-dir>/<name>-merkle.seal, or X.seal beside a bare tarball X).",
+        "--seal",
+        "seal_path",
+        type=click.Path(path_type=Path),
+        help="Seal file (default: <backup-dir>/<name>-merkle.seal, or X.seal beside a bare "
+             "tarball X).",
     )(f)
 
 
 def limits_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--max-entry-size", type=click.IntRange(min=1), help="Largest entry in bytes (default 64 MiB).")(f)
-    f = click.option("--max-entries", type=click.IntRange(min=1), help="Most entries (default 5,000,000).")(f)
+    f = click.option(
+        "--max-entry-size",
+        type=click.IntRange(min=1),
+        help="Largest entry in bytes (default 64 MiB).",
+    )(f)
+    f = click.option(
+        "--max-entries", type=click.IntRange(min=1), help="Most entries (default 5,000,000)."
+    )(f)
     return f
 
 
@@ -277,21 +289,39 @@ def _storage_options(f: Callable[..., Any], argument: str) -> Callable[..., Any]
 
     wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
     path = click.Path(path_type=Path)
-    for option in reversed([
-        click.option("--bsl", type=path, help=bsl_help),
-        click.option("--endpoint-url", help="S3 endpoint (BSL s3Url), for MinIO, Ceph and others."),
-        click.option("--region", help="Bucket region (BSL region)."),
-        click.option("--profile", help="AWS profile for credentials (BSL profile)."),
-        click.option("--path-style", is_flag=True, help="Path-style addressing (BSL s3ForcePathStyle)."),
-        click.option("--ca-bundle", type=path, help="PEM CA bundle for the endpoint's TLS (BSL caCert)."),
-        click.option("--insecure-skip-tls-verify", is_flag=True,
-                     help="Do not check the endpoint's TLS certificate (BSL insecureSkipTLSVerify)."),
-        click.option("--sse-c-key", type=path,
-                     help="SSE-C key file, 32 raw bytes (BSL customerKeyEncryptionFile)."),
-        click.option("--timeout", type=click.FloatRange(min=0.1, max=86400), metavar="SECONDS",
-                     help="Most time one storage operation may take, retries included (default "
-                          "60); each connect and read waits a third of it at most."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--bsl", type=path, help=bsl_help),
+            click.option(
+                "--endpoint-url", help="S3 endpoint (BSL s3Url), for MinIO, Ceph and others."
+            ),
+            click.option("--region", help="Bucket region (BSL region)."),
+            click.option("--profile", help="AWS profile for credentials (BSL profile)."),
+            click.option(
+                "--path-style", is_flag=True, help="Path-style addressing (BSL s3ForcePathStyle)."
+            ),
+            click.option(
+                "--ca-bundle", type=path, help="PEM CA bundle for the endpoint's TLS (BSL caCert)."
+            ),
+            click.option(
+                "--insecure-skip-tls-verify",
+                is_flag=True,
+                help="Do not check the endpoint's TLS certificate (BSL insecureSkipTLSVerify).",
+            ),
+            click.option(
+                "--sse-c-key",
+                type=path,
+                help="SSE-C key file, 32 raw bytes (BSL customerKeyEncryptionFile).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0.1, max=86400),
+                metavar="SECONDS",
+                help="Most time one storage operation may take, retries included (default "
+                "60); each connect and read waits a third of it at most.",
+            ),
+        ]
+    ):
         wrapper = option(wrapper)
     return wrapper
 
@@ -323,7 +353,7 @@ def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def open_log(log: str, log_state: Path | None, keys: Sequence[PublicKey],
              location: str | None = None) -> Log:
     from merkle_backup.errors import UsageError
-    from merkle_backup.tlog.log import Log, LogState  # noqa: F811 (the runtime import)
+    from merkle_backup.tlog.log import Log, LogState
     from merkle_backup.tlog.store import open_log_store
 
     if location is not None and inside(log, location):

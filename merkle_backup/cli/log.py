@@ -20,7 +20,9 @@ from merkle_backup.display import shown
 
 @command()
 @click.argument("name")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@click.option(
+    "--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM)."
+)
 @click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
 @click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
 @storage_options_for("--log")
@@ -39,7 +41,9 @@ def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
 
 
 @command()
-@click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log to witness.")
+@click.option(
+    "--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log to witness."
+)
 @trust_option
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
               help="The witness's own private key (PEM).")

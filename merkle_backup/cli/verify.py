@@ -42,25 +42,60 @@ from merkle_backup.errors import ExitCode
 
 def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """`velero restore create`'s selection flags, with Velero's meaning (docs/format.md §9.2)."""
-    for option in reversed([
-        click.option("--include-namespaces", "include_namespaces", multiple=True, metavar="NS",
-                     help="Namespaces the restore includes: names or globs (prod-*, *), "
-                          "comma-separated or repeated, as Velero matches them."),
-        click.option("--exclude-namespaces", "exclude_namespaces", multiple=True, metavar="NS",
-                     help="Namespaces the restore excludes (globs; an exclude wins)."),
-        click.option("--namespace", "namespaces", multiple=True,
-                     help="One namespace by its exact name (no glob). Repeatable."),
-        click.option("--include-resources", "include_resources", multiple=True, metavar="RES",
-                     help="Resources the restore includes (deployments.apps, secrets, *)."),
-        click.option("--exclude-resources", "exclude_resources", multiple=True, metavar="RES",
-                     help="Resources the restore excludes; only exact resource.group names narrow."),
-        click.option("--include-cluster-resources", "include_cluster_resources",
-                     type=click.Choice(["true", "false"]), is_flag=False, flag_value="true",
-                     default=None, help="Velero's three-state flag: unset, =true (bare flag), "
-                     "or =false."),
-        click.option("--restore", "restore_file", type=click.Path(path_type=Path),
-                     help="A Velero Restore manifest (YAML or JSON): verify what it restores."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--include-namespaces",
+                "include_namespaces",
+                multiple=True,
+                metavar="NS",
+                help="Namespaces the restore includes: names or globs (prod-*, *), "
+                "comma-separated or repeated, as Velero matches them.",
+            ),
+            click.option(
+                "--exclude-namespaces",
+                "exclude_namespaces",
+                multiple=True,
+                metavar="NS",
+                help="Namespaces the restore excludes (globs; an exclude wins).",
+            ),
+            click.option(
+                "--namespace",
+                "namespaces",
+                multiple=True,
+                help="One namespace by its exact name (no glob). Repeatable.",
+            ),
+            click.option(
+                "--include-resources",
+                "include_resources",
+                multiple=True,
+                metavar="RES",
+                help="Resources the restore includes (deployments.apps, secrets, *).",
+            ),
+            click.option(
+                "--exclude-resources",
+                "exclude_resources",
+                multiple=True,
+                metavar="RES",
+                help="Resources the restore excludes; only exact resource.group names narrow.",
+            ),
+            click.option(
+                "--include-cluster-resources",
+                "include_cluster_resources",
+                type=click.Choice(["true", "false"]),
+                is_flag=False,
+                flag_value="true",
+                default=None,
+                help="Velero's three-state flag: unset, =true (bare flag), or =false.",
+            ),
+            click.option(
+                "--restore",
+                "restore_file",
+                type=click.Path(path_type=Path),
+                help="A Velero Restore manifest (YAML or JSON): verify what it restores.",
+            ),
+        ]
+    ):
         f = option(f)
     return f
 
@@ -71,7 +106,11 @@ def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @selection_options
 @click.option("--resource", "resources", multiple=True,
               help="Verify only this tar path or bucket object (velero-backup.json). Repeatable.")
-@click.option("--uid", "expected_uid", help="The Backup object's metadata.uid in the cluster (catches replayed backups).")
+@click.option(
+    "--uid",
+    "expected_uid",
+    help="The Backup object's metadata.uid in the cluster (catches replayed backups).",
+)
 @log_options
 @click.option("--witness", "witnesses", multiple=True, type=click.Path(path_type=Path),
               help="With --log: require this witness's cosignature (public key). Repeatable.")
@@ -81,7 +120,7 @@ def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @storage_options
 @funnel
 @single_pass
-def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, ...],
+def verify(*, backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, ...],
            exclude_namespaces: tuple[str, ...], namespaces: tuple[str, ...],
            include_resources: tuple[str, ...], exclude_resources: tuple[str, ...],
            include_cluster_resources: str | None, restore_file: Path | None,
@@ -99,8 +138,10 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
     keys = [load_public_key(p) for p in trust]
     source = open_source(backup, seal_path)
     selection = selection_from_flags(
-        source.name, include_namespaces, exclude_namespaces, namespaces, include_resources,
-        exclude_resources, include_cluster_resources, restore_file)
+        source.name, include_namespaces=include_namespaces,
+        exclude_namespaces=exclude_namespaces, namespaces=namespaces,
+        include_resources=include_resources, exclude_resources=exclude_resources,
+        include_cluster_resources=include_cluster_resources, restore_file=restore_file)
     scope = Scope(selection, frozenset(resources))
     with Progress("verify") as progress:
         report = verify_backup(source, keys, scope=scope, expected_uid=expected_uid,
@@ -116,9 +157,15 @@ def verify(backup: str, trust: tuple[Path, ...], include_namespaces: tuple[str, 
     else:
         print_report(report)
         if in_log is not None:
-            seen = f", cosigned by {', '.join(map(shown, in_log.witnessed))}" if in_log.witnessed else ""
-            click.echo(f"  log: entry {in_log.index} of {in_log.size} in {shown(in_log.log)}, the latest "
-                       f"for its name, inclusion proof checked{seen}")
+            seen = (
+                f", cosigned by {', '.join(map(shown, in_log.witnessed))}"
+                if in_log.witnessed
+                else ""
+            )
+            click.echo(
+                f"  log: entry {in_log.index} of {in_log.size} in {shown(in_log.log)}, the latest "
+                f"for its name, inclusion proof checked{seen}"
+            )
     return ExitCode.VERIFIED if report.verified else ExitCode.NOT_AUTHENTIC
 
 
@@ -135,7 +182,7 @@ def verify_in_log(source: BackupSource, keys: Sequence[PublicKey], log: str,
                          [load_public_key(p) for p in witnesses])
 
 
-def selection_from_flags(backup: str, include_namespaces: tuple[str, ...],
+def selection_from_flags(backup: str, *, include_namespaces: tuple[str, ...],
                exclude_namespaces: tuple[str, ...], namespaces: tuple[str, ...],
                include_resources: tuple[str, ...], exclude_resources: tuple[str, ...],
                include_cluster_resources: str | None, restore_file: Path | None
@@ -218,7 +265,16 @@ def inspect(seal_file: Path, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2))
         return
     click.echo("UNVERIFIED seal contents (signature not checked; use `verify --trust`):")
-    for label in ("backup", "uid", "tree_size", "root", "archive_blake3", "archive_size", "created", "key_id"):
+    for label in (
+        "backup",
+        "uid",
+        "tree_size",
+        "root",
+        "archive_blake3",
+        "archive_size",
+        "created",
+        "key_id",
+    ):
         click.echo(f"  {label:<15}{shown(info[label])}")
     click.echo("  leaves by namespace:")
     for namespace, count in info["leaves_by_namespace"].items():

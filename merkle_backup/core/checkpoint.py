@@ -93,7 +93,7 @@ class Checkpoint:
         if self.leaves_digest is not None:
             context, labels = CONTEXT_V2, _LABELS_V2
             values.insert(6, self.leaves_digest.hex())
-        lines = [context] + [f"{label} {value}" for label, value in zip(labels, values)]
+        lines = [context, *(f"{label} {value}" for label, value in zip(labels, values, strict=True))]
         return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -113,7 +113,7 @@ def parse_checkpoint(data: bytes) -> Checkpoint:
     if len(lines) != 1 + len(labels):
         raise CheckpointError(f"checkpoint has {len(lines)} lines, expected {1 + len(labels)}")
     values: dict[str, str] = {}
-    for label, line in zip(labels, lines[1:]):
+    for label, line in zip(labels, lines[1:], strict=True):
         prefix = label + " "
         if not line.startswith(prefix):
             raise CheckpointError(f"checkpoint line {line[:60]!r} should start with {prefix!r}")

@@ -49,7 +49,7 @@ def version_of(checkpoint: bytes) -> int:
 
 
 def encode_seal(seal: SealFile) -> bytes:
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         {
             "magic": SEAL_MAGIC,
             "version": seal.version if seal.version is not None else version_of(seal.checkpoint),
@@ -59,6 +59,7 @@ def encode_seal(seal: SealFile) -> bytes:
         },
         use_bin_type=True,
     )
+    return packed
 
 
 def encode_seal_head(checkpoint: bytes, signature: bytes, leaves: int) -> bytes:
@@ -66,11 +67,12 @@ def encode_seal_head(checkpoint: bytes, signature: bytes, leaves: int) -> bytes:
     the framing of ``leaf_frame`` (the leaf section). Lets a sealer write the leaves as it
     produces them."""
     packer = msgpack.Packer(use_bin_type=True)
-    head = packer.pack_map_header(5)
+    head: bytes = packer.pack_map_header(5)
     for key, value in (("magic", SEAL_MAGIC), ("version", version_of(checkpoint)),
                        ("checkpoint", checkpoint), ("signature", signature)):
         head += packer.pack(key) + packer.pack(value)
-    return head + packer.pack("leaves") + packer.pack_array_header(leaves)
+    tail: bytes = packer.pack("leaves") + packer.pack_array_header(leaves)
+    return head + tail
 
 
 def leaf_section(records: list[bytes]) -> bytes:
@@ -109,9 +111,11 @@ def _invalid(what: str, e: Exception) -> FormatError:
 
 # Every msgpack decode of our files: text as str, only str map keys, lists, no ext types, no
 # repeated map keys, and no string longer than a checkpoint.
-_STRICT: dict[str, Any] = dict(raw=False, strict_map_key=True, use_list=True,
-                               max_str_len=MAX_CHECKPOINT_BYTES, max_ext_len=0,
-                               object_pairs_hook=unique_keys)  # msgpack keeps the last
+_STRICT: dict[str, Any] = {
+    "raw": False, "strict_map_key": True, "use_list": True,
+    "max_str_len": MAX_CHECKPOINT_BYTES, "max_ext_len": 0,
+    "object_pairs_hook": unique_keys,  # msgpack keeps the last of repeated keys: refuse them
+}
 # msgpack raises ValueError (incl. StackError, FormatError) and UnpackException subclasses.
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
@@ -122,7 +126,9 @@ def check_envelope(obj: Any, *, what: str, magic: str, version: int | tuple[int,
     if not isinstance(obj, dict):
         raise FormatError(f"{what} is not a msgpack map")
     if obj.get("magic") != magic:
-        raise FormatError(f"not a {what}: magic is {str(obj.get('magic'))[:40]!r}, expected {magic!r}")
+        raise FormatError(
+            f"not a {what}: magic is {str(obj.get('magic'))[:40]!r}, expected {magic!r}"
+        )
     versions = version if isinstance(version, tuple) else (version,)
     found = obj.get("version")
     if type(found) is not int or found not in versions:
@@ -130,7 +136,9 @@ def check_envelope(obj: Any, *, what: str, magic: str, version: int | tuple[int,
         raise FormatError(f"{what} version {found!r} is not supported (this tool reads {reads})")
     if set(obj) != keys:
         missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys, key=repr)
-        raise FormatError(f"{what} keys differ from version {version}: missing {missing}, extra {extra}")
+        raise FormatError(
+            f"{what} keys differ from version {version}: missing {missing}, extra {extra}"
+        )
     return obj
 
 
