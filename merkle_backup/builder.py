@@ -25,7 +25,13 @@ import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.consistency import Inconsistency, check_manifest, needs_manifest_check
+from merkle_backup.archive.reader import SealSink
+from merkle_backup.consistency import (
+    Inconsistency,
+    check_manifest,
+    decode_manifest,
+    needs_manifest_check,
+)
 from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint
 from merkle_backup.core.keys import (
@@ -89,7 +95,9 @@ def hash_tarball(
 
     This is the hot loop of sealing: per entry one strict reader step, one BLAKE3 of the data
     and one sortable leaf (a regex match and one string build for the paths Velero writes); the
-    leaf bytes are the only thing kept per entry.
+    leaf bytes are the only thing kept per entry. On the native path the engine takes this
+    step itself for every entry it is sure of (``SealSink``), and only the others reach the loop
+    below.
     """
     leaves: list[bytes] = []
     append = leaves.append
@@ -99,7 +107,8 @@ def hash_tarball(
     previous, digest = b"", hash_content(b"").digest()
     with source.open_tarball() as stream:
         reader = ArchiveReader(stream, limits, progress)
-        for path, data, problem in reader.tuples():
+        sink = SealSink(leaves, decode_manifest if check else None)
+        for path, data, problem in reader.tuples(sink):
             if problem is not None:
                 raise ArchiveError(problem, path)
             # Velero writes each item twice, the -preferredversion copy right after the classic
