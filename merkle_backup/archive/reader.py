@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, cast
 import blake3
 from isal import isal_zlib
 
+from merkle_backup.archive import engine
 from merkle_backup.archive.headers import (
     BLOCK_SIZE,
     DIRECTORY_PROBLEM,
@@ -42,7 +43,6 @@ from merkle_backup.archive.headers import (
     shown_path,
     type_problem,
 )
-from merkle_backup.archive import engine
 from merkle_backup.archive.inflate import READ_SIZE, Inflater, ThreadedInflater
 from merkle_backup.errors import ArchiveError, LimitExceeded
 
