@@ -569,6 +569,331 @@ done:
     return Py_BuildValue("(nL)", off, count);
 }
 
+/* -- the sorted leaf table: records, copies, leaf hashes and root --------------------------- */
+
+/* BLAKE3-256 of p[0:n] through `hash` (the blake3 package); 0, or -1 with an exception. */
+static int hash_bytes(PyObject *hash, const unsigned char *p, Py_ssize_t n, unsigned char *out) {
+    PyObject *view = view_of((const char *)p, n);
+    if (view == NULL) return -1;
+    PyObject *h = PyObject_CallOneArg(hash, view);
+    if (drop_view(view) < 0) {
+        Py_XDECREF(h);
+        return -1;
+    }
+    if (h == NULL) return -1;
+    PyObject *d = PyObject_CallMethodNoArgs(h, s_digest);
+    Py_DECREF(h);
+    if (d == NULL) return -1;
+    if (!PyBytes_Check(d) || PyBytes_GET_SIZE(d) != DIGEST) {
+        Py_DECREF(d);
+        PyErr_SetString(PyExc_TypeError, "hash().digest() must be 32 bytes");
+        return -1;
+    }
+    memcpy(out, PyBytes_AS_STRING(d), DIGEST);
+    Py_DECREF(d);
+    return 0;
+}
+
+/* core/tree.RootBuilder: the roots of the perfect subtrees so far, largest first. */
+typedef struct {
+    int depth;
+    uint64_t count[64];
+    unsigned char node[64][DIGEST];
+    uint64_t size;
+} Root;
+
+static int node_hash(PyObject *hash, const unsigned char *left, const unsigned char *right,
+                     unsigned char *out) {
+    unsigned char in[1 + 2 * DIGEST];
+    in[0] = 0x01; /* tree.NODE_PREFIX */
+    memcpy(in + 1, left, DIGEST);
+    memcpy(in + 1 + DIGEST, right, DIGEST);
+    return hash_bytes(hash, in, sizeof in, out);
+}
+
+static int root_add(Root *r, PyObject *hash, const unsigned char *leaf_hash) {
+    uint64_t count = 1;
+    unsigned char node[DIGEST];
+    memcpy(node, leaf_hash, DIGEST);
+    while (r->depth > 0 && r->count[r->depth - 1] == count) {
+        r->depth--;
+        if (node_hash(hash, r->node[r->depth], node, node) < 0) return -1;
+        count += count;
+    }
+    if (r->depth >= 64) { /* 2**64 leaves: unreachable (a list holds fewer) */
+        PyErr_SetString(PyExc_OverflowError, "tree too large");
+        return -1;
+    }
+    r->count[r->depth] = count;
+    memcpy(r->node[r->depth], node, DIGEST);
+    r->depth++;
+    r->size++;
+    return 0;
+}
+
+static PyObject *root_value(Root *r, PyObject *hash) {
+    unsigned char node[DIGEST];
+    if (r->depth == 0) {
+        if (hash_bytes(hash, (const unsigned char *)"", 0, node) < 0) return NULL;
+    } else {
+        memcpy(node, r->node[r->depth - 1], DIGEST);
+        for (int i = r->depth - 2; i >= 0; i--)
+            if (node_hash(hash, r->node[i], node, node) < 0) return NULL;
+    }
+    return PyBytes_FromStringAndSize((const char *)node, DIGEST);
+}
+
+#define TAIL (8 + DIGEST) /* u64be(size) ‖ H(content): the end of every record */
+#define OUT_CHUNK (1 << 20)
+
+/* The record of a compact sortable leaf (core/table._rebuild_record), written at w (room for
+ * 1 + 6 * 257 + TAIL bytes), behind a 0x00 leaf prefix: returns the record's length, or -1 when
+ * the key is not one the fast path makes (a bug: the caller raises). */
+static Py_ssize_t rebuild_record(const unsigned char *key, Py_ssize_t klen,
+                                 const unsigned char *tail, unsigned char *w) {
+    Str f[5];
+    int nf = 0;
+    Py_ssize_t start = 0;
+    if (klen < 1 || key[klen - 1] != 0) return -1;
+    for (Py_ssize_t i = 0; i < klen - 1 && nf < 5; i++) {
+        if (key[i] == 0) {
+            f[nf].p = (const char *)key + start;
+            f[nf].n = i - start;
+            nf++;
+            start = i + 1;
+        }
+    }
+    if (nf != 4) return -1;
+    f[4].p = (const char *)key + start;
+    f[4].n = klen - 1 - start;
+    for (int i = 0; i < 5; i++)
+        if (f[i].n > 255 || memchr(f[i].p, 0, (size_t)f[i].n) != NULL) return -1;
+    /* the path: resources/<gr>/[<ver>/](cluster/<name>|namespaces/<ns>/<name>).json */
+    char path[6 * 256 + 32];
+    Py_ssize_t pn = 0;
+#define PUT(src, len)                                  \
+    do {                                               \
+        memcpy(path + pn, (src), (size_t)(len));       \
+        pn += (len);                                   \
+    } while (0)
+    PUT("resources/", 10);
+    PUT(f[1].p, f[1].n);
+    PUT("/", 1);
+    if (f[4].n) {
+        PUT(f[4].p, f[4].n);
+        PUT("/", 1);
+    }
+    if (str_is(f[2], "cluster")) {
+        PUT("cluster/", 8);
+    } else {
+        PUT("namespaces/", 11);
+        PUT(f[0].p, f[0].n);
+        PUT("/", 1);
+    }
+    PUT(f[3].p, f[3].n);
+    PUT(".json", 5);
+#undef PUT
+    if (pn > 255) return -1;
+    unsigned char *start_w = w;
+    for (int i = 0; i < 5; i++) {
+        *w++ = 0;
+        *w++ = (unsigned char)f[i].n;
+        memcpy(w, f[i].p, (size_t)f[i].n);
+        w += f[i].n;
+    }
+    *w++ = 0;
+    *w++ = (unsigned char)pn;
+    memcpy(w, path, (size_t)pn);
+    w += pn;
+    memcpy(w, tail, TAIL);
+    w += TAIL;
+    return w - start_w;
+}
+
+static int flush_out(PyObject *write, unsigned char *out, Py_ssize_t *used) {
+    if (*used == 0) return 0;
+    PyObject *chunk = PyBytes_FromStringAndSize((const char *)out, *used);
+    if (chunk == NULL) return -1;
+    PyObject *r = PyObject_CallOneArg(write, chunk);
+    Py_DECREF(chunk);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    *used = 0;
+    return 0;
+}
+
+static int ends_with_bytes(const unsigned char *p, Py_ssize_t n, const char *lit) {
+    size_t m = strlen(lit);
+    return (size_t)n >= m && memcmp(p + n - m, lit, m) == 0;
+}
+
+/* write_records(items, found, write, hash) -> (root, count) | (None, record)
+ *
+ * builder._write_records over a list of sortable leaves already sorted: each leaf's record
+ * (rebuilt where compact), framed as a msgpack bin, written through write() in chunks, hashed
+ * as 0x00 ‖ record into the root (core/tree.RootBuilder); each item set to None once used.
+ * Two leaves with one key: stops and returns (None, the second one's record). With `found` a
+ * list, table.CopyChecker's findings are appended as (record, classic record or None). */
+static PyObject *write_records(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *items, *found, *write, *hash;
+    if (!PyArg_ParseTuple(args, "O!OOO", &PyList_Type, &items, &found, &write, &hash))
+        return NULL;
+    if (found == Py_None) found = NULL;
+    if (found != NULL && !PyList_Check(found)) {
+        PyErr_SetString(PyExc_TypeError, "found must be a list or None");
+        return NULL;
+    }
+    Root *root = PyMem_Calloc(1, sizeof(Root));
+    unsigned char *out = PyMem_Malloc(OUT_CHUNK);
+    /* one record behind its 0x00 prefix: at most a 65535-byte payload (the sort key's length
+     * prefix bounds the item, and a record is the rest of it), or a rebuilt record */
+    Py_ssize_t rec_cap = 1 + 0xFFFF + 6 * 257 + TAIL;
+    unsigned char *rec = PyMem_Malloc((size_t)rec_cap);
+    PyObject *prev_key = NULL, *twin_key = NULL, *twin = NULL, *result = NULL, *cur = NULL;
+    unsigned char twin_tail[TAIL];
+    Py_ssize_t used = 0;
+    if (root == NULL || out == NULL || rec == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        Py_INCREF(item);
+        Py_XSETREF(cur, item); /* held for the iteration: p points into it */
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "items must be bytes");
+            goto done;
+        }
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(item);
+        Py_ssize_t n = PyBytes_GET_SIZE(item);
+        Py_ssize_t k = n >= 2 ? ((Py_ssize_t)p[n - 2] << 8) | p[n - 1] : -1;
+        if (k < 1 || k > n - 2 || p[k - 1] != 0) {
+            PyErr_SetString(PyExc_ValueError, "not a sortable leaf");
+            goto done;
+        }
+        Py_ssize_t payload = n - 2 - k;
+        Py_ssize_t rn;
+        rec[0] = 0x00; /* tree.LEAF_PREFIX */
+        if (payload == TAIL) { /* compact: only u64be(size) ‖ H(content) was kept */
+            rn = rebuild_record(p, k, p + k, rec + 1);
+            if (rn < 0) {
+                PyErr_SetString(PyExc_ValueError, "compact leaf with a key the fast path never makes");
+                goto done;
+            }
+        } else {
+            if (payload < TAIL) {
+                PyErr_SetString(PyExc_ValueError, "leaf record of an impossible length");
+                goto done;
+            }
+            if (payload > rec_cap - 1) { /* a long path: grow the record buffer */
+                unsigned char *bigger = PyMem_Realloc(rec, (size_t)payload + 1);
+                if (bigger == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                rec = bigger;
+                rec_cap = payload + 1;
+                rec[0] = 0x00;
+            }
+            memcpy(rec + 1, p + k, (size_t)payload);
+            rn = payload;
+        }
+        const unsigned char *record = rec + 1;
+        const unsigned char *tail = record + rn - TAIL;
+        /* §3.2: two leaves with one key (table.DuplicateKey, raised by the caller) */
+        if (prev_key != NULL && PyBytes_GET_SIZE(prev_key) == k &&
+            memcmp(PyBytes_AS_STRING(prev_key), p, (size_t)k) == 0) {
+            result = Py_BuildValue("(Oy#)", Py_None, (const char *)record, rn);
+            goto done;
+        }
+        PyObject *key = PyBytes_FromStringAndSize((const char *)p, k);
+        if (key == NULL) goto done;
+        Py_XSETREF(prev_key, key);
+        /* table.CopyChecker.check(key[:-1], tail, record); kn: the key without its NUL */
+        Py_ssize_t kn = k - 1;
+        if (found != NULL && !(kn >= 2 && p[0] == 0 && p[1] == 0)) {
+            if (kn >= 1 && p[kn - 1] == 0) { /* version "": a classic copy */
+                PyObject *t = PyBytes_FromStringAndSize((const char *)record, rn);
+                if (t == NULL) goto done;
+                Py_XSETREF(twin, t);
+                Py_INCREF(key);
+                Py_XSETREF(twin_key, key);
+                memcpy(twin_tail, tail, TAIL);
+            } else if (ends_with_bytes(p, kn, PREFERRED_SUFFIX)) {
+                Py_ssize_t last = kn - 1; /* key.rindex(b"\0"): there are four NULs */
+                while (last >= 0 && p[last] != 0) last--;
+                /* the classic copy's id is its key without the terminator: twin_key[:-1] */
+                int same_item = twin_key != NULL && last >= 0 &&
+                                PyBytes_GET_SIZE(twin_key) - 1 == last + 1 &&
+                                memcmp(PyBytes_AS_STRING(twin_key), p, (size_t)(last + 1)) == 0;
+                PyObject *finding = NULL;
+                if (!same_item) {
+                    finding = Py_BuildValue("(y#O)", (const char *)record, rn, Py_None);
+                } else if (memcmp(twin_tail, tail, TAIL) != 0) {
+                    finding = Py_BuildValue("(y#O)", (const char *)record, rn, twin);
+                }
+                if (finding == NULL && PyErr_Occurred()) goto done;
+                if (finding != NULL) {
+                    int r = PyList_Append(found, finding);
+                    Py_DECREF(finding);
+                    if (r < 0) goto done;
+                }
+            }
+        }
+        /* H(0x00 ‖ record) into the root (docs/format.md §4.2) */
+        unsigned char leaf_hash[DIGEST];
+        if (hash_bytes(hash, rec, rn + 1, leaf_hash) < 0) goto done;
+        if (root_add(root, hash, leaf_hash) < 0) goto done;
+        /* the frame (formats/seal.leaf_frame: a msgpack bin header) and the record */
+        if (used + 5 + rn > OUT_CHUNK && flush_out(write, out, &used) < 0) goto done;
+        unsigned char frame[5];
+        Py_ssize_t fn = 0;
+        if (rn < 0x100) {
+            frame[fn++] = 0xC4;
+            frame[fn++] = (unsigned char)rn;
+        } else if (rn < 0x10000) {
+            frame[fn++] = 0xC5;
+            frame[fn++] = (unsigned char)(rn >> 8);
+            frame[fn++] = (unsigned char)rn;
+        } else {
+            frame[fn++] = 0xC6;
+            for (int b = 3; b >= 0; b--) frame[fn++] = (unsigned char)(rn >> (8 * b));
+        }
+        if (fn + rn > OUT_CHUNK) { /* larger than a chunk: written on its own (used is 0) */
+            PyObject *big = PyBytes_FromStringAndSize(NULL, fn + rn);
+            if (big == NULL) goto done;
+            memcpy(PyBytes_AS_STRING(big), frame, (size_t)fn);
+            memcpy(PyBytes_AS_STRING(big) + fn, record, (size_t)rn);
+            PyObject *r = PyObject_CallOneArg(write, big);
+            Py_DECREF(big);
+            if (r == NULL) goto done;
+            Py_DECREF(r);
+        } else {
+            memcpy(out + used, frame, (size_t)fn);
+            used += fn;
+            memcpy(out + used, record, (size_t)rn);
+            used += rn;
+        }
+        /* drop the item, as table.drain_sorted does: the table is never held twice */
+        Py_INCREF(Py_None);
+        if (PyList_SetItem(items, i, Py_None) < 0) goto done; /* the list's reference */
+    }
+    if (flush_out(write, out, &used) < 0) goto done;
+    PyObject *value = root_value(root, hash);
+    if (value == NULL) goto done;
+    result = Py_BuildValue("(NK)", value, (unsigned long long)root->size);
+done:
+    Py_XDECREF(cur);
+    Py_XDECREF(prev_key);
+    Py_XDECREF(twin_key);
+    Py_XDECREF(twin);
+    PyMem_Free(root);
+    PyMem_Free(out);
+    PyMem_Free(rec);
+    return result;
+}
+
 static PyMethodDef Walker_methods[] = {
     {"entries", (PyCFunction)Walker_entries, METH_VARARGS,
      "entries(buf, off, count) -> (list of (path, data, None), off, count)"},
@@ -588,8 +913,15 @@ static PyTypeObject WalkerType = {
     .tp_methods = Walker_methods,
 };
 
+static PyMethodDef module_methods[] = {
+    {"write_records", write_records, METH_VARARGS,
+     "write_records(items, found, write, hash) -> (root, count) | (None, duplicate record)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef engine_module = {
     PyModuleDef_HEAD_INIT,
+    .m_methods = module_methods,
     .m_name = "_engine",
     .m_doc = "The native per-entry engine (see _engine.c).",
     .m_size = -1,
