@@ -149,8 +149,8 @@ static int clean_header(const unsigned char *h, Py_ssize_t max_path, uint64_t ma
 
     /* Step 5: a safe path (UTF-8 is checked when the path is decoded) and the size limit. */
     if (!safe_path(slot->path, path_len)) return 0;
-    uint64_t size = octal_value(h + 124, 11); /* < 8**11: fits in Py_ssize_t */
-    if (size > max_size) return 0;
+    uint64_t size = octal_value(h + 124, 11); /* < 8**11 */
+    if (size > max_size || size > (uint64_t)PY_SSIZE_T_MAX / 2) return 0;
     slot->size = (Py_ssize_t)size;
     return 1;
 }
@@ -456,7 +456,8 @@ static int ascii_equal(PyObject *s, Str want) {
 }
 
 /* Does the manifest plainly agree with its path (consistency.check_manifest returning None)?
- * 1 yes; 0 "ask Python" (any error, odd type or disagreement: the reference then decides). */
+ * 1 yes; 0 "ask Python" (any error, odd type or disagreement: the reference then decides);
+ * -1 with a BaseException that is not an Exception. */
 static int manifest_agrees(Walker *self, PyObject *view, const Key *k) {
     int ok = 0;
     PyObject *meta = NULL, *name = NULL, *ns = NULL;
@@ -475,7 +476,12 @@ out:
     Py_XDECREF(meta);
     Py_XDECREF(name);
     Py_XDECREF(ns);
-    if (!ok) PyErr_Clear();
+    if (PyErr_Occurred()) {
+        /* An ordinary exception means "ask Python" (check_manifest then says what it is);
+         * anything else (KeyboardInterrupt, SystemExit) goes on up. */
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+        PyErr_Clear();
+    }
     return ok;
 }
 
@@ -550,7 +556,7 @@ static PyObject *Walker_seal(Walker *self, PyObject *args) {
             if (self->decode != NULL && !ends_with(k->ver, PREFERRED_SUFFIX)) {
                 if (view == NULL && (view = view_of(data, s->size)) == NULL) return NULL;
                 int agrees = manifest_agrees(self, view, k);
-                if (drop_view(view) < 0) return NULL;
+                if (drop_view(view) < 0 || agrees < 0) return NULL;
                 view = NULL;
                 if (!agrees) goto done; /* Python redoes this entry and reports it */
             }
