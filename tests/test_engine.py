@@ -4,7 +4,7 @@ fixtures and hypothesis mutations, both paths give the same entries or the same 
 message, path, limit), and seal byte-identical files or refuse with the same message. Then the
 build: the fallback to the pure path when the extension cannot be built or is switched off, and
 the engine built with AddressSanitizer and UndefinedBehaviorSanitizer running the corpus and
-2,000 mutations (docs/threat-model.md, the archive reader).
+1,000 mutations (docs/threat-model.md, the archive reader).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_go_written_fixtures_read_and_seal_identically(path: Path) -> None:
     assert native == pure and native[0] == "ok"
 
 
-MUTATE = settings(max_examples=80, deadline=None,
+MUTATE = settings(max_examples=60, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SMALL = CRAFTED["velero-small"] + CRAFTED["manifest-name-differs"][:-1024]
 
@@ -238,7 +238,7 @@ def asan_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
 
 
 def test_engine_under_address_sanitizer(asan_engine: tuple[Path, str]) -> None:
-    """The crafted corpus (every limit), the fixtures and 2,000 header-aimed mutations read and
+    """The crafted corpus (every limit), the fixtures and 1,000 header-aimed mutations read and
     sealed through the sanitized engine: any out-of-bounds read, use after free or undefined
     behaviour aborts the process."""
     so, runtime = asan_engine
@@ -246,7 +246,7 @@ def test_engine_under_address_sanitizer(asan_engine: tuple[Path, str]) -> None:
            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:allocator_may_return_null=1",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
     env.pop("MERKLE_BACKUP_PURE", None)
-    done = subprocess.run([sys.executable, "-m", "tests.engine_corpus", str(so), "2000"],
+    done = subprocess.run([sys.executable, "-m", "tests.engine_corpus", str(so), "1000"],
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
