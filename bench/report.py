@@ -16,6 +16,14 @@ COLUMNS = [
     ("verify_unchanged", "verify, unchanged"), ("verify_changed", "verify, changed"),
     ("verify_namespace", "verify 1 namespace"),
 ]
+# Issue 14: whole process, native engine and pure path.
+ENGINE_COLUMNS = [
+    ("seal", "seal"), ("seal_pure", "seal, pure"), ("seal_cli", "seal, process"),
+    ("seal_cli_pure", "seal, process, pure"), ("verify_unchanged_cli", "verify unchanged, process"),
+    ("verify_changed", "verify changed"), ("verify_changed_pure", "verify changed, pure"),
+    ("verify_changed_cli", "verify changed, process"),
+    ("verify_changed_cli_pure", "verify changed, process, pure"),
+]
 
 
 def tables(results: dict) -> str:
@@ -52,6 +60,24 @@ def tables(results: dict) -> str:
             f"{q['seal_memory_bytes_per_entry']:,.0f} | "
             f"{q['verify_changed_memory_bytes_per_entry']:,.0f} | {q['verify_proof_resource_ms']:.3f} |"
         )
+    out.append(f"\nEngines (issue 14; this run's default engine: {m.get('engine', '?')}): median "
+               "wall seconds, and / decompress-only (verify changed: / seal of the same kind):\n")
+    out.append("| mix | items | " + " | ".join(c[1] for c in ENGINE_COLUMNS) + " |")
+    out.append("|---|---:|" + "---:|" * len(ENGINE_COLUMNS))
+    for r in runs:
+        s = r["scenarios"]
+        base = s["decompress"]["median_wall"]
+        cells = []
+        for c, _ in ENGINE_COLUMNS:
+            t = s[c]["median_wall"]
+            if c.startswith("verify_changed"):
+                seal = {"verify_changed": "seal", "verify_changed_pure": "seal_pure",
+                        "verify_changed_cli": "seal_cli",
+                        "verify_changed_cli_pure": "seal_cli_pure"}[c]
+                cells.append(f"{t:.3g} ({t / s[seal]['median_wall']:.2f}x seal)")
+            else:
+                cells.append(f"{t:.3g} ({t / base:.2f}x)")
+        out.append(f"| {r['mix']} | {r['items']:,} | " + " | ".join(cells) + " |")
     out.append("\nProofs (the largest namespace; its proof carries every record of it):\n")
     out.append("| mix | items | resource proof bytes | namespace | namespace leaves | namespace proof "
                "bytes | verify-proof, resource (ms) | verify-proof, namespace (ms/resource) |")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import generate as gen
-from bench.scenarios import DESCRIPTIONS
+from bench.scenarios import DESCRIPTIONS, PURE_SUFFIX
 
 ROOT = Path(__file__).resolve().parent
 MiB = 2**20
@@ -35,8 +35,10 @@ MEMORY_PER_ENTRY = 200
 # proof files the proof verifiers read.
 TIMED = [
     "decompress", "tarfile", "file_hash", "seal", "seal_no_manifest_check", "verify_unchanged", "verify_changed",
-    "verify_namespace", "verify_namespace_unchanged", "prove_resource", "verify_proof_resource", "prove_namespace",
-    "verify_proof_namespace",
+    "verify_namespace", "verify_namespace_unchanged", "prove_resource", "verify_proof_resource",
+    "prove_namespace", "verify_proof_namespace", "seal_cli", "verify_unchanged_cli",
+    "verify_changed_cli", "seal_pure", "verify_changed_pure", "seal_cli_pure",
+    "verify_changed_cli_pure",
 ]
 # Scenarios too slow to repeat at the largest sizes (medians of fewer runs there).
 SLOW = {"tarfile"}
@@ -44,6 +46,10 @@ SLOW = {"tarfile"}
 
 def run_child(scenario: str, ctx: dict, timeout: float = 3600) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("MERKLE_BACKUP_PURE", None)
+    if scenario.endswith(PURE_SUFFIX):  # the same scenario on the pure-Python path
+        scenario = scenario[: -len(PURE_SUFFIX)]
+        env["MERKLE_BACKUP_PURE"] = "1"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.child", scenario, json.dumps(ctx)],
         capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT.parent, check=False,
@@ -88,8 +94,19 @@ def machine() -> dict:
         "platform": platform.platform(),
         "libraries": versions,
         "git_commit": commit + ("+dirty" if dirty else ""),
+        "engine": engine_name(),
         "load_average_start": os.getloadavg(),
     }
+
+
+def engine_name() -> str:
+    """The per-entry engine a child process runs without MERKLE_BACKUP_PURE ("native" or
+    "pure": "pure" here means the extension was not built, and the *_pure rows say nothing)."""
+    env = {k: v for k, v in os.environ.items() if k != "MERKLE_BACKUP_PURE"}
+    done = subprocess.run([sys.executable, "-c", "from merkle_backup.archive import ENGINE; "
+                           "print(ENGINE)"], capture_output=True, text=True, env=env,
+                          cwd=ROOT.parent, check=False)
+    return done.stdout.strip() or "?"
 
 
 def cli_startup(runs: int) -> dict:
@@ -162,10 +179,15 @@ def check_sanity(info: dict, s: dict) -> list[str]:
         problems.append("tarfile saw another number of members")
     if s["decompress"]["facts"]["tar_bytes"] != info["tar_bytes"]:
         problems.append("decompress-only produced another number of bytes")
-    if not s["verify_unchanged"]["facts"]["verified"]:
-        problems.append("the unchanged archive did not verify")
+    for name in ("verify_unchanged", "verify_unchanged_cli"):
+        if not s[name]["facts"]["verified"]:
+            problems.append(f"{name}: the unchanged archive did not verify")
+    for name in ("seal_pure",):
+        if s[name]["facts"]["leaves"] != leaves:
+            problems.append(f"{name} has {s[name]['facts']['leaves']} leaves, expected {leaves}")
     expected = [[info["flipped"], "modified"]]
-    for name in ("verify_changed", "verify_namespace"):
+    for name in ("verify_changed", "verify_namespace", "verify_changed_pure",
+                 "verify_changed_cli", "verify_changed_cli_pure"):
         found = [list(f) for f in s[name]["facts"]["failures"]]
         if found != expected:
             problems.append(f"{name}: failures {found}, expected {expected}")
@@ -194,6 +216,15 @@ def ratios(run: dict) -> dict:
         "verify_changed_memory_bytes_per_entry":
             run["scenarios"]["verify_changed"]["peak_minus_base_bytes"] / entries,
         "verify_proof_resource_ms": run["scenarios"]["verify_proof_resource"]["facts"]["per_resource_ms"],
+        # issue 14: whole process, and the pure path beside the native engine
+        "seal_cli_vs_decompress": s["seal_cli"] / s["decompress"],
+        "seal_cli_pure_vs_decompress": s["seal_cli_pure"] / s["decompress"],
+        "seal_pure_vs_decompress": s["seal_pure"] / s["decompress"],
+        "verify_unchanged_cli_vs_decompress": s["verify_unchanged_cli"] / s["decompress"],
+        "verify_changed_cli_vs_seal_cli": s["verify_changed_cli"] / s["seal_cli"],
+        "verify_changed_cli_pure_vs_seal_cli_pure":
+            s["verify_changed_cli_pure"] / s["seal_cli_pure"],
+        "tarfile_vs_seal_cli": s["tarfile"] / s["seal_cli"],
         "verify_proof_namespace_ms_per_resource":
             run["scenarios"]["verify_proof_namespace"]["facts"]["per_resource_ms"],
     }
@@ -228,6 +259,17 @@ def evaluate(runs: list[dict]) -> list[dict]:
             q["verify_namespace_vs_verify_changed"] <= 1.0)
         add("verify-proof well under 1 ms per resource", where, q["verify_proof_resource_ms"],
             1.0, "ms", q["verify_proof_resource_ms"] < 1.0)
+        # issue 14: whole process (the command spawned), native engine
+        limit = 1.6 if mix == "realistic" else 7.0
+        add(f"seal, whole process <= {limit}x decompress-only (issue 14)", where,
+            q["seal_cli_vs_decompress"], limit, "x", q["seal_cli_vs_decompress"] <= limit)
+        add("seal, whole process >= 5x faster than the tarfile loop (issue 14)", where,
+            q["tarfile_vs_seal_cli"], 5, "x faster", q["tarfile_vs_seal_cli"] >= 5)
+        add("verify unchanged, whole process <= 0.35x decompress-only (issue 14)", where,
+            q["verify_unchanged_cli_vs_decompress"], 0.35, "x",
+            q["verify_unchanged_cli_vs_decompress"] <= 0.35)
+        add("verify changed, whole process <= 1.2x seal (issue 14)", where,
+            q["verify_changed_cli_vs_seal_cli"], 1.2, "x", q["verify_changed_cli_vs_seal_cli"] <= 1.2)
         for size in sizes:
             run = by[(mix, size)]
             entries = run["entries"]
@@ -323,4 +365,6 @@ def summary_line(run: dict) -> str:
             f"verify unchanged {q['verify_unchanged_vs_decompress']:.2f}x decompress, changed "
             f"{q['verify_changed_vs_seal']:.2f}x seal, namespace "
             f"{q['verify_namespace_vs_verify_changed']:.2f}x whole; seal mem "
-            f"{q['seal_memory_bytes_per_entry']:.0f} B/entry")
+            f"{q['seal_memory_bytes_per_entry']:.0f} B/entry; whole process: seal "
+            f"{q['seal_cli_vs_decompress']:.2f}x (pure {q['seal_cli_pure_vs_decompress']:.2f}x), "
+            f"verify unchanged {q['verify_unchanged_cli_vs_decompress']:.2f}x decompress")

@@ -7,6 +7,10 @@ are taken around the call by ``bench.child``, after every import, so they exclud
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -35,7 +39,18 @@ DESCRIPTIONS = {
     "verify_proof_resource": "verify-proof of one resource (median of many calls in one process)",
     "prove_namespace": "prove the largest namespace: a range proof with all its records",
     "verify_proof_namespace": "verify-proof of that namespace proof (median of many calls in one process)",
+    # Issue 14: whole process (the `merkle-backup` command spawned, start-up and imports
+    # included), and the pure-Python path (MERKLE_BACKUP_PURE=1) beside the native engine.
+    "seal_cli": "merkle-backup seal as a whole process (start-up, imports, key, seal)",
+    "verify_unchanged_cli": "merkle-backup verify --json as a whole process, unchanged archive",
+    "verify_changed_cli": "merkle-backup verify --json as a whole process, changed archive",
+    "seal_pure": "seal (in-process) on the pure-Python path (MERKLE_BACKUP_PURE=1)",
+    "verify_changed_pure": "verify changed (in-process) on the pure-Python path",
+    "seal_cli_pure": "seal_cli on the pure-Python path (MERKLE_BACKUP_PURE=1)",
+    "verify_changed_cli_pure": "verify_changed_cli on the pure-Python path",
 }
+# A scenario named X_pure runs X with MERKLE_BACKUP_PURE=1 (bench/run.py run_child).
+PURE_SUFFIX = "_pure"
 
 
 def _tarball(folder: str) -> Path:
@@ -176,6 +191,44 @@ def verify_proof_namespace(ctx: dict) -> dict:
     return _verify_proof(ctx, "namespace_proof")
 
 
+def _command() -> list[str]:
+    """The console script beside this interpreter (as a user runs it), else the same entry
+    point through ``python -c``."""
+    script = os.path.join(os.path.dirname(sys.executable), "merkle-backup")
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, "-c", "import sys; from merkle_backup._entry import main; "
+            "sys.exit(main())"]
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_command(), *args], capture_output=True, text=True, check=False)
+
+
+def seal_cli(ctx: dict) -> dict:
+    done = _run_cli("seal", ctx["unchanged"], "--key", ctx["private_key"],
+                    "--seal", ctx["seal"] + ".cli", "--replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"seal exited {done.returncode}: {done.stderr[-2000:]}")
+    return {"exit": done.returncode}
+
+
+def _verify_cli(ctx: dict, which: str) -> dict:
+    done = _run_cli("verify", ctx[which], "--trust", ctx["public_key"], "--seal", ctx["seal"],
+                    "--json")
+    report = json.loads(done.stdout)
+    failures = [(f["path"], f["problem"]) for f in report.get("failures", [])]
+    return {"exit": done.returncode, "verified": done.returncode == 0, "failures": failures}
+
+
+def verify_unchanged_cli(ctx: dict) -> dict:
+    return _verify_cli(ctx, "unchanged")
+
+
+def verify_changed_cli(ctx: dict) -> dict:
+    return _verify_cli(ctx, "changed")
+
+
 SCENARIOS: dict[str, Callable[[dict], dict]] = {
     "decompress": decompress,
     "tarfile": tarfile_loop,
@@ -190,6 +243,9 @@ SCENARIOS: dict[str, Callable[[dict], dict]] = {
     "verify_proof_resource": verify_proof_resource,
     "prove_namespace": prove_namespace,
     "verify_proof_namespace": verify_proof_namespace,
+    "seal_cli": seal_cli,
+    "verify_unchanged_cli": verify_unchanged_cli,
+    "verify_changed_cli": verify_changed_cli,
 }
 
 # Imports each scenario needs, done before the baseline memory is read.

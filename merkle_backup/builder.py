@@ -24,8 +24,14 @@ from typing import BinaryIO
 import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from merkle_backup.archive import ArchiveReader, Limits
-from merkle_backup.consistency import Inconsistency, check_manifest, needs_manifest_check
+from merkle_backup.archive import ArchiveReader, Limits, engine
+from merkle_backup.archive.reader import SealSink
+from merkle_backup.consistency import (
+    Inconsistency,
+    check_manifest,
+    decode_manifest,
+    needs_manifest_check,
+)
 from merkle_backup.core import table, tree
 from merkle_backup.core.checkpoint import UNKNOWN_UID, Checkpoint
 from merkle_backup.core.keys import (
@@ -90,7 +96,9 @@ def hash_tarball(
 
     This is the hot loop of sealing: per entry one strict reader step, one BLAKE3 of the data
     and one sortable leaf (a regex match and one string build for the paths Velero writes); the
-    leaf bytes are the only thing kept per entry.
+    leaf bytes are the only thing kept per entry. On the native path the engine takes this
+    step itself for every entry it is sure of (``SealSink``), and only the others reach the loop
+    below.
     """
     leaves: list[bytes] = []
     append = leaves.append
@@ -100,7 +108,8 @@ def hash_tarball(
     previous, digest = b"", hash_content(b"").digest()
     with source.open_tarball() as stream:
         reader = ArchiveReader(stream, limits, progress)
-        for path, data, problem in reader.tuples():
+        sink = SealSink(leaves, decode_manifest if check else None)
+        for path, data, problem in reader.tuples(sink):
             if problem is not None:
                 raise ArchiveError(problem, path)
             # Velero writes each item twice, the -preferredversion copy right after the classic
@@ -162,6 +171,9 @@ def _write_records(
     force: bool, out: BinaryIO,
 ) -> tuple[Checkpoint, int]:
     """The leaf records, framed, into ``out``; the checkpoint completed, and the leaf count."""
+    native = engine.native
+    if native is not None:
+        return _write_records_native(leaves, checkpoint, inconsistencies, force, out)
     frames: dict[int, bytes] = {}
     root = tree.RootBuilder()
     add_leaf = root.add_unchecked
@@ -180,6 +192,34 @@ def _write_records(
             "duplicate entry: the archive holds this path more than once", e.path
         ) from None
     inconsistencies.extend(Inconsistency(path, problem) for path, problem in copies)
+    return _complete(checkpoint, inconsistencies, force, root.root(), root.size)
+
+
+def _write_records_native(
+    leaves: list[bytes], checkpoint: Checkpoint, inconsistencies: list[Inconsistency],
+    force: bool, out: BinaryIO,
+) -> tuple[Checkpoint, int]:
+    """``_write_records`` on the native engine: the same records, frames, findings and root
+    (``_engine.write_records`` is the loop above in C; tests/test_engine.py compares them)."""
+    native = engine.native
+    assert native is not None
+    leaves.sort()
+    found: list[tuple[bytes, bytes | None]] = []
+    root, count = native.write_records(leaves, found, out.write, blake3.blake3)
+    if root is None:  # two leaves with one key: count is the second one's record
+        raise ArchiveError(
+            "duplicate entry: the archive holds this path more than once", table.path_of(count)
+        )
+    inconsistencies.extend(
+        Inconsistency(table.path_of(record), table.NO_CLASSIC_COPY if classic is None
+                      else table.DIFFERS_FROM_CLASSIC.format(table.path_of(classic)))
+        for record, classic in found
+    )
+    return _complete(checkpoint, inconsistencies, force, root, count)
+
+
+def _complete(checkpoint: Checkpoint, inconsistencies: list[Inconsistency], force: bool,
+              root: bytes, size: int) -> tuple[Checkpoint, int]:
     if inconsistencies and not force:
         first = inconsistencies[0]
         raise ArchiveError(
@@ -188,8 +228,8 @@ def _write_records(
             "refusing to seal without --force)",
             first.path,
         )
-    checkpoint = dataclasses.replace(checkpoint, root=root.root(), inconsistent=len(inconsistencies))
-    return checkpoint, root.size
+    checkpoint = dataclasses.replace(checkpoint, root=root, inconsistent=len(inconsistencies))
+    return checkpoint, size
 
 
 def seal_backup(

@@ -48,6 +48,9 @@ class _Manifest(msgspec.Struct):
 # nesting over ~1000 levels; it accepts invalid UTF-8 inside skipped strings, which Go accepts
 # too, and numbers beyond float range, which Go refuses to restore at all.
 _decode_manifest = msgspec.json.Decoder(_Manifest).decode
+# The same decoder for the native engine (archive/_engine.c), which accepts an entry only when
+# the result plainly agrees with its path and hands every other one to check_manifest.
+decode_manifest = _decode_manifest
 
 
 def check_manifest(key: ResourceKey, data: bytes) -> str | None:

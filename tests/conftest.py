@@ -61,3 +61,21 @@ def tiny_tmpfs(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture(scope="module", params=["native", "pure"])
+def engine_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test module on both per-entry engines (merkle_backup/archive/engine.py): the
+    native fast path, and the pure-Python reference. Module-scoped (so hypothesis tests may use
+    it): pytest runs the module once per engine."""
+    from merkle_backup.archive import engine
+
+    native = engine.native
+    if request.param == "native" and native is None:
+        pytest.skip("the native engine is not built here (no C compiler, or MERKLE_BACKUP_PURE=1)")
+    if request.param == "pure":
+        engine.native = None
+    try:
+        yield request.param
+    finally:
+        engine.native = native

@@ -20,10 +20,13 @@ that do not have the exact shape Go writes take a slower, field-by-field path th
 reference for every rule and the source of every error message.
 
 Layout: ``reader`` (the tar layer and the one iteration API), ``headers`` (header, PAX and GNU
-parsing and the per-entry rules: the reference for every rule), ``inflate`` (the gzip layer).
+parsing and the per-entry rules: the reference for every rule), ``inflate`` (the gzip layer),
+``engine`` (which per-entry engine runs: ``_engine.c``, a native fast path over the reader's
+clean entries, or the pure path alone; ``ENGINE`` is "native" or "pure").
 """
 
+from merkle_backup.archive.engine import ENGINE
 from merkle_backup.archive.headers import path_problem
 from merkle_backup.archive.reader import ArchiveReader, Entry, Limits
 
-__all__ = ["ArchiveReader", "Entry", "Limits", "path_problem"]
+__all__ = ["ENGINE", "ArchiveReader", "Entry", "Limits", "path_problem"]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import cast
 
-from isal import isal_zlib
+from isal import igzip_lib, isal_zlib
 
 from merkle_backup.errors import ArchiveError, LimitExceeded, NotGzip
 
@@ -34,6 +34,7 @@ MAX_GZIP_HEADER = 10 + 2 + 65535 + 512 + 512 + 2
 
 # isal's type stub declares ``error`` as an instance; it is the exception class.
 GZIP_ERROR = cast("type[Exception]", isal_zlib.error)
+IGZIP_ERROR = cast("type[Exception]", igzip_lib.error)
 
 # The start of an object stored with aws-chunked framing (Velero issue #9951).
 AWS_CHUNKED = re.compile(rb"[0-9a-fA-F]{1,16};chunk-signature=")
@@ -41,13 +42,18 @@ AWS_CHUNKED = re.compile(rb"[0-9a-fA-F]{1,16};chunk-signature=")
 class Inflater:
     """Decompresses exactly one gzip member, in bounded pieces (docs/format.md §2 rule 1).
 
-    ``isal_zlib`` with ``wbits=31`` parses the gzip header and checks the CRC-32 and ISIZE trailer.
+    isal's ``IgzipDecompressor`` (gzip flag) parses the gzip header and checks the CRC-32 and
+    ISIZE trailer. It replaced ``isal_zlib.decompressobj(wbits=31)``, which re-copies its
+    unconsumed input into a new ``unconsumed_tail`` on every bounded call and takes the GIL
+    back several times per call: on realistic-10000 (41 MB gz, 327 MB tar), inflating in
+    4 MiB pieces took 2.46-2.70 s with decompressobj and 1.58-1.67 s with IgzipDecompressor
+    (/tmp-style loop over 1 MiB reads, two runs each, on this shared 2-core machine).
     """
 
     def __init__(self, max_total_size: int, read_compressed: Callable[[], bytes]) -> None:
         self._read = read_compressed
         self.max_total_size = max_total_size
-        self._d = isal_zlib.decompressobj(wbits=31)
+        self._d = igzip_lib.IgzipDecompressor(flag=igzip_lib.DECOMP_GZIP)
         self._started = False
         self._file_ended = False
         self.total_out = 0  # decompressed bytes handed out so far
@@ -57,19 +63,22 @@ class Inflater:
         end of the gzip member."""
         d = self._d
         while True:
-            if d.unconsumed_tail:
-                raw = d.unconsumed_tail
-            elif d.eof:
+            if d.eof:
                 return b""
-            elif self._file_ended:
-                raw = b""
-            else:
+            if d.needs_input:
+                if self._file_ended:
+                    raise ArchiveError(
+                        "truncated gzip stream: the file ends before the end of the gzip member"
+                    )
                 raw = self._first_chunk() if not self._started else self._read()
                 if not raw:
                     self._file_ended = True
+                    continue
+            else:
+                raw = b""  # more output is pending from input already given
             try:
                 out = d.decompress(raw, MAX_OUTPUT)
-            except GZIP_ERROR as e:
+            except (IGZIP_ERROR, GZIP_ERROR, EOFError) as e:
                 raise ArchiveError(f"corrupt gzip stream: {e}") from e
             if d.eof and d.unused_data:
                 raise trailing_bytes_error(d.unused_data)
@@ -81,10 +90,6 @@ class Inflater:
                         f"max_total_size={self.max_total_size}", limit="max_total_size"
                     )
                 return out
-            if self._file_ended and not d.eof and not d.unconsumed_tail:
-                raise ArchiveError(
-                    "truncated gzip stream: the file ends before the end of the gzip member"
-                )
 
     def position(self, buf: bytes, off: int) -> int:
         """The tar stream offset of ``buf[off]`` (for error messages)."""

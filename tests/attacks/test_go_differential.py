@@ -7,7 +7,8 @@ bytes (SHA-256). Wherever Go fails, our reader fails too. Checked on both Go-wri
 on every T14 construction, and on hypothesis-driven mutations: header bytes of the Go-written
 fixture (with and without a repaired checksum), truncations, members appended after the
 marker, in a second gzip member or as the last entry, and header-aimed mutations of a
-tarcraft-built archive with PAX, GNU and non-regular entries. Skipped without `go`.
+tarcraft-built archive with PAX, GNU and non-regular entries. Run on both per-entry engines
+(native and pure). Skipped without `go`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from tests.attacks import gotar
 from tests.attacks.constructions import BINDING, CONSTRUCTIONS, DECOY, Construction
 from tests.attacks.golist import GoListing, TarList, assert_go_agrees
 from tests.conftest import FIXTURES
+
+# Both per-entry engines (tests/conftest.py engine_path): the native one must agree with Go too.
+pytestmark = pytest.mark.usefixtures("engine_path")
 
 FIXTURE_TARBALLS = [FIXTURES / n / f"{n}.tar.gz" for n in ("demo-small", "demo-v153")]
 GO_TAR = gotar.decompress(FIXTURE_TARBALLS[1])  # demo-v153: 85 entries, 6 with PAX headers

@@ -5,7 +5,11 @@ set, the rest is a tar stream that the harness gzips first, so mutations reach t
 and GNU parsers. With bit 1 also set, every 512-byte block with a "ustar" magic gets its header
 checksum recomputed first, so mutated headers get past the checksum to the field parsers.
 Properties: the reader raises only ArchiveError (LimitExceeded included); every entry it
-yields without a problem has a safe relative path and at most max_entry_size bytes.
+yields without a problem has a safe relative path and at most max_entry_size bytes. Where the
+native engine is built (merkle_backup/archive/_engine.c) every input runs on it and on the pure
+path, and both must give the same entries or the same error (class, message, path); with
+MERKLE_BACKUP_PURE=1 only the pure path runs. The C code is not coverage-instrumented (atheris
+instruments Python): the differential and tests/test_engine.py's AddressSanitizer run cover it.
 
     python tests/fuzz/fuzz_reader.py -workers=1 -max_total_time=300 /tmp/corpus-reader
 """
@@ -21,14 +25,18 @@ import atheris
 from tests import tarcraft as tc
 
 with atheris.instrument_imports(include=["merkle_backup"]):
-    from merkle_backup.archive import ArchiveReader, Limits, path_problem
+    from merkle_backup.archive import ArchiveReader, Limits, engine, path_problem
     from merkle_backup.errors import ArchiveError
+
+NATIVE = engine.native
+print(f"fuzz_reader: engine {engine.ENGINE}", file=sys.stderr)
 
 LIMITS = Limits(max_entry_size=1 << 20, max_entries=2000, max_total_size=8 << 20,
                 max_path_length=1024, max_pax_size=1 << 16)
 
 
-def check(blob: bytes) -> None:
+def read(blob: bytes) -> object:
+    entries = []
     try:
         for entry in ArchiveReader(io.BytesIO(blob), LIMITS):
             if entry.problem is None:
@@ -38,8 +46,20 @@ def check(blob: bytes) -> None:
                 assert len(entry.data) <= LIMITS.max_entry_size
             else:
                 assert entry.data == b""
-    except ArchiveError:
-        pass
+            entries.append((entry.path, entry.data, entry.problem))
+    except ArchiveError as e:
+        return (type(e).__name__, str(e), e.path)
+    return entries
+
+
+def check(blob: bytes) -> None:
+    first = read(blob)
+    if NATIVE is not None:  # the same input on the pure path: the engine must agree
+        engine.native = None
+        try:
+            assert read(blob) == first, "the native engine and the pure path disagree"
+        finally:
+            engine.native = NATIVE
 
 
 def fix_checksums(tar: bytes) -> bytes:
