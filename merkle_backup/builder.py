@@ -125,9 +125,9 @@ def hash_tarball(
             # The key's fields stand in for a ResourceKey: both functions read only its
             # namespace, scope, name and version (no ResourceKey built per entry).
             if check and needs_manifest_check(key):  # type: ignore[arg-type]
-                problem = check_manifest(key, data)  # type: ignore[arg-type]
-                if problem is not None:
-                    inconsistencies.append(Inconsistency(path, problem))  # type: ignore[union-attr]
+                found = check_manifest(key, data)  # type: ignore[arg-type]
+                if found is not None:
+                    inconsistencies.append(Inconsistency(path, found))  # type: ignore[union-attr]
     return leaves, reader.archive_digest, reader.archive_size
 
 
@@ -180,7 +180,7 @@ def _write_records(
     leaf_hash = blake3.blake3
     copies: list[tuple[str, str]] = []
     try:
-        for record in table.drain_sorted(leaves, copies):  # type: ignore[arg-type]
+        for record in table.drain_sorted(leaves, copies):
             add_leaf(leaf_hash(tree.LEAF_PREFIX + record).digest())  # docs/format.md §4.2
             n = len(record)
             frame = frames.get(n)
@@ -255,7 +255,8 @@ def seal_backup(
             key = key_for_bucket_object(filename)
         except PathError as e:
             raise CannotCheck(f"{source.describe()}: {e}") from e
-        bucket.append(table.sortable_leaf(LeafRecord(key, filename, len(data), content_digest(data))))
+        record = LeafRecord(key, filename, len(data), content_digest(data))
+        bucket.append(table.sortable_leaf(record))
     bucket_objects = len(bucket)
     # 3. Every tar entry, in one streaming pass, each manifest checked against its path.
     inconsistencies: list[Inconsistency] = []

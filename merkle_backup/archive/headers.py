@@ -89,7 +89,8 @@ OCTAL_FIELD = re.compile(rb"[ \x00]*([0-7]*)[ \x00]*")
 _SEGMENT = rb"(?!\.\.?(?:/|\Z))[^\x00/]+"
 SAFE_PATH = re.compile(_SEGMENT + rb"(?:/" + _SEGMENT + rb")*")
 
-# PAX records (docs/format.md §2 rule 4): "%d %s=%s\n", length in decimal without sign or leading zero.
+# PAX records (docs/format.md §2 rule 4): "%d %s=%s\n", the length in decimal without sign or
+# leading zero.
 PAX_LENGTH = re.compile(rb"[1-9][0-9]{0,9} ")
 PAX_SIZE = re.compile(rb"[0-9]{1,18}")  # Go's strconv.ParseInt(v, 10, 64); no sign
 PAX_INT = re.compile(rb"-?[0-9]{1,18}")  # uid, gid: Go's strconv.ParseInt(v, 10, 64)

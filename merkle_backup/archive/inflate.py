@@ -158,7 +158,7 @@ class ThreadedInflater:
                     break
             self._inner.finish()  # the rest of the file must be empty
             self._put(None)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, in order
+        except BaseException as e:
             self._put(e)
 
     def _put(self, item: bytes | BaseException | None) -> bool:

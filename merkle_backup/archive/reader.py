@@ -259,7 +259,7 @@ class ArchiveReader:
                 name, size, typeflag = parse_header(hdr, inflater.position(buf, off))
 
             # 3. Meta headers: they apply to the next header only (Go reader.go Reader.next).
-            if typeflag != TYPE_REG and (typeflag == TYPE_PAX or typeflag == TYPE_GNU_LONGNAME):
+            if typeflag != TYPE_REG and typeflag in (TYPE_PAX, TYPE_GNU_LONGNAME):
                 meta, buf, off = _read_meta(inflater, buf, off, hdr, typeflag, size, meta, limits)
                 continue
             if typeflag != TYPE_REG and typeflag in FATAL_TYPES:
@@ -289,7 +289,7 @@ class ArchiveReader:
 
             # 5. Regular file with a safe path: the hot path.
             # (A legacy '\0' entry named "dir/" fails the path check: see type_problem.)
-            if (typeflag == TYPE_REG or typeflag == TYPE_REGA) and safe_path(name) is not None:
+            if typeflag in (TYPE_REG, TYPE_REGA) and safe_path(name) is not None:
                 try:
                     path = name.decode("utf-8")
                 except UnicodeDecodeError:

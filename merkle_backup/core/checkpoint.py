@@ -93,7 +93,8 @@ class Checkpoint:
         if self.leaves_digest is not None:
             context, labels = CONTEXT_V2, _LABELS_V2
             values.insert(6, self.leaves_digest.hex())
-        lines = [context, *(f"{label} {value}" for label, value in zip(labels, values, strict=True))]
+        pairs = zip(labels, values, strict=True)
+        lines = [context, *(f"{label} {value}" for label, value in pairs)]
         return ("\n".join(lines) + "\n").encode("utf-8")
 
 
