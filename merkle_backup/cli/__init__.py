@@ -28,7 +28,11 @@ from pathlib import Path
 import click
 
 from merkle_backup.cli import audit, log, proof, seal, verify
-from merkle_backup.cli.common import Group, command, funnel
+from merkle_backup.cli.common import (
+    Group,
+    command,
+    funnel,
+)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

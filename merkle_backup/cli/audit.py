@@ -19,25 +19,29 @@ if TYPE_CHECKING:
 
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
-    RowCount,
     command,
     findings,
     funnel,
+    open_location,
+    open_log,
+    print_interrupted,
+    print_rows,
+    read_file,
+    warn,
+)
+from merkle_backup.cli.options import (
     jobs_option,
     json_option,
     limits_from,
     limits_options,
     log_options,
     max_age_option,
-    open_location,
-    open_log,
-    print_interrupted,
-    print_rows,
-    read_file,
     storage,
     storage_options_for,
     trust_option,
-    warn,
+)
+from merkle_backup.cli.terminal import (
+    RowCount,
 )
 from merkle_backup.display import shown
 from merkle_backup.errors import Error, ExitCode, Interrupted

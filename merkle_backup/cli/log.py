@@ -12,6 +12,8 @@ from merkle_backup.cli.common import (
     command,
     funnel,
     open_log,
+)
+from merkle_backup.cli.options import (
     storage_options_for,
     trust_option,
 )

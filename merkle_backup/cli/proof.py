@@ -11,11 +11,13 @@ import click
 from merkle_backup.cli.common import (
     command,
     funnel,
-    json_option,
     open_source,
     read_file,
-    seal_option,
     single_pass,
+)
+from merkle_backup.cli.options import (
+    json_option,
+    seal_option,
     trust_option,
 )
 from merkle_backup.display import shown

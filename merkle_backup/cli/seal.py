@@ -17,26 +17,30 @@ if TYPE_CHECKING:
     from merkle_backup.fleet import SealAllReport
 
 from merkle_backup.cli.common import (
-    Progress,
-    RowCount,
     command,
     findings,
     funnel,
+    open_location,
+    open_log,
+    open_source,
+    print_interrupted,
+    print_rows,
+    single_pass,
+)
+from merkle_backup.cli.options import (
     jobs_option,
     json_option,
     limits_from,
     limits_options,
     log_options,
     max_age_option,
-    open_location,
-    open_log,
-    open_source,
-    print_interrupted,
-    print_rows,
     seal_option,
-    single_pass,
     storage_options,
     storage_options_for,
+)
+from merkle_backup.cli.terminal import (
+    Progress,
+    RowCount,
 )
 from merkle_backup.display import shown
 from merkle_backup.errors import ExitCode, Interrupted

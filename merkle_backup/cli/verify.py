@@ -21,20 +21,24 @@ if TYPE_CHECKING:
 
 from merkle_backup.cli.common import (
     MAX_SHOWN_FAILURES,
-    Progress,
     command,
     funnel,
+    open_log,
+    open_source,
+    read_file,
+    single_pass,
+)
+from merkle_backup.cli.options import (
     json_option,
     limits_from,
     limits_options,
     log_options,
-    open_log,
-    open_source,
-    read_file,
     seal_option,
-    single_pass,
     storage_options,
     trust_option,
+)
+from merkle_backup.cli.terminal import (
+    Progress,
 )
 from merkle_backup.display import shown
 from merkle_backup.errors import ExitCode

@@ -1,0 +1,169 @@
+"""The option decorators the commands share: keys and trust, JSON output, seals, limits, the S3
+connection (named after a BackupStorageLocation's settings), the log, --max-age and --jobs."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from merkle_backup.archive import Limits
+    from merkle_backup.storage.options import ConnectionOptions
+
+
+def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--trust", "trust", multiple=True, required=True, type=click.Path(path_type=Path),
+        help="Trusted Ed25519 public key (PEM). Repeatable. Keys in the backup are never used.",
+    )(f)
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(f)
+
+
+def seal_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--seal",
+        "seal_path",
+        type=click.Path(path_type=Path),
+        help="Seal file (default: <backup-dir>/<name>-merkle.seal, or X.seal beside a bare "
+             "tarball X).",
+    )(f)
+
+
+def limits_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--max-entry-size",
+        type=click.IntRange(min=1),
+        help="Largest entry in bytes (default 64 MiB).",
+    )(f)
+    f = click.option(
+        "--max-entries", type=click.IntRange(min=1), help="Most entries (default 5,000,000)."
+    )(f)
+    return f
+
+
+def limits_from(max_entry_size: int | None, max_entries: int | None) -> Limits:
+    from merkle_backup.archive import Limits
+
+    overrides: dict[str, int] = {}
+    if max_entry_size:
+        overrides["max_entry_size"] = max_entry_size
+    if max_entries:
+        overrides["max_entries"] = max_entries
+    return Limits(**overrides)
+STORAGE_KEY = "merkle_backup.storage"
+
+
+BSL_HELP = {
+    "BACKUP": "Read the settings below, and the bucket and prefix, from a "
+              "BackupStorageLocation manifest (JSON, or simple YAML): BACKUP may then be a bare "
+              "NAME. Options given here win.",
+    "LOCATION": "Read the settings below, and the bucket and prefix, from a "
+                "BackupStorageLocation manifest (JSON, or simple YAML): LOCATION may then be "
+                "left out. Options given here win.",
+    "URL": "Read the settings below from a BackupStorageLocation manifest (JSON, or simple "
+           "YAML), to reach URL. Options given here win.",
+    "--log": "Read the settings below from a BackupStorageLocation manifest (JSON, or simple "
+             "YAML), to reach the --log bucket. Options given here win.",
+}
+
+
+def storage_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """S3 connection options, named after a Velero BackupStorageLocation's settings. They are
+    kept in the click context (read by open_source), so commands do not pass them around."""
+    return _storage_options(f, "BACKUP")
+
+
+def storage_options_for(argument: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``storage_options`` for a command whose argument is not a BACKUP (LOCATION, URL, or
+    --log): what --bsl's help says it gives."""
+    return functools.partial(_storage_options, argument=argument)
+
+
+def _storage_options(f: Callable[..., Any], argument: str) -> Callable[..., Any]:
+    bsl_help = BSL_HELP[argument]
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from merkle_backup.storage.options import ConnectionOptions
+
+        click.get_current_context().meta[STORAGE_KEY] = ConnectionOptions(
+            endpoint_url=kwargs.pop("endpoint_url"), region=kwargs.pop("region"),
+            profile=kwargs.pop("profile"), path_style=kwargs.pop("path_style") or None,
+            ca_bundle=kwargs.pop("ca_bundle"),
+            insecure_skip_tls_verify=kwargs.pop("insecure_skip_tls_verify") or None,
+            sse_c_key_file=kwargs.pop("sse_c_key"), bsl=kwargs.pop("bsl"),
+            timeout=kwargs.pop("timeout"),
+        )
+        return f(*args, **kwargs)
+
+    wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
+    path = click.Path(path_type=Path)
+    for option in reversed(
+        [
+            click.option("--bsl", type=path, help=bsl_help),
+            click.option(
+                "--endpoint-url", help="S3 endpoint (BSL s3Url), for MinIO, Ceph and others."
+            ),
+            click.option("--region", help="Bucket region (BSL region)."),
+            click.option("--profile", help="AWS profile for credentials (BSL profile)."),
+            click.option(
+                "--path-style", is_flag=True, help="Path-style addressing (BSL s3ForcePathStyle)."
+            ),
+            click.option(
+                "--ca-bundle", type=path, help="PEM CA bundle for the endpoint's TLS (BSL caCert)."
+            ),
+            click.option(
+                "--insecure-skip-tls-verify",
+                is_flag=True,
+                help="Do not check the endpoint's TLS certificate (BSL insecureSkipTLSVerify).",
+            ),
+            click.option(
+                "--sse-c-key",
+                type=path,
+                help="SSE-C key file, 32 raw bytes (BSL customerKeyEncryptionFile).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0.1, max=86400),
+                metavar="SECONDS",
+                help="Most time one storage operation may take, retries included (default "
+                "60); each connect and read waits a third of it at most.",
+            ),
+        ]
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def storage() -> ConnectionOptions:
+    from merkle_backup.storage.options import ConnectionOptions
+
+    ctx = click.get_current_context(silent=True)
+    options: ConnectionOptions | None = ctx.meta.get(STORAGE_KEY) if ctx is not None else None
+    return options if options is not None else ConnectionOptions()
+
+
+def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--log and --log-state (the transparency log, merkle_backup/tlog/)."""
+    f = click.option("--log-state", "log_state", type=click.Path(path_type=Path),
+                     help="The last log checkpoint trusted (default: "
+                          "$XDG_STATE_HOME/merkle-backup/log-state.json).")(f)
+    return click.option("--log", "log", metavar="DIR|s3://BUCKET/PREFIX",
+                        help="The backup transparency log (never under Velero's prefix).")(f)
+
+
+def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=6.0,
+                        show_default=True, metavar="HOURS",
+                        help="A final backup completed longer ago than this is never sealed "
+                             "silently: `seal missing` (keep it above the CronJob period).")(f)
+def jobs_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
+                        help="Backups processed in parallel.")
