@@ -449,6 +449,32 @@ def verify_in_log(log: Log, name: str, checkpoint: bytes, witnesses: Sequence[Pu
     return LogProof(log.describe(), head.checkpoint.origin, index, size, root, tuple(proof), tuple(names))
 
 
+def prove_in_log(log: Log, name: str, checkpoint: bytes,
+                 witnesses: Sequence[PublicKey] = ()) -> Any:
+    """``prove --log``: the formats.proof.LogInclusion of the seal ``checkpoint`` of ``name``,
+    checked as ``verify --log`` checks it (in the log, the latest for its name, cosigned)."""
+    from merkle_backup.tlog.inclusion import embed
+
+    checked = verify_in_log(log, name, checkpoint, witnesses)
+    head = log.head()
+    if not witnesses:
+        if head.size != checked.size:
+            raise CannotCheck(f"log {log.describe()} grew while proving: run prove again")
+        note = head.note
+        cosigned: list[tuple[PublicKey, bytes]] = []
+    else:
+        cosigned = []
+        for w in witnesses:
+            data = log.store.get(witness_object(w.raw))
+            if data is None:
+                raise NotAuthentic(f"log {log.describe()} has no cosignature by witness {w.source}")
+            cosigned.append((w, data))
+        note = cosigned[0][1]
+    entry = by_name(log.entries(head))[name].last
+    assert entry is not None
+    return embed(note, cosigned, checked.index, entry[1].raw, checked.proof)
+
+
 def _leaf(raw: bytes) -> bytes:
     from merkle_backup.tlog.tiles import leaf_hash
 
