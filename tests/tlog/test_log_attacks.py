@@ -187,6 +187,24 @@ def test_t40_old_backup_is_seal_missing_not_sealed(site, keys):
     assert audit(site, pub)[0] == 0
 
 
+def test_t40_seal_of_one_old_backup_warns(site, keys):
+    """`seal` of one backup completed longer ago than --max-age warns on stderr (one line),
+    seals all the same and exits 0; a recent one, or a larger --max-age, is silent."""
+    key, pub = keys
+    site.add("nightly-old", "uid-o", age=timedelta(days=3))
+    site.add("nightly-new", "uid-n")
+    code, out, err = run("seal", site.folder("nightly-old"), "--key", key, *site.opts)
+    assert code == 0 and "sealed nightly-old" in out
+    line = one_line(err)
+    assert line.startswith("merkle-backup: warning: nightly-old completed ") and "--max-age (6 h)" in line
+    assert run("verify", site.folder("nightly-old"), "--trust", pub, *site.opts)[0] == 0
+    code, _, err = run("seal", site.folder("nightly-old"), "--key", key, "--replace", "--max-age", "100",
+                       *site.opts)
+    assert code == 0 and err == ""
+    code, _, err = run("seal", site.folder("nightly-new"), "--key", key, *site.opts)
+    assert code == 0 and err == ""
+
+
 def test_t41_reseal_outside_the_log_is_replaced_and_unlogged(site, keys, tmp_path):
     key, pub = keys
     site.add("nightly-a", "uid-a")
