@@ -122,6 +122,7 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
     the_log = Log(store, [pub], LogState(work / "sealer-state.json"))
     sanity: list[str] = []
     times: list[float] = []
+    cpu: list[float] = []
     objects: list[int] = []
     nbytes: list[int] = []
     batches: list[float] = []
@@ -131,9 +132,9 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
         nonlocal done
         raws = [r for i in range(done, done + count) for r in _entries(private, pub.key_id, pub.raw, i)]
         w0, b0 = len(store.written), store.bytes_written
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         at, _ = the_log.append(private, raws)
-        took = time.perf_counter() - t0
+        took, cpu_took = time.perf_counter() - t0, time.process_time() - c0
         written = len(store.written) - w0
         if at != 2 * done:
             sanity.append(f"append at {2 * done} landed at {at}")
@@ -142,6 +143,7 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
                           f"{objects_for_append(2 * done, 2 * count)}")
         if count == 1:
             times.append(took)
+            cpu.append(cpu_took)
             objects.append(written)
             nbytes.append(store.bytes_written - b0)
         done += count
@@ -160,12 +162,14 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
     append_seconds = time.perf_counter() - t_start
     entries = 2 * backups
     first, last = times[:window], times[window:]
+    cpu_first, cpu_last = cpu[:window], cpu[window:]
     # audit --log's work, cold: a new Log (no cache) with a new state.
     folder = work / "bucket"
     (folder / "backups").mkdir(parents=True, exist_ok=True)
     location = open_location(str(folder))
     reader = Log(CountingStore(LocalLogStore(work / "log")), [pub], LogState(work / "auditor-state.json"))
     base = AuditReport(location.describe(), False, (), ())
+    c0 = time.process_time()
     t0 = time.perf_counter()
     head = reader.head()
     t_head = time.perf_counter() - t0
@@ -177,6 +181,7 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
                           clock=lambda: CREATED + timedelta(days=3650))
     t_judge = time.perf_counter() - t2
     audit_seconds = time.perf_counter() - t0
+    audit_cpu = time.process_time() - c0
     rows = len(report.backups)
     if rows != backups or len(report.with_status(EXPIRED)) != backups:
         sanity.append(f"audit found {rows} rows, {len(report.with_status(EXPIRED))} expired; "
@@ -192,6 +197,9 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
             "first_window_median_s": statistics.median(first),
             "last_window_median_s": statistics.median(last),
             "last_vs_first": statistics.median(last) / statistics.median(first),
+            "cpu_first_window_median_s": statistics.median(cpu_first),
+            "cpu_last_window_median_s": statistics.median(cpu_last),
+            "cpu_last_vs_first": statistics.median(cpu_last) / max(statistics.median(cpu_first), 1e-9),
             "window": window,
             "first_window_at": 0,
             "last_window_at": 2 * (backups - window),
@@ -209,6 +217,8 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
             "read_and_verify_entries_s": round(t_entries, 3),
             "judge_s": round(t_judge, 3),
             "per_backup_us": audit_seconds / backups * 1e6,
+            "cpu_seconds": round(audit_cpu, 3),
+            "cpu_per_backup_us": audit_cpu / backups * 1e6,
             "objects_read": reader.store.reads,
         },
         "sanity": sanity,
@@ -218,8 +228,11 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
 def summary_line(r: dict[str, Any]) -> str:
     a, u = r["append"], r["audit"]
     return (f"tlog {r['entries']:,} entries: append median {a['per_append_median_s'] * 1e3:.2f} ms, "
-            f"last {a['window']} vs first {a['last_vs_first']:.2f}x, objects per append "
+            f"last {a['window']} vs first {a['last_vs_first']:.2f}x (CPU "
+            f"{a['cpu_first_window_median_s'] * 1e3:.2f} -> {a['cpu_last_window_median_s'] * 1e3:.2f} ms, "
+            f"{a['cpu_last_vs_first']:.2f}x), objects per append "
             f"{a['objects_per_append']['min']}-{a['objects_per_append']['max']} "
             f"(mean {a['objects_per_append']['mean']:.2f}), {a['bytes_per_append_mean']:.0f} B; "
             f"audit --log {u['seconds']:.2f} s = {u['per_backup_us']:.0f} us per backup "
+            f"(CPU {u['cpu_per_backup_us']:.0f} us) "
             f"({u['objects_read']} objects read)")
