@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from merkle_backup.core.tree import root_from_inclusion_proof
+from merkle_backup.core.tree import verify_inclusion
 from merkle_backup.errors import FormatError, NotAuthentic, ProofError
 from merkle_backup.formats.proof import LogInclusion
 from merkle_backup.signing import PublicKey
@@ -68,12 +68,12 @@ def check_inclusion(inclusion: LogInclusion | None, checkpoint: bytes, signature
     if inclusion.index >= cp.size:
         raise ProofError(f"log entry {inclusion.index} is outside the log checkpoint of "
                          f"{cp.size} entries")
-    root = root_from_inclusion_proof(index=inclusion.index, size=cp.size,
-                                     leaf_hash=leaf_hash(inclusion.entry), proof=inclusion.proof,
-                                     hasher=SHA256)
-    if not hmac.compare_digest(root, cp.root):
+    try:
+        verify_inclusion(index=inclusion.index, size=cp.size, leaf_hash=leaf_hash(inclusion.entry),
+                         proof=inclusion.proof, root=cp.root, hasher=SHA256)
+    except ProofError as e:
         raise ProofError(f"the log inclusion proof of entry {inclusion.index} does not lead to "
-                         "the signed log root")
+                         f"the signed log root ({e})") from e
     # 4. Every required witness cosigned this checkpoint.
     witnessed = []
     for w in witnesses:
