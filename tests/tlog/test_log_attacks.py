@@ -359,6 +359,40 @@ def test_t49_entries_by_an_untrusted_key(site, keys, tmp_path):
     assert code == 1 and "not signed by a trusted key" in one_line(err)
 
 
+def test_log_with_state_and_metrics(site, keys, tmp_path):
+    """audit --log --state --metrics: the metrics carry the log's findings; a backup skipped by
+    --state (unchanged) is still judged against the log; a flagged backup leaves the state.
+    --shard, --results and --attest with --log stay a usage error."""
+    from tests.test_fleet_scale import parse_metrics
+
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    site.add("nightly-b", "uid-b")
+    assert seal_all(site, key)[0] == 0
+    state, prom = tmp_path / "audit-state.json", tmp_path / "m.prom"
+    code, out, err = audit(site, pub, "--state", state, "--metrics", prom)
+    assert code == 0, out + err
+    assert sorted(json.loads(state.read_text())["backups"]) == ["nightly-a", "nightly-b"]
+    status = {(s["backup"], s["status"]) for s, v in parse_metrics(prom)["merkle_backup_backup_status"] if v == 1}
+    assert status == {("nightly-a", "verified"), ("nightly-b", "verified")}
+    # nightly-b is deleted early; nightly-a unchanged (skipped by --state) but re-sealed
+    # outside the log: the log still flags it.
+    site.remove("nightly-b")
+    code, _, err = run("seal", site.folder("nightly-a"), "--key", key, "--replace", *site.opts)
+    assert code == 0, err
+    code, out, _ = audit(site, pub, "--state", state, "--metrics", prom)
+    assert code == 1
+    assert findings(out) == {"nightly-a": "replaced", "nightly-b": "deleted early"}
+    by = {s["status"]: v for s, v in parse_metrics(prom)["merkle_backup_audit_backups"]}
+    assert by["replaced"] == 1 and by["deleted early"] == 1 and by["verified"] == 0
+    assert json.loads(state.read_text())["backups"] == {}
+    assert parse_metrics(prom)["merkle_backup_audit_exit_code"][0][1] == 1
+    for extra in (["--shard", "0/2"], ["--attest", tmp_path / "a.json", "--key", key],
+                  ["--results", tmp_path / "r", "--run-id", "r1"]):
+        code, _, err = audit(site, pub, *extra)
+        assert code == 2 and "--state and --metrics combine with it" in one_line(err), extra
+
+
 def test_two_seal_all_processes_at_once(tmp_path, keys):
     """Two CronJob runs overlap: every backup is sealed and logged once, audit is clean."""
     import subprocess
