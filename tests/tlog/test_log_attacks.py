@@ -375,16 +375,18 @@ def test_log_with_state_and_metrics(site, keys, tmp_path):
     assert sorted(json.loads(state.read_text())["backups"]) == ["nightly-a", "nightly-b"]
     status = {(s["backup"], s["status"]) for s, v in parse_metrics(prom)["merkle_backup_backup_status"] if v == 1}
     assert status == {("nightly-a", "verified"), ("nightly-b", "verified")}
-    # nightly-b is deleted early; nightly-a unchanged (skipped by --state) but re-sealed
-    # outside the log: the log still flags it.
+    # nightly-b is deleted early; nightly-a stays byte for byte (so --state skips re-reading
+    # it) but the log now holds a tombstone for it: its seal is back after being forgotten.
     site.remove("nightly-b")
-    code, _, err = run("seal", site.folder("nightly-a"), "--key", key, "--replace", *site.opts)
-    assert code == 0, err
-    code, out, _ = audit(site, pub, "--state", state, "--metrics", prom)
+    assert run("forget", "nightly-a", "--key", key, "--log", site.log,
+               "--log-state", site.tmp / "sealer-state.json", *site.opts)[0] == 0
+    code, out, _ = audit(site, pub, "--state", state, "--metrics", prom, "--json")
     assert code == 1
-    assert findings(out) == {"nightly-a": "replaced", "nightly-b": "deleted early"}
+    rows = {r["name"]: (r["status"], r["detail"]) for r in json.loads(out)["backups"]}
+    assert rows["nightly-a"][0] == "replayed" and "not re-read" in rows["nightly-a"][1]
+    assert rows["nightly-b"][0] == "deleted early"
     by = {s["status"]: v for s, v in parse_metrics(prom)["merkle_backup_audit_backups"]}
-    assert by["replaced"] == 1 and by["deleted early"] == 1 and by["verified"] == 0
+    assert by["replayed"] == 1 and by["deleted early"] == 1 and by["verified"] == 0
     assert json.loads(state.read_text())["backups"] == {}
     assert parse_metrics(prom)["merkle_backup_audit_exit_code"][0][1] == 1
     for extra in (["--shard", "0/2"], ["--attest", tmp_path / "a.json", "--key", key],
