@@ -1,6 +1,7 @@
 """docs/format.md §11.6: the log inclusion proof inside a proof file (`prove --log`,
 `verify-proof --log-key --witness`), through the CLI, in a local folder and on the moto S3
-server; forged parts of it, written as an attacker would (decode, change, encode); Go's
+server (the forgeries, offline checks of a file, in a local folder only); forged parts of it,
+written as an attacker would (decode, change, encode); Go's
 golang.org/x/mod/sumdb/tlog and note checking the embedded proof (docs/threat-model.md T60-T64).
 """
 
@@ -86,6 +87,7 @@ def test_proof_with_log_verifies_offline(site, keys, proven):
     assert code == 1 and "holds no log inclusion proof" in one_line(err)
 
 
+@pytest.mark.parametrize("site", ["local"], indirect=True)  # offline: the file is the same from S3
 def test_t60_forged_index_proof_and_entry(site, keys, proven):
     _, pub = keys
     proof = decode_proof(proven.read_bytes()).log
@@ -118,6 +120,7 @@ def test_t60_forged_index_proof_and_entry(site, keys, proven):
                                                                            "--log-key", pub)[2])
 
 
+@pytest.mark.parametrize("site", ["local"], indirect=True)  # offline: the file is the same from S3
 def test_t61_forged_head_and_a_head_from_another_log(site, keys, proven, tmp_path):
     key, pub = keys
     log = decode_proof(proven.read_bytes()).log
@@ -218,7 +221,8 @@ def test_t63_prove_refuses_a_backup_the_log_does_not_vouch_for(site, keys, tmp_p
     assert code == 2 and "--log needs --trust" in one_line(err)
 
 
-def test_t64_malformed_log_part_is_refused(keys, proven, tmp_path):
+@pytest.mark.parametrize("site", ["local"], indirect=True)  # offline: the file is the same from S3
+def test_t64_malformed_log_part_is_refused(site, keys, proven, tmp_path):
     """A version 2 file whose ``log`` map is not exactly four well-typed keys: exit 3."""
     import msgpack
 
@@ -241,7 +245,8 @@ def test_t64_malformed_log_part_is_refused(keys, proven, tmp_path):
         one_line(err)
 
 
-def test_go_checks_the_embedded_inclusion_proof(tlogcheck, keys, proven, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("site", ["local"], indirect=True)  # offline: the file is the same from S3
+def test_go_checks_the_embedded_inclusion_proof(tlogcheck, site, keys, proven, tmp_path):  # noqa: F811
     _, pub = keys
     log = decode_proof(proven.read_bytes()).log
     assert isinstance(log, LogInclusion)
