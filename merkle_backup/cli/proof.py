@@ -42,7 +42,7 @@ from merkle_backup.display import shown
 @single_pass
 def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], with_content: bool,
           trust: tuple[Path, ...], output: Path, force: bool, seal_path: Path | None,
-          log: str | None, log_state: Path | None, witnesses: tuple[Path, ...]) -> None:
+          *, log: str | None, log_state: Path | None, witnesses: tuple[Path, ...]) -> None:
     """Write a proof of single resources or whole namespaces of BACKUP, checkable offline."""
     from merkle_backup.errors import UsageError
     from merkle_backup.formats.proof import encode_proof

@@ -2,7 +2,7 @@
 `verify-proof --log-key --witness`), through the CLI, in a local folder and on the moto S3
 server (the forgeries, offline checks of a file, in a local folder only); forged parts of it,
 written as an attacker would (decode, change, encode); Go's
-golang.org/x/mod/sumdb/tlog and note checking the embedded proof (docs/threat-model.md T60-T64).
+golang.org/x/mod/sumdb/tlog and note checking the embedded proof (docs/threat-model.md T63-T67).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def test_proof_with_log_verifies_offline(site, keys, proven):
 
 
 @pytest.mark.parametrize("site", ["local"], indirect=True)  # offline: the file is the same from S3
-def test_t60_forged_index_proof_and_entry(site, keys, proven):
+def test_t63_forged_index_proof_and_entry(site, keys, proven):
     _, pub = keys
     proof = decode_proof(proven.read_bytes()).log
     assert proof is not None
@@ -121,7 +121,7 @@ def test_t60_forged_index_proof_and_entry(site, keys, proven):
 
 
 @pytest.mark.parametrize("site", ["local"], indirect=True)  # offline: the file is the same from S3
-def test_t61_forged_head_and_a_head_from_another_log(site, keys, proven, tmp_path):
+def test_t64_forged_head_and_a_head_from_another_log(site, keys, proven, tmp_path):
     key, pub = keys
     log = decode_proof(proven.read_bytes()).log
     assert log is not None
@@ -161,7 +161,7 @@ def test_t61_forged_head_and_a_head_from_another_log(site, keys, proven, tmp_pat
     del key
 
 
-def test_t62_witness_cosignature_required_offline(site, keys, proven, tmp_path):
+def test_t65_witness_cosignature_required_offline(site, keys, proven, tmp_path):
     _, pub = keys
     wkey, wpub = generate_keypair(tmp_path / "witness.key")
     w2key, w2pub = generate_keypair(tmp_path / "witness2.key")
@@ -206,7 +206,7 @@ def test_t62_witness_cosignature_required_offline(site, keys, proven, tmp_path):
                "-o", tmp_path / "u", *site.opts)[0] == 2
 
 
-def test_t63_prove_refuses_a_backup_the_log_does_not_vouch_for(site, keys, tmp_path):
+def test_t66_prove_refuses_a_backup_the_log_does_not_vouch_for(site, keys, tmp_path):
     key, pub = keys
     site.add("nightly-a", "uid-a")
     assert seal_all(site, key)[0] == 0
@@ -222,7 +222,7 @@ def test_t63_prove_refuses_a_backup_the_log_does_not_vouch_for(site, keys, tmp_p
 
 
 @pytest.mark.parametrize("site", ["local"], indirect=True)  # offline: the file is the same from S3
-def test_t64_malformed_log_part_is_refused(site, keys, proven, tmp_path):
+def test_t67_malformed_log_part_is_refused(site, keys, proven, tmp_path):
     """A version 2 file whose ``log`` map is not exactly four well-typed keys: exit 3."""
     import msgpack
 
