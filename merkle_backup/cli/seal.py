@@ -73,7 +73,7 @@ def keygen(keyfile: Path) -> None:
 @click.option("--force", is_flag=True,
               help="Seal even if classic and -preferredversion copies differ or a manifest's "
                    "metadata disagrees with its path (reported as warnings).")
-@click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=6.0,
+@click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
               show_default=True, metavar="HOURS",
               help="Warn when the backup completed longer ago than this (as seal-all --log's "
                    "`seal missing`); the seal is written all the same.")
@@ -118,7 +118,8 @@ def sealed_late(source: BackupSource, max_age: float) -> str | None:
         return None
     completed, _ = backup_times(data)
     now = datetime.now(timezone.utc)
-    if completed is not None and now - timedelta(hours=max_age) <= completed <= now + CLOCK_SKEW:
+    if completed is not None and completed <= now + CLOCK_SKEW and \
+            now - completed <= timedelta(hours=max_age):  # no date arithmetic past year 9999
         return None
     when = (f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed
             else "has no completionTimestamp")

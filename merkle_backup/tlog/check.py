@@ -301,7 +301,8 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
                             private, created_at=e.time, limits=limits, replace=False)
                 return BackupRow(name, SEALED, f"resealed as logged at entry {i}", e.uid, e.root.hex())
             # Forgotten (tombstone), or never logged: a new backup, sealed if recent.
-            recent = completed is not None and now - max_age <= completed <= now + CLOCK_SKEW
+            recent = completed is not None and completed <= now + CLOCK_SKEW and \
+                now - completed <= max_age  # never now - max_age: a huge --max-age overflows
             if not recent and not backfill:
                 when = f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed else "no completionTimestamp"
                 return BackupRow(name, SEAL_MISSING, f"{when}, older than --max-age: not sealed "
