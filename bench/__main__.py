@@ -33,7 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet-backups", type=int, help="backups in the fleet audit benchmark "
                         "(default 1000; --quick: 100; 0 skips it)")
     parser.add_argument("--fleet-only", action="store_true", help="run only the fleet benchmark")
+    parser.add_argument("--tlog-entries", type=int, help="entries of the transparency-log "
+                        "benchmark, bench/tlog.py (default 10^5; --quick: 4000; 0 skips it)")
+    parser.add_argument("--tlog-only", action="store_true", help="run only the log benchmark")
+    parser.add_argument("--tlog-work", type=Path, help="folder for the log benchmark's files "
+                        "(default: under the results folder; e.g. /dev/shm to leave out fsync)")
     args = parser.parse_args(argv)
+    tlog_entries = args.tlog_entries if args.tlog_entries is not None else (
+        4000 if args.quick else 10**5)
+    if args.tlog_only:
+        return tlog_main(tlog_entries, args.out, args.tlog_work, 100 if args.quick else 500)
     fleet_backups = args.fleet_backups if args.fleet_backups is not None else (100 if args.quick else 1000)
     if args.fleet_only:
         return fleet_main(fleet_backups, 1 if args.quick else (args.repeats or 3), args.out)
@@ -55,13 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     results = run_all(sizes=sizes, mixes=mixes, repeats=repeats, out=out, cache=args.cache,
                       cli_runs=3 if args.quick else 10, plots=not args.no_plots,
                       log=lambda m: print(m, flush=True), fleet_backups=fleet_backups,
-                      fleet_repeats=1 if args.quick else 3)
+                      fleet_repeats=1 if args.quick else 3, tlog_entries=tlog_entries,
+                      tlog_work=args.tlog_work, tlog_window=100 if args.quick else 500)
     print()
     for line in target_lines(results["targets"]):
         print(line)
     insane = [(r["mix"], r["items"], r["sanity"]) for r in results["runs"] if r["sanity"]]
     if results.get("fleet") and results["fleet"]["sanity"]:
         insane.append(("fleet", results["fleet"]["backups"], results["fleet"]["sanity"]))
+    if results.get("tlog") and results["tlog"]["sanity"]:
+        insane.append(("tlog", results["tlog"]["entries"], results["tlog"]["sanity"]))
     for mix, items, problems in insane:
         print(f"INSANE {mix} {items}: {problems}", file=sys.stderr)
     print(f"\nresults in {out} ({results['seconds']} s)")
@@ -96,6 +108,28 @@ def fleet_main(backups: int, repeats: int, out: Path | None) -> int:
         print(f"INSANE fleet: {problem}", file=sys.stderr)
     print(f"results in {out / 'fleet.json'}")
     return 1 if fleet["sanity"] else 0
+
+
+def tlog_main(entries: int, out: Path | None, work: Path | None, window: int) -> int:
+    import json
+    import shutil
+
+    from bench.tlog import run_tlog, summary_line
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = out or Path(__file__).parent / "results" / f"tlog-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    place = (work / f"tlog-{stamp}") if work else out / "work"
+    try:
+        result = run_tlog(place, entries, lambda m: print(m, flush=True), window)
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+    (out / "tlog.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(summary_line(result))
+    for problem in result["sanity"]:
+        print(f"INSANE tlog: {problem}", file=sys.stderr)
+    print(f"results in {out / 'tlog.json'}")
+    return 1 if result["sanity"] else 0
 
 
 if __name__ == "__main__":

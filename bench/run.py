@@ -312,7 +312,8 @@ def write_csv(path: Path, runs: list[dict]) -> None:
 
 def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int], out: Path,
             cache: Path, cli_runs: int, plots: bool, log: Callable[[str], None],
-            fleet_backups: int = 0, fleet_repeats: int = 1) -> dict:
+            fleet_backups: int = 0, fleet_repeats: int = 1, tlog_entries: int = 0,
+            tlog_work: Path | None = None, tlog_window: int = 500) -> dict:
     from merkle_backup.signing import generate_keypair
 
     out.mkdir(parents=True, exist_ok=True)
@@ -344,6 +345,16 @@ def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int]
 
         results["fleet"] = run_fleet(work / "fleet", fleet_backups, fleet_repeats, log)
         log(fleet_line(results["fleet"]))
+    if tlog_entries:  # bench/tlog.py: a log of 10^5 entries appended and audited (issue 13)
+        from bench.tlog import run_tlog
+        from bench.tlog import summary_line as tlog_line
+
+        place = (tlog_work / f"tlog-{os.getpid()}") if tlog_work else work / "tlog"
+        try:
+            results["tlog"] = run_tlog(place, tlog_entries, log, tlog_window)
+        finally:
+            shutil.rmtree(place, ignore_errors=True)
+        log(tlog_line(results["tlog"]))
     results["targets"] = evaluate(runs)
     results["machine"]["load_average_end"] = os.getloadavg()
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -52,9 +52,13 @@ class ProofReport:
     resources: list[str] = field(default_factory=list)
     namespaces: list[ProvenNamespace] = field(default_factory=list)
     contents: list[str] = field(default_factory=list)
+    log: Any = None              # tlog.inclusion.CheckedInclusion, with --log-key
+    log_unchecked: bool = False  # the file holds a log inclusion proof, no --log-key given
 
     def to_json(self) -> dict[str, Any]:
         cp = self.checkpoint
+        log = {"log": self.log.to_json()} if self.log is not None else \
+            {"log": {"checked": False}} if self.log_unchecked else {}
         return {
             "verified": True,
             "backup": cp.backup,
@@ -69,6 +73,7 @@ class ProofReport:
                 for n in self.namespaces
             ],
             "contents_checked": self.contents,
+            **log,
         }
 
 
@@ -165,11 +170,15 @@ def verify_proof(
     contents: Sequence[tuple[str, bytes]] = (),
     expected_backup: str | None = None,
     expected_uid: str | None = None,
+    log_keys: Sequence[PublicKey] = (),
+    witnesses: Sequence[PublicKey] = (),
 ) -> ProofReport:
     """Check a proof file offline. Raises NotAuthentic (or a subclass) unless it all holds.
 
     ``contents`` are (label, bytes) of files the user holds; each must be the content of one
     proven resource. ``expected_backup`` / ``expected_uid``: the backup the user expects.
+    ``log_keys``: require the log inclusion proof (§11.6), its head signed by one of them and
+    cosigned by every one of ``witnesses``.
     """
     _unverified = decode_proof(proof_bytes)
     # 1. The checkpoint, signed by a trusted key, of the backup the user expects.
@@ -180,6 +189,16 @@ def verify_proof(
         raise NotAuthentic(f"the proof is for backup uid {checkpoint.uid}, not {expected_uid}")
     report = ProofReport(checkpoint, signer.source)
     proven = _check_claims(_unverified, checkpoint, report)
+    if log_keys:
+        from merkle_backup.tlog.inclusion import check_inclusion
+
+        report.log = check_inclusion(_unverified.log, _unverified.checkpoint,
+                                     _unverified.signature, signer=signer, log_keys=log_keys,
+                                     witnesses=witnesses)
+    elif witnesses:
+        raise UsageError("--witness needs --log-key")
+    else:
+        report.log_unchecked = _unverified.log is not None
     # 4. The user's files, each against a proven record.
     by_digest = {(r.size, r.digest): r for r in proven.values()}
     for label, data in contents:

@@ -29,7 +29,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     base = tmp_path_factory.mktemp("bench")
     out = base / "results"
     found = run_all(sizes=[100], mixes=list(gen.MIXES), repeats=lambda size: 1, out=out,
-                    cache=base / "cache", cli_runs=1, plots=True, log=lambda message: None)
+                    cache=base / "cache", cli_runs=1, plots=True, log=lambda message: None,
+                    tlog_entries=200, tlog_window=5)
     return found, out
 
 
@@ -52,6 +53,7 @@ def test_every_scenario_ran_and_the_outputs_are_sane(results: tuple[dict, Path])
         "verify whole, unchanged < decompress-only", "verify-proof well under 1 ms per resource",
     }
     assert found["machine"]["cores"] >= 1 and found["machine"]["libraries"]["blake3"]
+    assert found["tlog"]["sanity"] == [] and found["tlog"]["entries"] == 200  # bench/tlog.py
 
 
 def test_results_files_and_plots_are_written(results: tuple[dict, Path]) -> None:

@@ -91,7 +91,7 @@ def test_sigint_soon_after_spawn(keypair: tuple[Path, Path], tmp_path: Path, del
     blocked across exec, as a launcher that wants no window does (the interpreter's own start
     is not ours: see _entry.py); from there on nothing is blocked."""
     folder = copy_backup("demo-small", tmp_path)
-    proc = _spawn(["seal", folder, "--key", keypair[0]], block_sigint=True)
+    proc = _spawn(["seal", folder, "--key", keypair[0], "--max-age", "1e6"], block_sigint=True)
     time.sleep(delay_ms / 1000)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

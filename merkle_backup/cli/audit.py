@@ -14,7 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from merkle_backup.fleet import AuditReport
-    from merkle_backup.fleet_run import FleetOptions
+    from merkle_backup.fleet_run import AuditRun, FleetOptions
     from merkle_backup.storage.options import ConnectionOptions
 
 from merkle_backup.cli.common import (
@@ -195,11 +195,13 @@ def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_s
     try:
         where = open_location(location, jobs)
         the_log = open_log(log, log_state, keys, where.describe()) if log else None
-        if the_log is not None and fleet is not None:
+        if the_log is not None and fleet is not None and (
+                fleet.shard or fleet.results or fleet.attest):
             from merkle_backup.errors import UsageError
 
-            raise UsageError("--log does not combine with --shard, --state, --results, "
-                             "--metrics or --attest yet: run the log audit on its own")
+            raise UsageError("--log does not combine with --shard, --results or --attest (a "
+                             "shard sees only its backups, the log sees them all): run the log "
+                             "audit on its own; --state and --metrics combine with it")
         if the_log is not None:
             the_log.head()  # a rolled-back or forked log fails before the backups are read
         with RowCount("audit") as counter:
@@ -220,6 +222,8 @@ def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_s
             report = audit_logged(where, keys, the_log, report=report,
                                   clock=lambda: datetime.now(timezone.utc),
                                   max_age=timedelta(hours=max_age))
+            if extra is not None:
+                with_log_findings(extra, report)
     except Interrupted as e:
         print_interrupted(e.partial, as_json, verbose_failures=True)
         raise
@@ -246,6 +250,18 @@ def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_s
     if not as_json:
         audit_verdict(report, require_seal=require_seal)
     return report.exit_code
+
+
+def with_log_findings(run: AuditRun, report: AuditReport) -> None:
+    """--state and --metrics with --log: the metrics get the log's findings; the state keeps
+    only backups still verified once the log judged them (the log is checked on every run,
+    whatever the state says: a skipped backup's seal is still judged against the log)."""
+    from merkle_backup.fleet import VERIFIED
+
+    run.report = report
+    if run.state is not None:
+        fine = {r.name for r in report.backups if r.status == VERIFIED}
+        run.state.records = {n: r for n, r in run.state.records.items() if n in fine}
 
 
 def audit_summary(report: AuditReport, *, require_seal: bool) -> None:

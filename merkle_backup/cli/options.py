@@ -160,7 +160,7 @@ def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=6.0,
+    return click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
                         show_default=True, metavar="HOURS",
                         help="A final backup completed longer ago than this is never sealed "
                              "silently: `seal missing` (keep it above the CronJob period).")(f)

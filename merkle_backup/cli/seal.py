@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from merkle_backup.archive import Limits
     from merkle_backup.fleet import SealAllReport
+    from merkle_backup.storage.source import BackupSource
 
 from merkle_backup.cli.common import (
     command,
@@ -26,6 +27,7 @@ from merkle_backup.cli.common import (
     print_interrupted,
     print_rows,
     single_pass,
+    warn,
 )
 from merkle_backup.cli.options import (
     jobs_option,
@@ -75,12 +77,16 @@ def keygen(keyfile: Path) -> None:
 @click.option("--force", is_flag=True,
               help="Seal even if classic and -preferredversion copies differ or a manifest's "
                    "metadata disagrees with its path (reported as warnings).")
+@click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
+              show_default=True, metavar="HOURS",
+              help="Warn when the backup completed longer ago than this (as seal-all --log's "
+                   "`seal missing`); the seal is written all the same.")
 @limits_options
 @storage_options
 @funnel
 @single_pass
 def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, force: bool,
-         max_entry_size: int | None, max_entries: int | None) -> None:
+         *, max_age: float, max_entry_size: int | None, max_entries: int | None) -> None:
     """Seal BACKUP (a backup folder, a .tar.gz, or s3://BUCKET/PREFIX/backups/NAME) with a
     signed Merkle tree."""
     from merkle_backup.builder import seal_backup
@@ -98,6 +104,34 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
                f"root {cp.root.hex()}\nseal {shown(source.seal_path)}")
     for item in result.inconsistencies:
         click.echo(f"warning: sealed despite: {shown(item.path)}: {shown(item.problem)}", err=True)
+    late = sealed_late(source, max_age)
+    if late:
+        warn(late)
+
+
+def sealed_late(source: BackupSource, max_age: float) -> str | None:
+    """The warning for a backup whose velero-backup.json says it completed longer ago than
+    ``max_age`` hours (or says nothing of it); None when recent, or with no velero-backup.json."""
+    from datetime import timedelta
+
+    from merkle_backup.tlog.check import CLOCK_SKEW, backup_times
+    from merkle_backup.velero import BACKUP_OBJECT
+
+    data = source.read_object(BACKUP_OBJECT)
+    if data is None:
+        return None
+    completed, _ = backup_times(data)
+    now = datetime.now(timezone.utc)
+    if completed is not None and completed <= now + CLOCK_SKEW and \
+            now - completed <= timedelta(hours=max_age):  # no date arithmetic past year 9999
+        return None
+    when = (f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed
+            else "has no completionTimestamp")
+    if completed is not None and completed > now:
+        when += " (in the future)"
+    return (f"{source.name} {when}, not within --max-age ({max_age:g} h) of now: sealed anyway; "
+            "seal-all --log would report it as `seal missing` (check it was not changed before "
+            "this seal)")
 
 
 

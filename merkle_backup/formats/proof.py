@@ -1,7 +1,9 @@
-"""The proof file: bytes <-> ProofFile (docs/format.md §11.1).
+"""The proof file: bytes <-> ProofFile (docs/format.md §11.1, §11.6).
 
 A msgpack map, strict exactly as the seal file is: magic, version, exact keys, exact types,
-no trailing bytes. Everything in it is unverified until ``merkle_backup.proofs`` checks it.
+no trailing bytes. Version 1 has seven keys; version 2 (written only by ``prove --log``) has
+those and ``log``, the backup's log inclusion proof. Everything in it is unverified until
+``merkle_backup.proofs`` checks it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from merkle_backup.formats.seal import MAX_CHECKPOINT_BYTES, check_envelope, unp
 
 PROOF_MAGIC = "merkle-backup-proof"
 PROOF_VERSION = 1
+PROOF_VERSION_LOG = 2           # version 1 plus the ``log`` key (§11.6)
 MAX_PROOF_BYTES = 1 * 2**30
 MAX_ITEMS = 10_000_000
 MAX_PROOF_HASHES = 128          # a range proof has at most two hashes per level of a 2**64 tree
@@ -23,6 +26,10 @@ MAX_CONTENT_BYTES = 64 * 2**20  # the reader's default largest entry
 _KEYS = frozenset({"magic", "version", "checkpoint", "signature", "resources", "namespaces", "contents"})
 _RESOURCE_KEYS = frozenset({"index", "record", "proof"})
 _NAMESPACE_KEYS = frozenset({"namespace", "begin", "records", "proof"})
+_KEYS_LOG = _KEYS | {"log"}
+_LOG_KEYS = frozenset({"checkpoint", "index", "entry", "proof"})
+MAX_LOG_NOTE = 16 * 1024        # a signed note (merkle_backup.tlog.note.MAX_NOTE)
+MAX_LOG_PROOF_HASHES = 64       # an inclusion proof in a log of fewer than 2**63 entries
 
 
 @dataclass(frozen=True)
@@ -41,19 +48,34 @@ class NamespaceProof:
 
 
 @dataclass(frozen=True)
+class LogInclusion:
+    """§11.6: the backup's seal entry in the transparency log, with its inclusion proof."""
+
+    checkpoint: bytes   # the log's signed tlog-checkpoint note (and any cosignature lines)
+    index: int
+    entry: bytes        # the log entry, bytes exact (§12.1: the seal's signed note)
+    proof: list[bytes]  # RFC 9162 inclusion proof of ``entry`` at ``index``
+
+
+@dataclass(frozen=True)
 class ProofFile:
     checkpoint: bytes
     signature: bytes
     resources: list[ResourceProof] = field(default_factory=list)
     namespaces: list[NamespaceProof] = field(default_factory=list)
     contents: dict[str, bytes] = field(default_factory=dict)   # path -> bytes (--with-content)
+    log: LogInclusion | None = None                             # version 2 only (prove --log)
 
 
 def encode_proof(proof: ProofFile) -> bytes:
-    return msgpack.packb(
+    """Version 1, or version 2 when the proof carries a log inclusion proof."""
+    extra = {} if proof.log is None else {"log": {
+        "checkpoint": proof.log.checkpoint, "index": proof.log.index,
+        "entry": proof.log.entry, "proof": proof.log.proof}}
+    packed: bytes = msgpack.packb(
         {
             "magic": PROOF_MAGIC,
-            "version": PROOF_VERSION,
+            "version": PROOF_VERSION if proof.log is None else PROOF_VERSION_LOG,
             "checkpoint": proof.checkpoint,
             "signature": proof.signature,
             "resources": [
@@ -64,19 +86,26 @@ def encode_proof(proof: ProofFile) -> bytes:
                 for n in proof.namespaces
             ],
             "contents": dict(sorted(proof.contents.items())),
+            **extra,
         },
         use_bin_type=True,
     )
+    return packed
 
 
 def decode_proof(data: bytes) -> ProofFile:
     if len(data) > MAX_PROOF_BYTES:
         raise FormatError(f"proof file is {len(data)} bytes, over the {MAX_PROOF_BYTES} byte limit")
-    obj = check_envelope(
-        unpack_strict(data, what="proof file", max_array=MAX_ITEMS, max_map=MAX_ITEMS,
-                      max_bin=MAX_CONTENT_BYTES),
-        what="proof file", magic=PROOF_MAGIC, version=PROOF_VERSION, keys=_KEYS,
-    )
+    raw = unpack_strict(data, what="proof file", max_array=MAX_ITEMS, max_map=MAX_ITEMS,
+                        max_bin=MAX_CONTENT_BYTES)
+    found = raw.get("version") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and raw.get("magic") == PROOF_MAGIC and not (
+            type(found) is int and found in (PROOF_VERSION, PROOF_VERSION_LOG)):
+        raise FormatError(f"proof file version {str(found)[:20]!r} is not supported (this tool "
+                          f"reads {PROOF_VERSION} and {PROOF_VERSION_LOG})")
+    version = PROOF_VERSION_LOG if found == PROOF_VERSION_LOG else PROOF_VERSION
+    obj = check_envelope(raw, what="proof file", magic=PROOF_MAGIC, version=version,
+                         keys=_KEYS_LOG if version == PROOF_VERSION_LOG else _KEYS)
     checkpoint, signature = obj["checkpoint"], obj["signature"]
     if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
         raise FormatError("proof checkpoint must be binary, at most 4096 bytes")
@@ -91,7 +120,23 @@ def decode_proof(data: bytes) -> ProofFile:
         raise FormatError("proof contents must map paths to binary")
     if not resources and not namespaces:
         raise FormatError("proof file proves nothing: no resources and no namespaces")
-    return ProofFile(checkpoint, signature, resources, namespaces, contents)
+    log = _log(obj["log"]) if version == PROOF_VERSION_LOG else None
+    return ProofFile(checkpoint, signature, resources, namespaces, contents, log)
+
+
+def _log(item: Any) -> LogInclusion:
+    item = _entry(item, _LOG_KEYS, "log")
+    checkpoint, entry, proof = item["checkpoint"], item["entry"], item["proof"]
+    if type(checkpoint) is not bytes or not 0 < len(checkpoint) <= MAX_LOG_NOTE:
+        raise FormatError(f"proof log checkpoint must be binary, 1 to {MAX_LOG_NOTE} bytes")
+    if type(entry) is not bytes or not 0 < len(entry) <= MAX_LOG_NOTE:
+        raise FormatError(f"proof log entry must be binary, 1 to {MAX_LOG_NOTE} bytes")
+    if type(proof) is not list or len(proof) > MAX_LOG_PROOF_HASHES or not all(
+        type(h) is bytes and len(h) == 32 for h in proof
+    ):
+        raise FormatError(f"proof log proof must be an array of at most {MAX_LOG_PROOF_HASHES} "
+                          "32-byte hashes")
+    return LogInclusion(checkpoint, _uint(item["index"], "log index"), entry, proof)
 
 
 def _list(value: Any, what: str) -> list[Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -122,24 +123,51 @@ class Logged:
     seals: list[tuple[int, Entry]] = field(default_factory=list)
     last: tuple[int, Entry] | None = None          # the latest seal or tombstone
     expiry: dict[bytes, datetime] = field(default_factory=dict)  # root -> expiration
+    by_checkpoint: dict[bytes, int] = field(default_factory=dict)  # checkpoint -> first seal entry
 
     @property
     def latest_seal(self) -> tuple[int, Entry] | None:
         return self.seals[-1] if self.seals else None
 
 
+def _index(out: dict[str, Logged], i: int, e: Entry) -> None:
+    logged = out.setdefault(e.backup, Logged())
+    if e.kind == SEAL:
+        logged.seals.append((i, e))
+        logged.by_checkpoint.setdefault(e.checkpoint, i)
+        logged.last = (i, e)
+    elif e.kind == TOMBSTONE:
+        logged.last = (i, e)
+    elif e.kind == EXPIRY:
+        logged.expiry[e.root] = e.time
+
+
 def by_name(entries: Sequence[Entry]) -> dict[str, Logged]:
+    """The log's view by backup name, in one pass over the entries."""
     out: dict[str, Logged] = {}
     for i, e in enumerate(entries):
-        logged = out.setdefault(e.backup, Logged())
-        if e.kind == SEAL:
-            logged.seals.append((i, e))
-            logged.last = (i, e)
-        elif e.kind == TOMBSTONE:
-            logged.last = (i, e)
-        elif e.kind == EXPIRY:
-            logged.expiry[e.root] = e.time
+        _index(out, i, e)
     return out
+
+
+class NameIndex:
+    """``by_name`` of a log that grows while a run reads it (another sealer appends): each
+    ``fresh`` reads the new head and indexes only the entries past those indexed before, so a
+    run's re-checks cost the new entries, not the whole log each time."""
+
+    def __init__(self, log: Log) -> None:
+        self._log = log
+        self._names: dict[str, Logged] = {}
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def fresh(self, name: str) -> Logged | None:
+        entries = self._log.entries(self._log.head())
+        with self._lock:
+            for i in range(self._count, len(entries)):
+                _index(self._names, i, entries[i])
+            self._count = max(self._count, len(entries))
+            return self._names.get(name)
 
 
 def judge_seal(name: str, checkpoint: bytes, logged: Logged | None) -> tuple[str | None, str]:
@@ -152,10 +180,11 @@ def judge_seal(name: str, checkpoint: bytes, logged: Logged | None) -> tuple[str
         return REPLAYED, f"forgotten by the tombstone at log entry {index}, yet a seal is back"
     if last.checkpoint == checkpoint:
         return None, f"log entry {index}"
-    for i, e in logged.seals:
-        if e.checkpoint == checkpoint:
-            return REPLAYED, (f"an older logged checkpoint (entry {i}, sealed "
-                              f"{e.time:%Y-%m-%dT%H:%M:%SZ}); the latest is entry {index}")
+    i = logged.by_checkpoint.get(checkpoint)
+    if i is not None:
+        e = next(e for j, e in logged.seals if j == i)
+        return REPLAYED, (f"an older logged checkpoint (entry {i}, sealed "
+                          f"{e.time:%Y-%m-%dT%H:%M:%SZ}); the latest is entry {index}")
     return REPLACED, f"its seal is not the logged checkpoint of {name} (log entry {index})"
 
 
@@ -235,6 +264,7 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
     entries = log.entries(head)
     index = by_name(entries)
     known = len(entries)
+    later = NameIndex(log)  # the re-checks' view: entries logged since, indexed once
     names = location.backup_names()
 
     def one(name: str) -> BackupRow:
@@ -252,8 +282,7 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
             if sealed is not None:
                 finding, detail = judge_seal(name, sealed[0], logged)
                 if finding is not None:  # logged since this run read the log (another sealer)?
-                    finding, detail = judge_seal(name, sealed[0],
-                                                 by_name(log.entries(log.head())).get(name))
+                    finding, detail = judge_seal(name, sealed[0], later.fresh(name))
                 if finding is None:
                     return BackupRow(name, SKIPPED, f"already sealed and logged ({detail})")
                 return BackupRow(name, finding, detail)
@@ -272,7 +301,8 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
                             private, created_at=e.time, limits=limits, replace=False)
                 return BackupRow(name, SEALED, f"resealed as logged at entry {i}", e.uid, e.root.hex())
             # Forgotten (tombstone), or never logged: a new backup, sealed if recent.
-            recent = completed is not None and now - max_age <= completed <= now + CLOCK_SKEW
+            recent = completed is not None and completed <= now + CLOCK_SKEW and \
+                now - completed <= max_age  # never now - max_age: a huge --max-age overflows
             if not recent and not backfill:
                 when = f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed else "no completionTimestamp"
                 return BackupRow(name, SEAL_MISSING, f"{when}, older than --max-age: not sealed "
@@ -293,10 +323,8 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
         """Another sealer (an overlapping CronJob run) sealed and logged it meanwhile?"""
         try:
             sealed = bucket_seal(location, name, {me.key_id: me})
-            if sealed is not None:
-                fresh = by_name(log.entries(log.head())).get(name)
-                if judge_seal(name, sealed[0], fresh)[0] is None:
-                    return BackupRow(name, SKIPPED, "sealed and logged meanwhile by another sealer")
+            if sealed is not None and judge_seal(name, sealed[0], later.fresh(name))[0] is None:
+                return BackupRow(name, SKIPPED, "sealed and logged meanwhile by another sealer")
         except Error:
             pass
         return BackupRow(name, ERROR, e.diagnostics())
@@ -447,6 +475,32 @@ def verify_in_log(log: Log, name: str, checkpoint: bytes, witnesses: Sequence[Pu
     except ProofError as e:
         raise ProofError(f"log {log.describe()}: entry {index}: {e}") from e
     return LogProof(log.describe(), head.checkpoint.origin, index, size, root, tuple(proof), tuple(names))
+
+
+def prove_in_log(log: Log, name: str, checkpoint: bytes,
+                 witnesses: Sequence[PublicKey] = ()) -> Any:
+    """``prove --log``: the formats.proof.LogInclusion of the seal ``checkpoint`` of ``name``,
+    checked as ``verify --log`` checks it (in the log, the latest for its name, cosigned)."""
+    from merkle_backup.tlog.inclusion import embed
+
+    checked = verify_in_log(log, name, checkpoint, witnesses)
+    head = log.head()
+    if not witnesses:
+        if head.size != checked.size:
+            raise CannotCheck(f"log {log.describe()} grew while proving: run prove again")
+        note = head.note
+        cosigned: list[tuple[PublicKey, bytes]] = []
+    else:
+        cosigned = []
+        for w in witnesses:
+            data = log.store.get(witness_object(w.raw))
+            if data is None:
+                raise NotAuthentic(f"log {log.describe()} has no cosignature by witness {w.source}")
+            cosigned.append((w, data))
+        note = cosigned[0][1]
+    entry = by_name(log.entries(head))[name].last
+    assert entry is not None
+    return embed(note, cosigned, checked.index, entry[1].raw, checked.proof)
 
 
 def _leaf(raw: bytes) -> bytes:

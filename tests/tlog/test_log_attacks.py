@@ -187,6 +187,24 @@ def test_t40_old_backup_is_seal_missing_not_sealed(site, keys):
     assert audit(site, pub)[0] == 0
 
 
+def test_t40_seal_of_one_old_backup_warns(site, keys):
+    """`seal` of one backup completed longer ago than --max-age warns on stderr (one line),
+    seals all the same and exits 0; a recent one, or a larger --max-age, is silent."""
+    key, pub = keys
+    site.add("nightly-old", "uid-o", age=timedelta(days=3))
+    site.add("nightly-new", "uid-n")
+    code, out, err = run("seal", site.folder("nightly-old"), "--key", key, *site.opts)
+    assert code == 0 and "sealed nightly-old" in out
+    line = one_line(err)
+    assert line.startswith("merkle-backup: warning: nightly-old completed ") and "--max-age (6 h)" in line
+    assert run("verify", site.folder("nightly-old"), "--trust", pub, *site.opts)[0] == 0
+    code, _, err = run("seal", site.folder("nightly-old"), "--key", key, "--replace", "--max-age", "100",
+                       *site.opts)
+    assert code == 0 and err == ""
+    code, _, err = run("seal", site.folder("nightly-new"), "--key", key, *site.opts)
+    assert code == 0 and err == ""
+
+
 def test_t41_reseal_outside_the_log_is_replaced_and_unlogged(site, keys, tmp_path):
     key, pub = keys
     site.add("nightly-a", "uid-a")
@@ -339,6 +357,42 @@ def test_t49_entries_by_an_untrusted_key(site, keys, tmp_path):
     assert seal_all(site, key)[0] == 0
     code, _, err = audit(site, other_pub, state="o.json")
     assert code == 1 and "not signed by a trusted key" in one_line(err)
+
+
+def test_log_with_state_and_metrics(site, keys, tmp_path):
+    """audit --log --state --metrics: the metrics carry the log's findings; a backup skipped by
+    --state (unchanged) is still judged against the log; a flagged backup leaves the state.
+    --shard, --results and --attest with --log stay a usage error."""
+    from tests.test_fleet_scale import parse_metrics
+
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    site.add("nightly-b", "uid-b")
+    assert seal_all(site, key)[0] == 0
+    state, prom = tmp_path / "audit-state.json", tmp_path / "m.prom"
+    code, out, err = audit(site, pub, "--state", state, "--metrics", prom)
+    assert code == 0, out + err
+    assert sorted(json.loads(state.read_text())["backups"]) == ["nightly-a", "nightly-b"]
+    status = {(s["backup"], s["status"]) for s, v in parse_metrics(prom)["merkle_backup_backup_status"] if v == 1}
+    assert status == {("nightly-a", "verified"), ("nightly-b", "verified")}
+    # nightly-b is deleted early; nightly-a stays byte for byte (so --state skips re-reading
+    # it) but the log now holds a tombstone for it: its seal is back after being forgotten.
+    site.remove("nightly-b")
+    assert run("forget", "nightly-a", "--key", key, "--log", site.log,
+               "--log-state", site.tmp / "sealer-state.json", *site.opts)[0] == 0
+    code, out, _ = audit(site, pub, "--state", state, "--metrics", prom, "--json")
+    assert code == 1
+    rows = {r["name"]: (r["status"], r["detail"]) for r in json.loads(out)["backups"]}
+    assert rows["nightly-a"][0] == "replayed" and "not re-read" in rows["nightly-a"][1]
+    assert rows["nightly-b"][0] == "deleted early"
+    by = {s["status"]: v for s, v in parse_metrics(prom)["merkle_backup_audit_backups"]}
+    assert by["replayed"] == 1 and by["deleted early"] == 1 and by["verified"] == 0
+    assert json.loads(state.read_text())["backups"] == {}
+    assert parse_metrics(prom)["merkle_backup_audit_exit_code"][0][1] == 1
+    for extra in (["--shard", "0/2"], ["--attest", tmp_path / "a.json", "--key", key],
+                  ["--results", tmp_path / "r", "--run-id", "r1"]):
+        code, _, err = audit(site, pub, *extra)
+        assert code == 2 and "--state and --metrics combine with it" in one_line(err), extra
 
 
 def test_two_seal_all_processes_at_once(tmp_path, keys):

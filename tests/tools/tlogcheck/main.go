@@ -2,6 +2,7 @@
 // golang.org/x/mod/sumdb/tlog and note, and checks what Python wrote.
 //
 //	tlogcheck LOGDIR VKEY [PROOFS.json]
+//	tlogcheck -note NOTE VKEY PROOFS.json
 //
 // It opens LOGDIR/checkpoint with note.Open (VKEY: name+hash+base64 key), parses the
 // tlog-checkpoint body, recomputes the tree hash from the tiles (tlog.TileHashReader checks
@@ -10,6 +11,11 @@
 // (optional) holds proofs made by Python: {"inclusion":[{"index","size","root","proof"}],
 // "consistency":[{"old","old_root","size","root","proof"}]} with base64 hashes; each must pass
 // tlog.CheckRecord / tlog.CheckTree. Prints one JSON line.
+//
+// With -note (a proof file's embedded log part, docs/format.md §11.6): NOTE is the signed log
+// checkpoint alone (no tiles); it must open with VKEY, and every inclusion proof of PROOFS.json
+// (each "leaf" the record hash of the embedded entry, "size"/"root" the note's) must pass
+// tlog.CheckRecord against the tree the note signs.
 package main
 
 import (
@@ -90,7 +96,57 @@ type proofs struct {
 	} `json:"consistency"`
 }
 
+// openCheckpoint opens a signed tlog-checkpoint note with vkey: its tree.
+func openCheckpoint(msg []byte, verifier note.Verifier) tlog.Tree {
+	n, err := note.Open(msg, note.VerifierList(verifier))
+	if err != nil {
+		fail("note.Open: %v", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) != 4 || lines[0] != verifier.Name() {
+		fail("checkpoint body %q", n.Text)
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		fail("size: %v", err)
+	}
+	return tlog.Tree{N: size, Hash: hashOf(lines[2])}
+}
+
+func checkEmbedded(notePath, vkey, proofsPath string) {
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		fail("verifier: %v", err)
+	}
+	msg, err := os.ReadFile(notePath)
+	if err != nil {
+		fail("note: %v", err)
+	}
+	tree := openCheckpoint(msg, verifier)
+	raw, err := os.ReadFile(proofsPath)
+	if err != nil {
+		fail("proofs: %v", err)
+	}
+	var ps proofs
+	if err := json.Unmarshal(raw, &ps); err != nil {
+		fail("proofs: %v", err)
+	}
+	for _, p := range ps.Inclusion {
+		if p.Size != tree.N || hashOf(p.Root) != tree.Hash {
+			fail("inclusion proof for another tree than the note's")
+		}
+		if err := tlog.CheckRecord(hashes(p.Proof), tree.N, tree.Hash, p.Index, hashOf(p.Leaf)); err != nil {
+			fail("check record %d: %v", p.Index, err)
+		}
+	}
+	fmt.Printf("{\"size\":%d,\"checked\":%d}\n", tree.N, len(ps.Inclusion))
+}
+
 func main() {
+	if len(os.Args) == 5 && os.Args[1] == "-note" {
+		checkEmbedded(os.Args[2], os.Args[3], os.Args[4])
+		return
+	}
 	dir, vkey := os.Args[1], os.Args[2]
 	verifier, err := note.NewVerifier(vkey)
 	if err != nil {
