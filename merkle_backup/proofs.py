@@ -155,9 +155,13 @@ def _read_contents(source: BackupSource, wanted: list[LeafRecord],
     for path, record in by_path.items():
         data = contents.get(path)
         if data is None:
-            raise NotAuthentic(f"{path}: sealed, but not in the backup: refusing to write the proof")
+            raise NotAuthentic(
+                f"{path}: sealed, but not in the backup: refusing to write the proof"
+            )
         if len(data) != record.size or not hmac.compare_digest(content_digest(data), record.digest):
-            raise NotAuthentic(f"{path}: content does not match its seal: refusing to write the proof")
+            raise NotAuthentic(
+                f"{path}: content does not match its seal: refusing to write the proof"
+            )
     return contents
 
 
@@ -184,7 +188,9 @@ def verify_proof(
     # 1. The checkpoint, signed by a trusted key, of the backup the user expects.
     checkpoint, signer = check_signature(_unverified, trusted)
     if expected_backup is not None and checkpoint.backup != expected_backup:
-        raise NotAuthentic(f"the proof is for backup {checkpoint.backup!r}, not {expected_backup!r}")
+        raise NotAuthentic(
+            f"the proof is for backup {checkpoint.backup!r}, not {expected_backup!r}"
+        )
     if expected_uid is not None and checkpoint.uid != expected_uid:
         raise NotAuthentic(f"the proof is for backup uid {checkpoint.uid}, not {expected_uid}")
     report = ProofReport(checkpoint, signer.source)

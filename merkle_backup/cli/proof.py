@@ -28,12 +28,31 @@ from merkle_backup.display import shown
 
 @command()
 @click.argument("backup")
-@click.option("--resource", "resources", multiple=True, help="Tar path (or bucket object name) to prove. Repeatable.")
-@click.option("--namespace", "namespaces", multiple=True, help="Prove this whole namespace, or its absence. Repeatable.")
-@click.option("--with-content", is_flag=True, help="Embed the manifests, so the proof file alone suffices.")
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    help="Tar path (or bucket object name) to prove. Repeatable.",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Prove this whole namespace, or its absence. Repeatable.",
+)
+@click.option(
+    "--with-content", is_flag=True, help="Embed the manifests, so the proof file alone suffices."
+)
 @click.option("--trust", "trust", multiple=True, type=click.Path(path_type=Path),
               help="Check the seal's signature with this key before proving (recommended).")
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Proof file to write.")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Proof file to write.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file (never a seal).")
 @seal_option
 @log_options
@@ -71,8 +90,10 @@ def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], 
                          "byte limit of verify-proof: prove fewer namespaces or resources")
     check_proof_output(output, source.seal_path, force=force)
     write_atomic(output, data, replace=force, overwrite_hint="--force")
-    click.echo(f"wrote {shown(output)}: {len(proof.resources)} resource(s), {len(proof.namespaces)} "
-               f"namespace(s), {len(proof.contents)} embedded manifest(s), {len(data)} bytes")
+    click.echo(
+        f"wrote {shown(output)}: {len(proof.resources)} resource(s), {len(proof.namespaces)} "
+        f"namespace(s), {len(proof.contents)} embedded manifest(s), {len(data)} bytes"
+    )
     if proof.log is not None:
         click.echo(f"  log: entry {proof.log.index}, inclusion proof of {len(proof.log.proof)} "
                    f"hash(es), from {shown(log)}")
@@ -101,7 +122,9 @@ def with_log_inclusion(proof: Any, keys: list[Any], log: str, log_state: Path | 
 @click.option("--content", "content_files", multiple=True, type=click.Path(path_type=Path),
               help="A manifest you hold; it must be the content of a proven resource. Repeatable.")
 @click.option("--backup", "expected_backup", help="Fail unless the proof is for this backup name.")
-@click.option("--uid", "expected_uid", help="Fail unless the proof is for the backup with this UID.")
+@click.option(
+    "--uid", "expected_uid", help="Fail unless the proof is for the backup with this UID."
+)
 @click.option("-v", "--verbose", is_flag=True,
               help="List every proven resource and embedded manifest.")
 @click.option("--log-key", "log_keys", multiple=True, type=click.Path(path_type=Path),

@@ -71,7 +71,9 @@ def keygen(keyfile: Path) -> None:
 
 @command()
 @click.argument("backup")
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@click.option(
+    "--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM)."
+)
 @seal_option
 @click.option("--replace", is_flag=True, help="Overwrite an existing seal.")
 @click.option("--force", is_flag=True,
@@ -95,9 +97,15 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
     private = load_private_key(key_path)
     source = open_source(backup, seal_path)
     with Progress("seal") as progress:
-        result = seal_backup(source, private, created_at=datetime.now(timezone.utc),
-                             limits=limits_from(max_entry_size, max_entries), replace=replace, force=force,
-                             progress=progress)
+        result = seal_backup(
+            source,
+            private,
+            created_at=datetime.now(timezone.utc),
+            limits=limits_from(max_entry_size, max_entries),
+            replace=replace,
+            force=force,
+            progress=progress,
+        )
     cp = result.checkpoint
     click.echo(f"sealed {shown(cp.backup)} (uid {shown(cp.uid)}): {result.entries} tar entries and "
                f"{result.bucket_objects} bucket objects, {cp.tree_size} leaves\n"
@@ -137,7 +145,9 @@ def sealed_late(source: BackupSource, max_age: float) -> str | None:
 
 @command("seal-all")
 @click.argument("location", required=False)
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM).")
+@click.option(
+    "--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM)."
+)
 @jobs_option(2)
 @log_options
 @max_age_option

@@ -23,7 +23,9 @@ MAX_PROOF_BYTES = 1 * 2**30
 MAX_ITEMS = 10_000_000
 MAX_PROOF_HASHES = 128          # a range proof has at most two hashes per level of a 2**64 tree
 MAX_CONTENT_BYTES = 64 * 2**20  # the reader's default largest entry
-_KEYS = frozenset({"magic", "version", "checkpoint", "signature", "resources", "namespaces", "contents"})
+_KEYS = frozenset(
+    {"magic", "version", "checkpoint", "signature", "resources", "namespaces", "contents"}
+)
 _RESOURCE_KEYS = frozenset({"index", "record", "proof"})
 _NAMESPACE_KEYS = frozenset({"namespace", "begin", "records", "proof"})
 _KEYS_LOG = _KEYS | {"log"}
@@ -161,7 +163,9 @@ def _hashes(value: Any, what: str) -> list[bytes]:
     if type(value) is not list or len(value) > MAX_PROOF_HASHES or not all(
         type(h) is bytes and len(h) == 32 for h in value
     ):
-        raise FormatError(f"proof {what} must be an array of at most {MAX_PROOF_HASHES} 32-byte hashes")
+        raise FormatError(
+            f"proof {what} must be an array of at most {MAX_PROOF_HASHES} 32-byte hashes"
+        )
     return value
 
 

@@ -72,7 +72,7 @@ CLOCK_SKEW = timedelta(minutes=10)
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
-# --- what the bucket and Velero say -------------------------------------------------------------
+# --- what the bucket and Velero say ---------------------------------------------------------------
 
 def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
@@ -92,7 +92,9 @@ def backup_times(data: bytes | None) -> tuple[datetime | None, datetime | None]:
         return None, None
 
 
-def bucket_seal(location: Any, name: str, trusted: dict[bytes, PublicKey]) -> tuple[bytes, bytes] | None:
+def bucket_seal(
+    location: Any, name: str, trusted: dict[bytes, PublicKey]
+) -> tuple[bytes, bytes] | None:
     """The (checkpoint, signature) of the seal in the bucket, signature checked; None: no seal."""
     from merkle_backup.formats.seal import read_seal_head
 
@@ -188,12 +190,12 @@ def judge_seal(name: str, checkpoint: bytes, logged: Logged | None) -> tuple[str
     return REPLACED, f"its seal is not the logged checkpoint of {name} (log entry {index})"
 
 
-# --- seal-all with the log -------------------------------------------------------------------------
+# --- seal-all with the log ------------------------------------------------------------------------
 
 class SealAllLogReport(SealAllReport):
     @property
     def summary(self) -> dict[str, int]:
-        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, TAMPERED, ERROR) + BAD}
+        return {s: len(self.with_status(s)) for s in (SEALED, SKIPPED, TAMPERED, ERROR, *BAD)}
 
     @property
     def exit_code(self) -> int:
@@ -290,7 +292,9 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
             if phase is None:
                 return BackupRow(name, SKIPPED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
             if not phase.is_final:
-                return BackupRow(name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid)
+                return BackupRow(
+                    name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid
+                )
             completed, expiration = backup_times(location.read_object(name, BACKUP_OBJECT))
             now = clock()
             if logged is not None and logged.last is not None and logged.last[1].kind == SEAL:
@@ -299,12 +303,18 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
                 seal_backup(_LoggingSource(source, log, private, name=name, expiration=None,
                                            known=known, repair=e.checkpoint),
                             private, created_at=e.time, limits=limits, replace=False)
-                return BackupRow(name, SEALED, f"resealed as logged at entry {i}", e.uid, e.root.hex())
+                return BackupRow(
+                    name, SEALED, f"resealed as logged at entry {i}", e.uid, e.root.hex()
+                )
             # Forgotten (tombstone), or never logged: a new backup, sealed if recent.
             recent = completed is not None and completed <= now + CLOCK_SKEW and \
                 now - completed <= max_age  # never now - max_age: a huge --max-age overflows
             if not recent and not backfill:
-                when = f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed else "no completionTimestamp"
+                when = (
+                    f"completed {completed:%Y-%m-%dT%H:%M:%SZ}"
+                    if completed
+                    else "no completionTimestamp"
+                )
                 return BackupRow(name, SEAL_MISSING, f"{when}, older than --max-age: not sealed "
                                  "(check it, then seal-all --backfill)", phase.uid)
             source = _LoggingSource(location.open(name), log, private, name=name,
@@ -312,8 +322,13 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
             result = seal_backup(source, private, created_at=now, limits=limits, replace=False)
             cp = result.checkpoint
             how = "backfilled, " if not recent else ""
-            return BackupRow(name, SEALED, f"{how}{cp.tree_size} leaves, log entry {source.logged_at}",
-                             cp.uid, cp.root.hex())
+            return BackupRow(
+                name,
+                SEALED,
+                f"{how}{cp.tree_size} leaves, log entry {source.logged_at}",
+                cp.uid,
+                cp.root.hex(),
+            )
         except _AlreadyLogged as e:
             return BackupRow(name, SKIPPED, e.diagnostics())
         except Error as e:
@@ -331,16 +346,16 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
 
     rows = _map(one, names, jobs)
     notes_ = () if names else (f"no backups under {location.describe()}",)
-    return SealAllLogReport(location.describe(), tuple(rows), notes_ + (f"log {log.describe()}",))
+    return SealAllLogReport(location.describe(), tuple(rows), (*notes_, f"log {log.describe()}"))
 
 
-# --- audit with the log -----------------------------------------------------------------------------
+# --- audit with the log ---------------------------------------------------------------------------
 
 class AuditLogReport(AuditReport):
     @property
     def summary(self) -> dict[str, int]:
         base = super().summary
-        return {**base, **{s: len(self.with_status(s)) for s in BAD + (EXPIRED, FORGOTTEN)}}
+        return {**base, **{s: len(self.with_status(s)) for s in (*BAD, EXPIRED, FORGOTTEN)}}
 
     @property
     def exit_code(self) -> int:
@@ -354,8 +369,15 @@ class AuditLogReport(AuditReport):
         return code
 
 
-def audit_logged(location: Any, trusted: Sequence[PublicKey], log: Log, *, report: AuditReport,
-                 clock: Callable[[], datetime], max_age: timedelta = DEFAULT_MAX_AGE) -> AuditLogReport:
+def audit_logged(
+    location: Any,
+    trusted: Sequence[PublicKey],
+    log: Log,
+    *,
+    report: AuditReport,
+    clock: Callable[[], datetime],
+    max_age: timedelta = DEFAULT_MAX_AGE,
+) -> AuditLogReport:
     """``report``: fleet.audit's; each row gets the log's finding, and every logged backup
     absent from the bucket gets a row."""
     keys = {k.key_id: k for k in trusted}
@@ -373,17 +395,30 @@ def audit_logged(location: Any, trusted: Sequence[PublicKey], log: Log, *, repor
             continue
         i, last = logged.last
         if last.kind == TOMBSTONE:
-            rows.append(BackupRow(name, FORGOTTEN, f"tombstone at log entry {i}", last.uid, last.root.hex()))
+            rows.append(
+                BackupRow(name, FORGOTTEN, f"tombstone at log entry {i}", last.uid, last.root.hex())
+            )
             continue
         expiration = logged.expiry.get(last.root)
         if expiration is not None and now >= expiration:
             rows.append(BackupRow(name, EXPIRED, f"absent, expired {expiration:%Y-%m-%dT%H:%M:%SZ}",
                                   last.uid, last.root.hex()))
         else:
-            until = f"it expires {expiration:%Y-%m-%dT%H:%M:%SZ}" if expiration else "no expiration logged"
-            rows.append(BackupRow(name, DELETED_EARLY, f"logged at entry {i}, absent; {until}; no tombstone",
-                                  last.uid, last.root.hex()))
-    notes_ = tuple(report.notes) + (f"log {log.describe()}: {head.size} entries",)
+            until = (
+                f"it expires {expiration:%Y-%m-%dT%H:%M:%SZ}"
+                if expiration
+                else "no expiration logged"
+            )
+            rows.append(
+                BackupRow(
+                    name,
+                    DELETED_EARLY,
+                    f"logged at entry {i}, absent; {until}; no tombstone",
+                    last.uid,
+                    last.root.hex(),
+                )
+            )
+    notes_ = (*tuple(report.notes), f"log {log.describe()}: {head.size} entries")
     return AuditLogReport(report.location, report.require_seal, tuple(rows), notes_)
 
 
@@ -395,22 +430,32 @@ def _audit_row(location: Any, row: BackupRow, logged: Logged | None, keys: dict[
     except NotAuthentic:
         return row  # the audit row already says tampered
     except Error as e:
-        return row if row.status in (TAMPERED, ERROR) else replace(row, status=ERROR, detail=e.diagnostics())
+        return (
+            row
+            if row.status in (TAMPERED, ERROR)
+            else replace(row, status=ERROR, detail=e.diagnostics())
+        )
     if sealed is not None:
         finding, detail = judge_seal(name, sealed[0], logged)
         if finding is None:
             return row
-        return replace(row, status=finding, detail=f"{detail}; audit: {row.status} {row.detail}".rstrip())
+        return replace(
+            row, status=finding, detail=f"{detail}; audit: {row.status} {row.detail}".rstrip()
+        )
     if logged is not None and logged.last is not None and logged.last[1].kind == SEAL:
-        return replace(row, status=REPLACED, detail=f"logged at entry {logged.last[0]}, but its seal is gone")
+        return replace(
+            row, status=REPLACED, detail=f"logged at entry {logged.last[0]}, but its seal is gone"
+        )
     if row.status == UNSEALED:
         completed, _ = backup_times(location.read_object(name, BACKUP_OBJECT))
         if completed is None or now - completed > max_age:
-            return replace(row, status=SEAL_MISSING, detail=f"{row.detail}; past --max-age and not logged")
+            return replace(
+                row, status=SEAL_MISSING, detail=f"{row.detail}; past --max-age and not logged"
+            )
     return row
 
 
-# --- verify --log, forget, witness -------------------------------------------------------------------
+# --- verify --log, forget, witness ----------------------------------------------------------------
 
 @dataclass(frozen=True)
 class LogProof:
@@ -437,7 +482,9 @@ def witness_object(witness_raw: bytes) -> str:
     return f"witness/{hashlib.sha256(witness_raw).hexdigest()}"
 
 
-def verify_in_log(log: Log, name: str, checkpoint: bytes, witnesses: Sequence[PublicKey] = ()) -> LogProof:
+def verify_in_log(
+    log: Log, name: str, checkpoint: bytes, witnesses: Sequence[PublicKey] = ()
+) -> LogProof:
     """NotAuthentic unless ``checkpoint`` is in the log, by an inclusion proof checked against
     the signed (and, with witnesses, cosigned) head, and is the latest entry for ``name``."""
     head = log.head()
@@ -462,8 +509,14 @@ def verify_in_log(log: Log, name: str, checkpoint: bytes, witnesses: Sequence[Pu
             raise NotAuthentic(f"witness {w.source} cosigned {cp.size} entries: entry {index} "
                                f"is not covered")
         if cp.size < head.size:
-            verify_consistency(size1=cp.size, size2=head.size, root1=cp.root, root2=head.root,
-                               proof=log.reader(head.size).consistency_proof(cp.size), hasher=SHA256)
+            verify_consistency(
+                size1=cp.size,
+                size2=head.size,
+                root1=cp.root,
+                root2=head.root,
+                proof=log.reader(head.size).consistency_proof(cp.size),
+                hasher=SHA256,
+            )
         elif cp.root != head.root:
             raise NotAuthentic(f"witness {w.source} cosigned a fork of the log")
         size, root = min((size, root), (cp.size, cp.root))
@@ -474,7 +527,9 @@ def verify_in_log(log: Log, name: str, checkpoint: bytes, witnesses: Sequence[Pu
                          root=root, hasher=SHA256)
     except ProofError as e:
         raise ProofError(f"log {log.describe()}: entry {index}: {e}") from e
-    return LogProof(log.describe(), head.checkpoint.origin, index, size, root, tuple(proof), tuple(names))
+    return LogProof(
+        log.describe(), head.checkpoint.origin, index, size, root, tuple(proof), tuple(names)
+    )
 
 
 def prove_in_log(log: Log, name: str, checkpoint: bytes,
@@ -509,7 +564,9 @@ def _leaf(raw: bytes) -> bytes:
     return leaf_hash(raw)
 
 
-def forget(log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[], datetime]) -> tuple[int, Entry]:
+def forget(
+    log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[], datetime]
+) -> tuple[int, Entry]:
     me = public_key_of(private)
     head = log.head()
     logged = by_name(log.entries(head)).get(name)
@@ -535,6 +592,6 @@ def witness(log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[],
     note = notes.parse_note(head.note)
     sig = notes.cosign(private, name, note.text, int(clock().timestamp()))
     kept = tuple(s for s in note.signatures if s.name != name)
-    data = notes.Note(note.text, kept + (sig,)).encode()
+    data = notes.Note(note.text, (*kept, sig)).encode()
     log.store.put(witness_object(public_key_of(private).raw), data)
     return head

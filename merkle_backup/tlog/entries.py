@@ -102,7 +102,7 @@ def parse_entry(raw: bytes, trusted: dict[bytes, bytes], where: str = "log entry
         if len(lines) != len(labels):
             raise FormatError(f"{where}: a {kind} entry has {len(labels)} lines")
         values = {}
-        for label, line in zip(labels, lines):
+        for label, line in zip(labels, lines, strict=True):
             m = _LINE.match(line)
             if not m or m.group(1) != label:
                 raise FormatError(f"{where}: malformed {kind} line")

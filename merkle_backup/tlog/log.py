@@ -7,7 +7,7 @@ Entries are authenticated by recomputing the signed root from them.
 
 Appending (safe under racing writers, atomic under crashes): read the head (size n); claim the
 slot with a conditional create of ``pending/<n>`` holding the entries (the claim decides what
-follows entry n−1: whoever finds a claim rolls it forward instead); write the entry bundles and
+follows entry n-1: whoever finds a claim rolls it forward instead); write the entry bundles and
 hash tiles it implies with conditional creates (identical bytes from another writer are fine);
 then compare-and-swap the head. The head is always written last, after every tile it names, so
 a crash leaves the old head with its tiles, plus a claim the next writer finishes.
@@ -97,7 +97,9 @@ class Head:
 
 
 def default_state_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
     return Path(base) / "merkle-backup" / "log-state.json"
 
 
@@ -151,7 +153,12 @@ class LogState:
 class Log:
     """One log: its store, the keys trusted to sign its head and entries, the user's state."""
 
-    def __init__(self, store: LocalLogStore | S3LogStore, trusted: Sequence[PublicKey], state: LogState | None) -> None:
+    def __init__(
+        self,
+        store: LocalLogStore | S3LogStore,
+        trusted: Sequence[PublicKey],
+        state: LogState | None,
+    ) -> None:
         if not trusted:
             raise CannotCheck("no trusted key for the log")
         self.store = store
@@ -192,14 +199,18 @@ class Log:
                 try:
                     cp, _, _ = notes.open_log_checkpoint(data, list(self.trusted.values()))
                 except FormatError as e:
-                    raise NotAuthentic(f"{self.describe()}: log checkpoint is malformed: {e}") from e
+                    raise NotAuthentic(
+                        f"{self.describe()}: log checkpoint is malformed: {e}"
+                    ) from e
             if data is None or cp is None:
                 for raw in self.trusted.values():
                     origin = notes.origin_for(raw)
                     prior = self.state.get(origin) if (self.state and check_state) else None
                     if prior and prior[0] > 0:
-                        raise LogRollback(f"log {self.describe()} rolled back: it has no checkpoint, "
-                                          f"it had {prior[0]} entries when last trusted")
+                        raise LogRollback(
+                            f"log {self.describe()} rolled back: it has no checkpoint, "
+                            f"it had {prior[0]} entries when last trusted"
+                        )
                 return Head(notes.LogCheckpoint("", 0, tiles.empty_root()), b"", None)
             head = Head(cp, data, token)
             if check_state and self.state is not None:
@@ -238,8 +249,8 @@ class Log:
         with self._lock:
             n = len(self._leaves)
             if head.size <= n:
-                if head.size < n and tiles.root_of(self._leaves[: head.size]) != head.root or \
-                        head.size == n and self._root() != head.root:
+                if (head.size < n and tiles.root_of(self._leaves[: head.size]) != head.root) or \
+                        (head.size == n and self._root() != head.root):
                     raise LogRollback(f"log {self.describe()} forked: its root at size {head.size} "
                                       "is not the one of the entries read before")
                 return _Prefix(self._entries, head.size)
@@ -260,8 +271,12 @@ class Log:
             stack = list(self._stack)
             _push(stack, new)
             if _stack_root(stack) != head.root:
-                raise NotAuthentic(f"log {self.describe()}: its entries do not hash to its signed root")
-            parsed = [parse_entry(r, self.trusted, f"log entry {n + i}") for i, r in enumerate(raws)]
+                raise NotAuthentic(
+                    f"log {self.describe()}: its entries do not hash to its signed root"
+                )
+            parsed = [
+                parse_entry(r, self.trusted, f"log entry {n + i}") for i, r in enumerate(raws)
+            ]
             self._leaves.extend(new)
             self._stack = stack
             self._entries.extend(parsed)
@@ -312,7 +327,9 @@ class Log:
                     continue
                 others = self._decode_claim(slot, theirs)
                 self._roll_forward(private, head, others, hook)
-            raise StorageError(f"log {self.describe()}: could not append after {MAX_ATTEMPTS} tries")
+            raise StorageError(
+                f"log {self.describe()}: could not append after {MAX_ATTEMPTS} tries"
+            )
 
     def _claim_done(self, size: int, claim: bytes) -> bool:
         return self.store.get(f"pending/{size}") == claim

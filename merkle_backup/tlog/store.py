@@ -175,5 +175,7 @@ def open_log_store(where: str, options: ConnectionOptions | None = None,
         from merkle_backup.storage.s3 import connect
 
         url = parse_s3_url(where)
-        return S3LogStore(connect(url.bucket, options or ConnectionOptions(), warn=warn), url.prefix)
+        return S3LogStore(
+            connect(url.bucket, options or ConnectionOptions(), warn=warn), url.prefix
+        )
     return LocalLogStore(Path(where))

@@ -1,7 +1,7 @@
 """C2SP tlog-tiles over an RFC 6962 SHA-256 tree (docs/format.md §12.3). Pure: no I/O.
 
 A tile at level L holds, in order, the hashes of the tree nodes at height 8·L (each the root of
-2^(8·L) leaves); tile N of level L holds nodes 256·N … 256·N+W−1. A tile is full at W = 256,
+2^(8·L) leaves); tile N of level L holds nodes 256·N … 256·N+W-1. A tile is full at W = 256,
 else partial, with path suffix ``.p/W``. Entry bundles are level-0 tiles' entries, each
 ``u16be(len) ‖ bytes``. ``HashReader`` computes any node, root and RFC 9162 proof of a tree of
 ``size`` leaves from tiles handed to it by ``read_tile(level, index, width)``.
@@ -206,7 +206,9 @@ class HashReader:
         return proof
 
 
-def new_tiles(size: int, read_tile: ReadTile, leaves: Sequence[bytes]) -> dict[tuple[int, int, int], list[bytes]]:
+def new_tiles(
+    size: int, read_tile: ReadTile, leaves: Sequence[bytes]
+) -> dict[tuple[int, int, int], list[bytes]]:
     """The hash tiles a tree of ``size`` gains when ``leaves`` (leaf hashes) are appended:
     (level, index, width) -> hashes. O(log n) tiles per appended leaf, at most."""
     new = size + len(leaves)
