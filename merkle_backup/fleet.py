@@ -38,7 +38,7 @@ from merkle_backup.errors import (
 )
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.source import Location
-from merkle_backup.velero import BACKUP_OBJECT, is_backup_name, parse_backup_object
+from merkle_backup.velero import BACKUP_OBJECT, BackupInfo, is_backup_name, parse_backup_object
 
 # Audit statuses.
 VERIFIED = "verified"
@@ -306,13 +306,9 @@ def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
             if problem is not None:
                 return BackupRow(name, TAMPERED, problem)
             return BackupRow(name, SKIPPED, "already sealed")
-        phase = _phase(location, name)
-        if phase is None:
-            return BackupRow(name, SKIPPED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
-        if not phase.is_final:
-            return BackupRow(
-                name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid
-            )
+        _, not_ready = final_phase(location, name)
+        if not_ready is not None:
+            return not_ready
         source = location.open(name)
         result = seal_backup(source, private_key, created_at=clock(), limits=limits, replace=False)
         cp = result.checkpoint
@@ -335,11 +331,24 @@ def _seal_head_problem(location: Location, name: str) -> str | None:
     return None
 
 
-def _phase(location: Location, name: str) -> Any:
+def _phase(location: Location, name: str) -> BackupInfo | None:
     data = location.read_object(name, BACKUP_OBJECT)
     if data is None:
         return None
     return parse_backup_object(data, f"{location.describe()}/backups/{name}")
+
+
+def final_phase(location: Location, name: str) -> tuple[BackupInfo | None, BackupRow | None]:
+    """For seal-all: the backup's velero-backup.json, and the SKIPPED row when it cannot be
+    sealed yet (no velero-backup.json: an upload in progress; a phase that is not final)."""
+    phase = _phase(location, name)
+    if phase is None:
+        return None, BackupRow(name, SKIPPED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
+    if not phase.is_final:
+        return phase, BackupRow(
+            name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid
+        )
+    return phase, None
 
 
 def _failure_summary(failures: Sequence[FailureRow]) -> str:

@@ -426,9 +426,10 @@ static int drop_view(PyObject *view) {
     return 0;
 }
 
-/* BLAKE3-256 of the view through the blake3 package; 0, or -1 with an exception. */
-static int hash_view(Walker *self, PyObject *view, unsigned char *digest) {
-    PyObject *h = PyObject_CallOneArg(self->hash, view);
+/* BLAKE3-256 of `view` through `hash` (the blake3 package): hash(view).digest(), checked to be
+   32 bytes, copied to `out`; 0, or -1 with an exception. The one call into blake3. */
+static int digest_of(PyObject *hash, PyObject *view, unsigned char *out) {
+    PyObject *h = PyObject_CallOneArg(hash, view);
     if (h == NULL) return -1;
     PyObject *d = PyObject_CallMethodNoArgs(h, s_digest);
     Py_DECREF(h);
@@ -438,9 +439,14 @@ static int hash_view(Walker *self, PyObject *view, unsigned char *digest) {
         PyErr_SetString(PyExc_TypeError, "hash().digest() must be 32 bytes");
         return -1;
     }
-    memcpy(digest, PyBytes_AS_STRING(d), DIGEST);
+    memcpy(out, PyBytes_AS_STRING(d), DIGEST);
     Py_DECREF(d);
     return 0;
+}
+
+/* BLAKE3-256 of the view through the walker's hash; 0, or -1 with an exception. */
+static int hash_view(Walker *self, PyObject *view, unsigned char *digest) {
+    return digest_of(self->hash, view, digest);
 }
 
 static int ascii_equal(PyObject *s, Str want) {
@@ -581,23 +587,9 @@ done:
 static int hash_bytes(PyObject *hash, const unsigned char *p, Py_ssize_t n, unsigned char *out) {
     PyObject *view = view_of((const char *)p, n);
     if (view == NULL) return -1;
-    PyObject *h = PyObject_CallOneArg(hash, view);
-    if (drop_view(view) < 0) {
-        Py_XDECREF(h);
-        return -1;
-    }
-    if (h == NULL) return -1;
-    PyObject *d = PyObject_CallMethodNoArgs(h, s_digest);
-    Py_DECREF(h);
-    if (d == NULL) return -1;
-    if (!PyBytes_Check(d) || PyBytes_GET_SIZE(d) != DIGEST) {
-        Py_DECREF(d);
-        PyErr_SetString(PyExc_TypeError, "hash().digest() must be 32 bytes");
-        return -1;
-    }
-    memcpy(out, PyBytes_AS_STRING(d), DIGEST);
-    Py_DECREF(d);
-    return 0;
+    int rc = digest_of(hash, view, out);
+    if (drop_view(view) < 0) return -1;
+    return rc;
 }
 
 /* core/tree.RootBuilder: the roots of the perfect subtrees so far, largest first. */

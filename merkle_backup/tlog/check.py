@@ -41,8 +41,8 @@ from merkle_backup.fleet import (
     BackupRow,
     SealAllReport,
     _map,
-    _phase,
     _seal_head_problem,
+    final_phase,
 )
 from merkle_backup.signing import PublicKey, public_key_of
 from merkle_backup.storage.source import BackupSource
@@ -288,13 +288,10 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
                 if finding is None:
                     return BackupRow(name, SKIPPED, f"already sealed and logged ({detail})")
                 return BackupRow(name, finding, detail)
-            phase = _phase(location, name)
-            if phase is None:
-                return BackupRow(name, SKIPPED, f"no {BACKUP_OBJECT} yet (upload in progress?)")
-            if not phase.is_final:
-                return BackupRow(
-                    name, SKIPPED, f"phase {phase.phase or '(none)'}: not final yet", phase.uid
-                )
+            phase, not_ready = final_phase(location, name)
+            if not_ready is not None:
+                return not_ready
+            assert phase is not None
             completed, expiration = backup_times(location.read_object(name, BACKUP_OBJECT))
             now = clock()
             if logged is not None and logged.last is not None and logged.last[1].kind == SEAL:
