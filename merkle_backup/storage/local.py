@@ -282,19 +282,7 @@ class LocalBackup:
         regular file; at most MAX_OBJECT_BYTES + 1 bytes are read."""
         if self.folder is None or "/" in filename or filename in ("", ".", ".."):
             return None
-        path = self.folder / filename
-        try:
-            f = open_regular(path, follow=False)
-        except FileNotFoundError:
-            return None
-        with f:
-            try:
-                data = f.read(MAX_OBJECT_BYTES + 1)
-            except OSError as e:
-                raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
-        if len(data) > MAX_OBJECT_BYTES:
-            raise StorageError(f"{path} is larger than {MAX_OBJECT_BYTES} bytes")
-        return data
+        return read_object_file(self.folder / filename)
 
     def open_seal(self) -> AbstractContextManager[BinaryIO]:
         return open_local_seal(self.seal_path, follow=self._seal_follows)
@@ -310,6 +298,17 @@ def bare_tarball_name(filename: str) -> str:
     if stem.endswith("-data"):  # `velero backup download` saves <name>-data.tar.gz
         stem = stem[: -len("-data")]
     return stem
+
+
+def read_object_file(path: Path) -> bytes | None:
+    """A bucket object's bytes: a regular file, never followed, at most MAX_OBJECT_BYTES (more
+    is a StorageError, and at most one byte more is read); None when nothing is at ``path``."""
+    try:
+        return read_bounded(path, MAX_OBJECT_BYTES, follow=False)
+    except StorageError:
+        if not os.path.lexists(path):
+            return None
+        raise
 
 
 class LocalBucket:
@@ -353,12 +352,7 @@ class LocalBucket:
         path = backup / filename
         if not backup.is_dir():
             return None
-        try:
-            return read_bounded(path, MAX_OBJECT_BYTES, follow=False)
-        except StorageError:
-            if not os.path.lexists(path):
-                return None
-            raise
+        return read_object_file(path)
 
     def has_seal(self, name: str) -> bool:
         """True when anything (even a link or a FIFO) is at the seal's place."""
