@@ -156,19 +156,8 @@ func main() {
 	if err != nil {
 		fail("checkpoint: %v", err)
 	}
-	n, err := note.Open(msg, note.VerifierList(verifier))
-	if err != nil {
-		fail("note.Open: %v", err)
-	}
-	lines := strings.Split(n.Text, "\n")
-	if len(lines) != 4 || lines[0] != verifier.Name() {
-		fail("checkpoint body %q", n.Text)
-	}
-	size, err := strconv.ParseInt(lines[1], 10, 64)
-	if err != nil {
-		fail("size: %v", err)
-	}
-	tree := tlog.Tree{N: size, Hash: hashOf(lines[2])}
+	tree := openCheckpoint(msg, verifier)
+	size := tree.N
 	hr := tlog.TileHashReader(tree, dirTiles{dir})
 	th, err := tlog.TreeHash(size, hr)
 	if err != nil || th != tree.Hash {
