@@ -199,7 +199,7 @@ class _Checker:
                           "sealed" if kind else "bucket object was not sealed")
 
     def tarball(self, source: BackupSource, limits: Limits, not_regular: NotRegularFile | None,
-                progress: Callable[[int], None] | None) -> None:
+                progress: Callable[[int], None] | None, total: int | None) -> None:
         checkpoint = self.seal.checkpoint
         # Fast path: the very bytes the sealer parsed, so every tar leaf is proven.
         if not_regular is not None:  # the sealed tarball's place holds a link, FIFO, device
@@ -218,7 +218,7 @@ class _Checker:
             )
         else:
             self.report.notes.append("tarball differs from the sealed file; checked entry by entry")
-        phase(progress, "checking entry by entry", tarball_total(source, progress))
+        phase(progress, "checking entry by entry", total)
         leaves = self.leaves
         count = len(leaves)
         seen = bytearray(count)
@@ -383,7 +383,8 @@ def verify_backup(
         # The tarball is hashed before the table is checked: when it is the sealed file and
         # the seal's leaf section is unchanged (version 2), no record needs reading (trust.py).
         archive = None
-        phase(progress, "hashing the tarball", tarball_total(source, progress))
+        total = tarball_total(source, progress)  # asked once (for S3 it may cost a HEAD)
+        phase(progress, "hashing the tarball", total)
         try:
             archive = _hash_file(source, progress)
         except NotRegularFile as e:
@@ -405,7 +406,7 @@ def verify_backup(
     _note_scope(scope, seal, report)
     report.warnings.extend(seal.copies)
     checker.bucket_objects(source)
-    checker.tarball(source, limits, not_regular, progress)
+    checker.tarball(source, limits, not_regular, progress, total)
     checker.unknown_resources()
     return report
 
