@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
@@ -88,8 +89,20 @@ def hash_tarball(
     progress: Callable[[int], None] | None = None,
     inconsistencies: list[Inconsistency] | None = None,
 ) -> tuple[list[bytes], bytes, int]:
-    """Sortable leaves (core/table.py) of every tar entry, unsorted, the whole-file digest and
-    size. Refuses bad entries.
+    """Sortable leaves (core/table.py) of every tar entry of ``source``'s tarball, unsorted,
+    the whole-file digest and size (``hash_tarball_stream`` on the stored tarball)."""
+    with source.open_tarball() as stream:
+        return hash_tarball_stream(stream, limits, progress, inconsistencies)
+
+
+def hash_tarball_stream(
+    stream: BinaryIO,
+    limits: Limits,
+    progress: Callable[[int], None] | None = None,
+    inconsistencies: list[Inconsistency] | None = None,
+) -> tuple[list[bytes], bytes, int]:
+    """Sortable leaves (core/table.py) of every tar entry read from ``stream``, unsorted, the
+    whole-file digest and size. Refuses bad entries.
 
     With ``inconsistencies`` given, each manifest is also checked against its path (and the
     findings appended there).
@@ -106,29 +119,38 @@ def hash_tarball(
     leaf_and_key = table.tar_leaf_and_key
     check = inconsistencies is not None
     previous, digest = b"", hash_content(b"").digest()
-    with source.open_tarball() as stream:
-        reader = ArchiveReader(stream, limits, progress)
-        sink = SealSink(leaves, decode_manifest if check else None)
-        for path, data, problem in reader.tuples(sink):
-            if problem is not None:
-                raise ArchiveError(problem, path)
-            # Velero writes each item twice, the -preferredversion copy right after the classic
-            # one with the same bytes: comparing them (memcmp) is far cheaper than hashing again.
-            if data != previous:
-                digest = hash_content(data).digest()
-                previous = data
-            try:
-                leaf, key = leaf_and_key(path, len(data), digest)
-            except PathError as e:
-                raise ArchiveError(str(e), path) from e
-            append(leaf)
-            # The key's fields stand in for a ResourceKey: both functions read only its
-            # namespace, scope, name and version (no ResourceKey built per entry).
-            if check and needs_manifest_check(key):  # type: ignore[arg-type]
-                found = check_manifest(key, data)  # type: ignore[arg-type]
-                if found is not None:
-                    inconsistencies.append(Inconsistency(path, found))  # type: ignore[union-attr]
+    reader = ArchiveReader(stream, limits, progress)
+    sink = SealSink(leaves, decode_manifest if check else None)
+    for path, data, problem in reader.tuples(sink):
+        if problem is not None:
+            raise ArchiveError(problem, path)
+        # Velero writes each item twice, the -preferredversion copy right after the classic
+        # one with the same bytes: comparing them (memcmp) is far cheaper than hashing again.
+        if data != previous:
+            digest = hash_content(data).digest()
+            previous = data
+        try:
+            leaf, key = leaf_and_key(path, len(data), digest)
+        except PathError as e:
+            raise ArchiveError(str(e), path) from e
+        append(leaf)
+        # The key's fields stand in for a ResourceKey: both functions read only its
+        # namespace, scope, name and version (no ResourceKey built per entry).
+        if check and needs_manifest_check(key):  # type: ignore[arg-type]
+            found = check_manifest(key, data)  # type: ignore[arg-type]
+            if found is not None:
+                inconsistencies.append(Inconsistency(path, found))  # type: ignore[union-attr]
     return leaves, reader.archive_digest, reader.archive_size
+
+
+def bucket_leaf(filename: str, size: int, digest: bytes, where: str) -> bytes:
+    """The sortable leaf of the bucket object ``filename`` (``size`` bytes, BLAKE3 ``digest``)
+    in the backup folder ``where`` (docs/format.md §3.3)."""
+    try:
+        key = key_for_bucket_object(filename)
+    except PathError as e:
+        raise CannotCheck(f"{where}: {e}") from e
+    return table.sortable_leaf(LeafRecord(key, filename, size, digest))
 
 
 def write_seal(
@@ -232,6 +254,52 @@ def _complete(checkpoint: Checkpoint, inconsistencies: list[Inconsistency], forc
     return checkpoint, size
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What a checkpoint says of the backup beside its leaves: its name and UID, and the
+    tarball's BLAKE3 and size (docs/format.md §5)."""
+
+    name: str
+    uid: str
+    archive_digest: bytes
+    archive_size: int
+
+
+@contextmanager
+def sealed_file(
+    leaves: list[bytes], identity: Identity, private_key: Ed25519PrivateKey, *,
+    created_at: datetime, inconsistencies: list[Inconsistency], force: bool,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[BinaryIO, Checkpoint, int]]:
+    """Steps 4-5: the seal of ``leaves`` (every tar entry's and bucket object's, unsorted: they
+    are sorted and drained here) in a temporary file at its start, its checkpoint and size."""
+    checkpoint = Checkpoint(
+        backup=identity.name,
+        uid=identity.uid,
+        tree_size=len(leaves),
+        root=bytes(32),  # computed by the pass
+        archive_digest=identity.archive_digest,
+        archive_size=identity.archive_size,
+        created=created_at.replace(microsecond=0),
+        key_id=public_key_of(private_key).key_id,
+    )
+    # Canonical order, root, signed checkpoint, in one pass over the sorted table, into a
+    # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
+    phase(progress, f"sorting, hashing and signing {len(leaves)} leaves", None)
+    with temporary_file("the seal") as seal_file:
+        try:
+            checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force,
+                                    seal_file)
+            seal_size = seal_file.seek(0, io.SEEK_END)
+            seal_file.seek(0)
+        except OSError as e:  # the temporary's file system is full, or over a quota or limit
+            raise StorageError(
+                f"cannot write the seal to a temporary file in {temp_dir_label()}: "
+                f"{e.strerror or e}"
+            ) from e
+        yield seal_file, checkpoint, seal_size
+
+
 def seal_backup(
     source: BackupSource,
     private_key: Ed25519PrivateKey,
@@ -251,12 +319,7 @@ def seal_backup(
         data = source.read_object(filename)
         if data is None:
             raise CannotCheck(f"{source.describe()}: {filename} vanished while sealing")
-        try:
-            key = key_for_bucket_object(filename)
-        except PathError as e:
-            raise CannotCheck(f"{source.describe()}: {e}") from e
-        record = LeafRecord(key, filename, len(data), content_digest(data))
-        bucket.append(table.sortable_leaf(record))
+        bucket.append(bucket_leaf(filename, len(data), content_digest(data), source.describe()))
     bucket_objects = len(bucket)
     # 3. Every tar entry, in one streaming pass, each manifest checked against its path.
     inconsistencies: list[Inconsistency] = []
@@ -267,32 +330,12 @@ def seal_backup(
     entries = len(leaves)
     leaves.extend(bucket)
     del bucket
-    checkpoint = Checkpoint(
-        backup=name,
-        uid=uid,
-        tree_size=len(leaves),
-        root=bytes(32),  # computed by the pass
-        archive_digest=archive_digest,
-        archive_size=archive_size,
-        created=created_at.replace(microsecond=0),
-        key_id=public_key_of(private_key).key_id,
-    )
-    # 4-5. Canonical order, root, signed checkpoint, in one pass over the sorted table, into a
-    # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
-    phase(progress, f"sorting, hashing and signing {len(leaves)} leaves", None)
-    with temporary_file("the seal") as seal_file:
-        try:
-            checkpoint = write_seal(leaves, checkpoint, private_key, inconsistencies, force,
-                                    seal_file)
-            seal_size = seal_file.seek(0, io.SEEK_END)
-            seal_file.seek(0)
-        except OSError as e:  # the temporary's file system is full, or over a quota or limit
-            raise StorageError(
-                f"cannot write the seal to a temporary file in {temp_dir_label()}: "
-                f"{e.strerror or e}"
-            ) from e
-        # 6. Atomic, conditional write.
+    # 4-5. The seal, in a temporary file; 6. written atomically, conditionally.
+    identity = Identity(name, uid, archive_digest, archive_size)
+    with sealed_file(leaves, identity, private_key, created_at=created_at,
+                     inconsistencies=inconsistencies, force=force,
+                     progress=progress) as (seal_file, checkpoint, seal_size):
         phase(progress, f"writing the seal ({seal_size} bytes)", None)
         where = source.write_seal(seal_file, replace=replace)
-    return SealResult(checkpoint, where, seal_size, len(leaves), entries, bucket_objects,
-                      inconsistencies)
+    return SealResult(checkpoint, where, seal_size, entries + bucket_objects, entries,
+                      bucket_objects, inconsistencies)

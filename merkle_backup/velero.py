@@ -14,6 +14,16 @@ BACKUPS_FOLDER = "backups"
 BACKUP_OBJECT = "velero-backup.json"
 # Ours, beside Velero's objects (Velero deletes the folder, seal included, with the backup).
 SEAL_SUFFIX = "-merkle.seal"
+# The Velero plugin's per-object records of what Velero wrote (docs/format.md §13), beside the
+# object they describe: ``<object>.merkle-record`` and, for the tarball, its leaves.
+RECORD_SUFFIX = ".merkle-record"
+LEAVES_SUFFIX = ".merkle-leaves"
+
+
+def is_ours(filename: str) -> bool:
+    """A file merkle-backup writes into a backup folder (a seal, a plugin record): never one of
+    Velero's objects, so never sealed nor counted as one."""
+    return filename.endswith((".seal", RECORD_SUFFIX, LEAVES_SUFFIX))
 # A Backup's name is a Kubernetes object name (DNS-1123 subdomain): the folder backups/<name>/.
 BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 

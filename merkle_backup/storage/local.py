@@ -29,7 +29,7 @@ from merkle_backup.storage.files import (
     open_regular,
     read_bounded,
 )
-from merkle_backup.velero import BACKUPS_FOLDER, SEAL_SUFFIX
+from merkle_backup.velero import BACKUPS_FOLDER, SEAL_SUFFIX, is_ours
 
 MAX_OBJECT_BYTES = 256 * 2**20  # velero-backup.json and sidecars are small; refuse a giant one
 # A named temporary of write_atomic (only where an unnamed O_TMPFILE cannot be used): a dot
@@ -261,7 +261,7 @@ class LocalBackup:
             with os.scandir(self.folder) as entries:
                 for entry in entries:
                     n = entry.name
-                    if (n == self.tarball.name or n.endswith(".seal") or n.startswith(".")
+                    if (n == self.tarball.name or is_ours(n) or n.startswith(".")
                             or self.folder / n == self.seal_path):
                         continue
                     names.append(n)

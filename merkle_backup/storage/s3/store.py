@@ -20,7 +20,7 @@ objects, and the verifier's two passes over the tarball read the very same objec
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -35,7 +35,7 @@ from merkle_backup.storage.local import MAX_OBJECT_BYTES, open_local_seal, write
 from merkle_backup.storage.options import ConnectionOptions
 from merkle_backup.storage.s3.errors import describe_error, error_code, http_status
 from merkle_backup.storage.s3.stream import ObjectStream, Pin
-from merkle_backup.velero import BACKUPS_FOLDER, SEAL_SUFFIX
+from merkle_backup.velero import BACKUPS_FOLDER, SEAL_SUFFIX, is_ours
 
 
 def _folder_key(prefix: str, name: str) -> str:
@@ -215,6 +215,91 @@ class S3Store:
                 raise _seal_exists(url) from e
             raise self._error(e, "write", url) from e
 
+    def upload_stream(self, key: str, chunks: Iterable[bytes], *,
+                      before_commit: Callable[[], None] | None = None,
+                      tagging: str | None = None) -> int:
+        """Store the concatenation of ``chunks`` at ``key`` (the Velero plugin's PutObject):
+        one PUT below ``UPLOAD_PART_SIZE``, else a multipart upload whose parts go out while
+        the next one is read (at most ``UPLOAD_WORKERS`` in flight, so memory stays bounded).
+
+        Nothing is visible at ``key`` until every chunk arrived and ``before_commit`` (if given)
+        returned: an exception from either aborts the upload (the multipart upload is aborted,
+        the single PUT never sent) and is raised as it is. Returns the object's size.
+        """
+        url = self.url(key)
+        extra = self._put_params()
+        if tagging:
+            extra["Tagging"] = tagging
+        buffer = bytearray()
+        size = 0
+        upload: _Multipart | None = None
+        try:
+            for chunk in chunks:
+                buffer += chunk
+                size += len(chunk)
+                if len(buffer) >= UPLOAD_PART_SIZE:
+                    if upload is None:
+                        upload = _Multipart(self, key, extra)
+                    upload.send(bytes(buffer))
+                    buffer.clear()
+            if upload is not None and buffer:
+                upload.send(bytes(buffer))
+            if before_commit is not None:
+                before_commit()
+            if upload is None:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer),
+                                       ContentType="application/octet-stream", **extra)
+            else:
+                upload.complete()
+                upload = None
+        except Exception as e:
+            if upload is not None:
+                upload.abort()
+            if describe_error(e, "write", url, self) is None:
+                raise  # not the storage's failure: the caller's (a refusal, or a bug)
+            raise self._error(e, "write", url) from e
+        return size
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (recursively), as ListObjectsV2 returns them."""
+        keys: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(item["Key"] for item in page.get("Contents", ()))
+        except Exception as e:
+            raise self._error(e, "list", self.url(prefix)) from e
+        return keys
+
+    def list_prefixes(self, prefix: str, delimiter: str) -> list[str]:
+        """The common prefixes under ``prefix`` up to ``delimiter`` (whole keys, delimiter
+        included), as ListObjectsV2 returns them."""
+        found: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix,
+                                           Delimiter=delimiter):
+                found.extend(common["Prefix"] for common in page.get("CommonPrefixes", ()))
+        except Exception as e:
+            raise self._error(e, "list", self.url(prefix)) from e
+        return found
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as e:
+            raise self._error(e, "delete", self.url(key)) from e
+
+    def presign(self, key: str, ttl_seconds: int, client: Any = None) -> str:
+        """A presigned GET URL for ``key`` (through ``client``, e.g. one for a public URL)."""
+        try:
+            url: str = (client or self.client).generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key, **self._sse_c},
+                ExpiresIn=ttl_seconds)
+        except Exception as e:
+            raise self._error(e, "sign a URL for", self.url(key)) from e
+        return url
+
     def _put_params(self) -> dict[str, Any]:
         o = self.options
         params: dict[str, Any] = dict(self._sse_c)
@@ -238,6 +323,63 @@ class S3Store:
         if message is None:
             raise e
         return StorageError(message)
+
+
+# The plugin's streaming uploads: parts of 8 MiB (velero-plugin-for-aws uses 5 MiB), at most
+# four in flight: at most ~40 MiB held per upload.
+UPLOAD_PART_SIZE = 8 << 20
+UPLOAD_WORKERS = 4
+
+
+class _Multipart:
+    """One multipart upload whose parts are sent by a small pool while the caller reads on."""
+
+    def __init__(self, store: S3Store, key: str, extra: dict[str, Any]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store, self.key = store, key
+        self.part_params = {k: v for k, v in extra.items()
+                            if k.startswith("SSECustomer") or k == "ChecksumAlgorithm"}
+        response = store.client.create_multipart_upload(
+            Bucket=store.bucket, Key=key, ContentType="application/octet-stream", **extra)
+        self.upload_id: str = response["UploadId"]
+        self.pool = ThreadPoolExecutor(UPLOAD_WORKERS, thread_name_prefix="upload")
+        self.pending: list[Any] = []
+        self.parts: list[dict[str, Any]] = []
+
+    def send(self, data: bytes) -> None:
+        number = len(self.pending) + 1
+        self.pending.append(self.pool.submit(self._part, number, data))
+        in_flight = [f for f in self.pending if not f.done()]
+        if len(in_flight) >= UPLOAD_WORKERS:
+            in_flight[0].result()  # wait for the oldest: bounded memory
+        for f in self.pending:
+            if f.done():
+                f.result()  # a failed part fails the upload now
+
+    def _part(self, number: int, data: bytes) -> dict[str, Any]:
+        response = self.store.client.upload_part(
+            Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+            Body=data, **self.part_params)
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        part.update({k: v for k, v in response.items() if k.startswith("Checksum")
+                     and k != "ChecksumType"})
+        return part
+
+    def complete(self) -> None:
+        parts = [f.result() for f in self.pending]
+        self.pool.shutdown()
+        self.store.client.complete_multipart_upload(
+            Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
+            MultipartUpload={"Parts": parts})
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.store.client.abort_multipart_upload(
+                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)
+        except Exception:  # best effort: the store expires abandoned uploads by its own rules
+            pass
 
 
 def _seal_exists(url: str) -> StorageError:
@@ -296,7 +438,7 @@ class S3Backup:
         files, _ = self.store.list_folder(self.folder)
         return sorted(
             n for n in files
-            if n != f"{self.name}.tar.gz" and not n.endswith(".seal") and not n.startswith(".")
+            if n != f"{self.name}.tar.gz" and not is_ours(n) and not n.startswith(".")
         )
 
     def read_object(self, filename: str) -> bytes | None:

@@ -1,0 +1,256 @@
+"""The plugin's ObjectStore backend (merkle_backup/plugin/store.py) called directly, with
+Velero's call sequences written out in Python, against moto's S3 server over real HTTP.
+
+The same sequences go through the gRPC protocol and the Go Velero stand-in in
+tests/plugin/test_velero_standin.py; these tests pin the backend's rules one at a time
+(docs/threat-model.md T70-T79) and run in a second.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from merkle_backup.errors import CannotCheck, NotAuthentic, UsageError
+from merkle_backup.plugin.store import VeleroObjectStore
+from merkle_backup.signing import generate_keypair
+from tests.conftest import FIXTURES
+from tests.storage import server
+from tests.storage.server import clone_backup, new_bucket
+
+moto_server = server.moto_server
+_aws_test_env = server._aws_test_env
+
+PREFIX = "velero"
+CHUNK = 16 * 1024  # Velero's client sends PutObject bodies in 16 KiB chunks
+
+
+def chunks(data: bytes) -> Iterator[bytes]:
+    for i in range(0, len(data), CHUNK):
+        yield data[i:i + CHUNK]
+
+
+class Velero:
+    """Velero's backup store calls (pkg/persistence/object_store.go), each through a fresh
+    backend where Velero would start a new plugin process."""
+
+    def __init__(self, endpoint: str, bucket: str, key: Path, **config: str) -> None:
+        self.config = {"bucket": bucket, "prefix": PREFIX, "s3Url": endpoint,
+                       "region": "us-east-1", "s3ForcePathStyle": "true",
+                       "signingKey": str(key), **config}
+        self.bucket = bucket
+        self.logs: list[tuple[str, str]] = []
+
+    def process(self) -> VeleroObjectStore:
+        store = VeleroObjectStore(log=lambda level, message: self.logs.append((level, message)))
+        store.init(dict(self.config))
+        return store
+
+    def key(self, name: str, filename: str) -> str:
+        return f"{PREFIX}/backups/{name}/{filename}"
+
+    def put(self, store: VeleroObjectStore, name: str, filename: str, data: bytes) -> None:
+        store.put_object(self.bucket, self.key(name, filename), chunks(data))
+
+    def get(self, store: VeleroObjectStore, name: str, filename: str) -> bytes:
+        return b"".join(store.get_object(self.bucket, self.key(name, filename)))
+
+    def put_backup(self, folder: Path, *, phase: str = "Finalizing", seed: int = 0) -> None:
+        """PutBackup (object_store.go:273-316): logs, velero-backup.json, tarball, then the
+        side files in Go's random map order."""
+        name = folder.name
+        store = self.process()
+        assert not store.object_exists(self.bucket, self.key(name, "velero-backup.json"))
+        self.put(store, name, f"{name}-logs.gz", (folder / f"{name}-logs.gz").read_bytes())
+        self.put(store, name, "velero-backup.json", with_phase(folder, phase))
+        self.put(store, name, f"{name}.tar.gz", (folder / f"{name}.tar.gz").read_bytes())
+        sides = [p for p in folder.iterdir() if p.name.startswith(f"{name}-")
+                 and not p.name.endswith("-logs.gz")]
+        random.Random(seed).shuffle(sides)
+        for path in sides:
+            self.put(store, name, path.name, path.read_bytes())
+
+    def finalize(self, folder: Path, *, new_tarball: bytes | None = None,
+                 phase: str = "Completed") -> None:
+        """The finalizer (backup_finalizer_controller.go:144-235)."""
+        name = folder.name
+        store = self.process()
+        self.get(store, name, f"{name}-itemoperations.json.gz")
+        if new_tarball is not None:
+            self.get(store, name, f"{name}.tar.gz")
+            volumeinfo = self.get(store, name, f"{name}-volumeinfo.json.gz")
+            self.put(store, name, f"{name}-volumeinfo.json.gz", volumeinfo)
+        self.put(store, name, "velero-backup.json", with_phase(folder, phase))
+        if new_tarball is not None:
+            self.put(store, name, f"{name}.tar.gz", new_tarball)
+
+    def restore(self, name: str) -> dict[str, bytes]:
+        """Restore's reads (restore_controller.go:597-631)."""
+        store = self.process()
+        got = {f"{name}.tar.gz": self.get(store, name, f"{name}.tar.gz")}
+        for side in ("volumesnapshots.json.gz", "volumeinfo.json.gz"):
+            key = f"{name}-{side}"
+            if store.object_exists(self.bucket, self.key(name, key)):
+                got[key] = self.get(store, name, key)
+        return got
+
+
+def with_phase(folder: Path, phase: str) -> bytes:
+    obj = json.loads((folder / "velero-backup.json").read_bytes())
+    obj["status"]["phase"] = phase
+    return (json.dumps(obj, indent=2) + "\n").encode()
+
+
+@pytest.fixture
+def velero(moto_server, tmp_path: Path) -> Velero:
+    (tmp_path / "keys").mkdir()
+    key, _ = generate_keypair(tmp_path / "keys" / "plugin.key")
+    bucket = new_bucket(moto_server.client())
+    return Velero(moto_server.endpoint, bucket, key)
+
+
+@pytest.fixture
+def backup(tmp_path: Path) -> Path:
+    return clone_backup(FIXTURES / "demo-small", tmp_path / "local", "nightly")
+
+
+def stored(moto_server, velero: Velero, name: str, filename: str) -> bytes:
+    response = moto_server.client().get_object(Bucket=velero.bucket, Key=velero.key(name, filename))
+    return response["Body"].read()
+
+
+def tamper(moto_server, velero: Velero, name: str, filename: str, data: bytes) -> None:
+    moto_server.client().put_object(Bucket=velero.bucket, Key=velero.key(name, filename), Body=data)
+
+
+def test_backup_then_restore_is_sealed_and_verifies(velero: Velero, backup: Path, moto_server,
+                                                     tmp_path: Path) -> None:
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    got = velero.restore("nightly")
+    assert got["nightly.tar.gz"] == (backup / "nightly.tar.gz").read_bytes()
+    # The CLI verifies the plugin's seal as it verifies its own (one format).
+    result = subprocess.run(
+        ["merkle-backup", "verify", f"s3://{velero.bucket}/{PREFIX}/backups/nightly",
+         "--trust", str(tmp_path / "keys" / "plugin.key.pub"),
+         "--endpoint-url", moto_server.endpoint, "--path-style"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "VERIFIED" in result.stdout
+
+
+def test_tamper_between_put_and_finalizer_is_never_sealed(velero: Velero, backup: Path,
+                                                          moto_server) -> None:
+    velero.put_backup(backup)
+    original = stored(moto_server, velero, "nightly", "nightly.tar.gz")
+    tamper(moto_server, velero, "nightly", "nightly.tar.gz", original[:-1] + bytes([original[-1] ^ 1]))
+    # Same size: the seal is still made from what Velero wrote, and the restore fails.
+    velero.finalize(backup)
+    with pytest.raises(NotAuthentic, match="not the sealed ones"):
+        velero.restore("nightly")
+
+
+def test_tamper_after_seal_fails_the_restore_before_the_last_byte(velero: Velero, backup: Path,
+                                                                  moto_server) -> None:
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    original = stored(moto_server, velero, "nightly", "nightly.tar.gz")
+    tamper(moto_server, velero, "nightly", "nightly.tar.gz", bytes([original[0] ^ 1]) + original[1:])
+    store = velero.process()
+    received = bytearray()
+    with pytest.raises(NotAuthentic):
+        for chunk in store.get_object(velero.bucket, velero.key("nightly", "nightly.tar.gz")):
+            received += chunk
+    assert len(received) < len(original)
+
+
+def test_side_file_tamper_is_refused(velero: Velero, backup: Path, moto_server) -> None:
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    tamper(moto_server, velero, "nightly", "nightly-volumesnapshots.json.gz", b"[]")
+    with pytest.raises(NotAuthentic):
+        velero.restore("nightly")
+
+
+def test_async_finalizer_seals_the_rebuilt_tarball(velero: Velero, backup: Path, tmp_path: Path
+                                                   ) -> None:
+    other = clone_backup(FIXTURES / "demo-v153", tmp_path / "other", "nightly")
+    rebuilt = (other / "nightly.tar.gz").read_bytes()
+    velero.put_backup(backup, phase="Finalizing")
+    velero.finalize(backup, new_tarball=rebuilt)
+    assert velero.restore("nightly")["nightly.tar.gz"] == rebuilt
+
+
+def test_record_replayed_from_an_older_run_is_refused(velero: Velero, backup: Path,
+                                                      moto_server, tmp_path: Path) -> None:
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    record = stored(moto_server, velero, "nightly", "nightly-results.gz.merkle-record")
+    # Velero deletes the backup; a new one of the same name (another UID) is made.
+    client = moto_server.client()
+    for key in server.keys(client, velero.bucket, f"{PREFIX}/backups/nightly/"):
+        client.delete_object(Bucket=velero.bucket, Key=key)
+    again = clone_backup(FIXTURES / "demo-small", tmp_path / "again", "nightly")
+    manifest = json.loads((again / "velero-backup.json").read_text())
+    manifest["metadata"]["uid"] = "00000000-0000-0000-0000-000000000002"
+    (again / "velero-backup.json").write_text(json.dumps(manifest))
+    velero.put_backup(again)
+    old = (backup / "nightly-results.gz").read_bytes()
+    tamper(moto_server, velero, "nightly", "nightly-results.gz", old)
+    tamper(moto_server, velero, "nightly", "nightly-results.gz.merkle-record", record)
+    with pytest.raises(NotAuthentic, match="UID"):
+        velero.finalize(again)
+
+
+def test_record_moved_from_another_object_is_refused(velero: Velero, backup: Path,
+                                                     moto_server) -> None:
+    velero.put_backup(backup)
+    record = stored(moto_server, velero, "nightly", "nightly-results.gz.merkle-record")
+    tamper(moto_server, velero, "nightly", "nightly-volumesnapshots.json.gz.merkle-record", record)
+    with pytest.raises(NotAuthentic, match="is about"):
+        velero.finalize(backup)
+
+
+def test_object_added_behind_velero_is_never_sealed(velero: Velero, backup: Path,
+                                                    moto_server) -> None:
+    velero.put_backup(backup)
+    tamper(moto_server, velero, "nightly", "nightly-csi-volumesnapshots.json.gz", b"[]")
+    with pytest.raises(NotAuthentic, match="no record"):
+        velero.finalize(backup)
+
+
+def test_unsealed_backup_is_refused_unless_allowed(velero: Velero, moto_server, backup: Path
+                                                   ) -> None:
+    server.upload_folder(moto_server.client(), velero.bucket, f"{PREFIX}/backups/nightly", backup)
+    with pytest.raises(NotAuthentic, match="no seal"):
+        velero.restore("nightly")
+    velero.config["allowUnsealed"] = "true"
+    assert velero.restore("nightly")["nightly.tar.gz"] == (backup / "nightly.tar.gz").read_bytes()
+    assert any("allowUnsealed" in message for _, message in velero.logs)
+
+
+def test_completed_backup_whose_seal_was_deleted_is_refused(velero: Velero, backup: Path,
+                                                            moto_server) -> None:
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    moto_server.client().delete_object(Bucket=velero.bucket,
+                                       Key=velero.key("nightly", "nightly-merkle.seal"))
+    with pytest.raises(NotAuthentic, match="seal is gone"):
+        velero.restore("nightly")
+
+
+def test_unknown_config_key_is_refused_at_init(velero: Velero) -> None:
+    velero.config["allowUnsaeled"] = "true"
+    with pytest.raises(UsageError, match="allowUnsaeled"):
+        velero.process()
+
+
+def test_reserved_names_cannot_be_put(velero: Velero) -> None:
+    store = velero.process()
+    with pytest.raises(CannotCheck, match="reserves"):
+        store.put_object(velero.bucket, velero.key("nightly", "nightly-merkle.seal"), iter([b"x"]))
