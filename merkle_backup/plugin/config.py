@@ -87,6 +87,15 @@ def parse_config(config: dict[str, str]) -> PluginConfig:
         options = ConnectionOptions(ca_cert_pem=ca_cert.encode()).over(options)
     trusted = tuple(Path(p.strip()) for p in config.get(TRUSTED_KEYS, "").split(",") if p.strip())
     log = config.get(LOG, "").strip() or None
+    if log is not None:
+        if not log.startswith("s3://"):
+            raise UsageError(f"{LOG} {log!r}: an s3://BUCKET/PREFIX URL (the plugin runs in "
+                             "Velero's pod, whose files do not last)")
+        location = f"s3://{bsl.location.bucket}/{bsl.location.prefix}".rstrip("/") + "/"
+        if (log.rstrip("/") + "/").startswith(location):
+            # A new top-level folder under Velero's prefix marks the location Unavailable.
+            raise UsageError(f"{LOG} {log} is inside the storage location {location}: put the "
+                             "log elsewhere (another bucket or prefix)")
     return PluginConfig(
         bucket=bsl.location.bucket, prefix=bsl.location.prefix, options=options,
         signing_key=Path(signing_key), trusted_keys=trusted, allow_unsealed=allow in _TRUE,

@@ -39,7 +39,14 @@ import blake3
 from merkle_backup.archive import Limits
 from merkle_backup.builder import Identity, bucket_leaf, hash_tarball_stream, sealed_file
 from merkle_backup.consistency import Inconsistency
-from merkle_backup.errors import ArchiveError, CannotCheck, Error, NotAuthentic, StorageError
+from merkle_backup.errors import (
+    ArchiveError,
+    CannotCheck,
+    Error,
+    NotAuthentic,
+    StorageError,
+    UsageError,
+)
 from merkle_backup.plugin import records
 from merkle_backup.plugin.config import PluginConfig, parse_config
 from merkle_backup.plugin.records import ObjectRecord
@@ -97,6 +104,8 @@ class VeleroObjectStore:
         self._stored: dict[tuple[str, str], _Stored] = {}    # (backup, object) -> stored here
         self._read_tarball: set[str] = set()                 # backups whose tarball we served
         self._terminal: dict[str, bytes] = {}                # sealing velero-backup.json, held
+        self._tlog: Any = None                               # the transparency log, if any
+        self._forgotten: set[str] = set()                    # backups tombstoned here
 
     # -- Init ------------------------------------------------------------------------------
 
@@ -118,6 +127,13 @@ class VeleroObjectStore:
 
             self._public_client = connect(
                 parsed.bucket, replace(parsed.options, endpoint_url=parsed.public_url)).client
+        if parsed.log:
+            from merkle_backup.tlog.log import Log, LogState
+            from merkle_backup.tlog.store import open_log_store
+
+            self._tlog = Log(open_log_store(parsed.log, parsed.options,
+                                            warn=lambda m: self._log("warning", m)),
+                             self._trusted, LogState(None))
         self._config = parsed
         self._log("info", f"merkle-backup plugin ready: bucket {parsed.bucket}, prefix "
                           f"{parsed.prefix or '(none)'}, {len(self._trusted)} trusted key(s)"
@@ -340,9 +356,31 @@ class VeleroObjectStore:
         created = datetime.fromtimestamp(self._clock() / 1e9, tz=timezone.utc)
         with sealed_file(leaves, identity, self._private, created_at=created,
                          inconsistencies=[], force=False) as (f, checkpoint, size):
+            if self._tlog is not None:  # logged first: a seal the log lacks is flagged
+                self._log_seal(f, backup_object)
             self._store.put(f"{folder}{backup}{SEAL_SUFFIX}", f, if_absent=False)
         self._log("info", f"backup {backup} sealed: {count} entries, {len(bucket)} objects, "
                           f"root {checkpoint.root.hex()}, {size} bytes")
+
+    def _log_seal(self, f: BinaryIO, backup_object: bytes) -> None:
+        """Append the seal (and Velero's expiration of the backup) to the transparency log, as
+        ``seal-all --log`` does (docs/format.md §12.1)."""
+        from merkle_backup.core.checkpoint import parse_checkpoint
+        from merkle_backup.formats.seal import read_seal_head
+        from merkle_backup.tlog.check import backup_times
+        from merkle_backup.tlog.entries import expiry_entry, seal_entry
+
+        head = read_seal_head(f)
+        f.seek(0)
+        me = public_key_of(self._private)
+        cp = parse_checkpoint(head.checkpoint)
+        raws = [seal_entry(head.checkpoint, head.signature, me.raw)]
+        _, expiration = backup_times(backup_object)
+        if expiration is not None:
+            raws.append(expiry_entry(self._private, cp.backup, cp.uid, cp.root, expiration,
+                                     me.key_id))
+        index, _ = self._tlog.append(self._private, raws)
+        self._log("info", f"backup {cp.backup}: seal logged at entry {index}")
 
     def _read_record(self, backup: str, name: str) -> ObjectRecord | None:
         data = self._store.get_bytes(self._folder(backup) + name + RECORD_SUFFIX, MAX_RECORD)
@@ -386,7 +424,8 @@ class VeleroObjectStore:
         if head is not None:
             if head.phase in SEALING_PHASES:
                 raise NotAuthentic(
-                    f"{where}: backup {backup} is {head.phase} but its seal is gone")
+                    f"{where}: backup {backup} is {head.phase} but has no seal (deleted, or "
+                    "the plugin was stopped before it was written: docs/velero.md)")
             record = head if name == BACKUP_OBJECT else self._read_record(backup, name)
             if record is None:
                 raise NotAuthentic(f"{where}: no record of Velero writing it")
@@ -446,8 +485,32 @@ class VeleroObjectStore:
         return list(self._store.list_keys(prefix))
 
     def delete_object(self, bucket: str, key: str) -> None:
+        """Velero deletes a backup object by object (backup_deletion_controller.go:267-366);
+        with a log, the first deletion in a sealed backup's folder first logs a signed
+        tombstone, so ``audit --log`` tells Velero's deletion from anyone else's."""
         self._ready(bucket)
+        target = self._backup_object(key)
+        if target is not None and self._tlog is not None:
+            self._tombstone(target[0])
         self._store.delete(key)
+
+    def _tombstone(self, backup: str) -> None:
+        from merkle_backup.tlog.check import forget
+
+        if backup in self._forgotten:
+            return
+        if self._store.head(f"{self._folder(backup)}{backup}{SEAL_SUFFIX}") is None:
+            self._forgotten.add(backup)  # nothing sealed, nothing logged to forget
+            return
+        clock = lambda: datetime.fromtimestamp(self._clock() / 1e9, tz=timezone.utc)  # noqa: E731
+        try:
+            index, entry = forget(self._tlog, self._private, backup, clock)
+        except UsageError as e:  # the log holds no seal of it (sealed before the log was set)
+            self._log("warning", f"backup {backup}: deleted without a tombstone: {e}")
+        else:
+            self._log("info", f"backup {backup}: tombstone logged at entry {index} "
+                              f"(uid {entry.uid})")
+        self._forgotten.add(backup)
 
     def create_signed_url(self, bucket: str, key: str, ttl_seconds: int) -> str:
         self._ready(bucket)

@@ -240,7 +240,7 @@ def test_completed_backup_whose_seal_was_deleted_is_refused(velero: Velero, back
     velero.finalize(backup)
     moto_server.client().delete_object(Bucket=velero.bucket,
                                        Key=velero.key("nightly", "nightly-merkle.seal"))
-    with pytest.raises(NotAuthentic, match="seal is gone"):
+    with pytest.raises(NotAuthentic, match="has no seal"):
         velero.restore("nightly")
 
 
@@ -254,3 +254,106 @@ def test_reserved_names_cannot_be_put(velero: Velero) -> None:
     store = velero.process()
     with pytest.raises(CannotCheck, match="reserves"):
         store.put_object(velero.bucket, velero.key("nightly", "nightly-merkle.seal"), iter([b"x"]))
+
+
+def test_split_view_endpoint_cannot_feed_velero_other_bytes(velero: Velero, backup: Path,
+                                                           moto_server, tmp_path: Path) -> None:
+    """An endpoint that serves the genuine tarball to the first reader (an audit beside Velero)
+    and a tampered one to the next (Velero's restore): the plugin checks the very bytes it
+    hands Velero, so the second read fails (T72)."""
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    genuine = stored(moto_server, velero, "nightly", "nightly.tar.gz")
+    evil = bytes([genuine[0] ^ 1]) + genuine[1:]
+    proxy = server.FaultProxy(int(moto_server.endpoint.rsplit(":", 1)[1]))
+    try:
+        velero.config["s3Url"] = proxy.endpoint
+        assert velero.restore("nightly")["nightly.tar.gz"] == genuine   # the first reader
+        rule = proxy.add(server.Rule("swap", "/nightly.tar.gz", method="GET", body=evil))
+        with pytest.raises(NotAuthentic, match="not the sealed ones"):
+            velero.restore("nightly")                                    # Velero's restore
+        assert rule.hits == 1
+    finally:
+        proxy.close()
+
+
+def test_interleaved_backups_and_a_name_that_prefixes_another(velero: Velero, tmp_path: Path
+                                                              ) -> None:
+    """Two backups written at once, one named as the other's prefix: each is sealed from its
+    own objects only (T76)."""
+    a = clone_backup(FIXTURES / "demo-small", tmp_path / "a", "daily")
+    b = clone_backup(FIXTURES / "demo-v153", tmp_path / "b", "daily-2")
+    pa, pb = velero.process(), velero.process()
+    for name, folder, store in (("daily", a, pa), ("daily-2", b, pb)):
+        velero.put(store, name, f"{name}-logs.gz", (folder / f"{name}-logs.gz").read_bytes())
+    for name, folder, store in (("daily-2", b, pb), ("daily", a, pa)):
+        velero.put(store, name, "velero-backup.json", with_phase(folder, "Finalizing"))
+        velero.put(store, name, f"{name}.tar.gz", (folder / f"{name}.tar.gz").read_bytes())
+    for name, folder, store in (("daily", a, pa), ("daily-2", b, pb)):
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(f"{name}-") and not path.name.endswith("-logs.gz") \
+                    and path.name[len(name) + 1:].count("-") <= 1:
+                velero.put(store, name, path.name, path.read_bytes())
+    velero.finalize(b)
+    velero.finalize(a)
+    assert velero.restore("daily")["daily.tar.gz"] == (a / "daily.tar.gz").read_bytes()
+    assert velero.restore("daily-2")["daily-2.tar.gz"] == (b / "daily-2.tar.gz").read_bytes()
+
+
+def test_upload_cut_off_midway_leaves_nothing(velero: Velero, backup: Path, moto_server) -> None:
+    """Velero's stream breaks off (the plugin or Velero killed mid-upload): nothing is stored,
+    no record is written (T77)."""
+    store = velero.process()
+    velero.put(store, "nightly", "velero-backup.json", with_phase(backup, "Finalizing"))
+    data = (backup / "nightly.tar.gz").read_bytes()
+
+    def cut() -> Iterator[bytes]:
+        yield from chunks(data[: len(data) // 2])
+        raise ConnectionResetError("stream reset")
+
+    with pytest.raises(ConnectionResetError):
+        store.put_object(velero.bucket, velero.key("nightly", "nightly.tar.gz"), cut())
+    names = server.keys(moto_server.client(), velero.bucket, f"{PREFIX}/backups/nightly/")
+    assert names == [f"{PREFIX}/backups/nightly/velero-backup.json",
+                     f"{PREFIX}/backups/nightly/velero-backup.json.merkle-record"]
+
+
+def test_tarball_the_strict_reader_refuses_is_never_stored(velero: Velero, backup: Path,
+                                                           moto_server) -> None:
+    import gzip
+
+    store = velero.process()
+    velero.put(store, "nightly", "velero-backup.json", with_phase(backup, "Finalizing"))
+    not_a_tar = gzip.compress(b"x" * 5000)
+    with pytest.raises(CannotCheck, match="refusing Velero's tarball"):
+        velero.put(store, "nightly", "nightly.tar.gz", not_a_tar)
+    assert not store.object_exists(velero.bucket, velero.key("nightly", "nightly.tar.gz"))
+
+
+def test_transparency_log_gets_the_seal_and_velero_deletion_tombstone(
+        velero: Velero, backup: Path, moto_server, tmp_path: Path) -> None:
+    log = f"s3://{velero.bucket}/merkle-log"
+    velero.config["log"] = log
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    store = velero.process()
+    for key in store.list_objects(velero.bucket, f"{PREFIX}/backups/nightly/"):
+        store.delete_object(velero.bucket, key)
+    pub = str(tmp_path / "keys" / "plugin.key.pub")
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.tlog.log import Log, LogState
+    from merkle_backup.tlog.store import open_log_store
+    from merkle_backup.storage.options import ConnectionOptions
+
+    reader = Log(open_log_store(log, ConnectionOptions(endpoint_url=moto_server.endpoint,
+                                                       path_style=True)),
+                 [load_public_key(Path(pub))], LogState(None))
+    kinds = [(e.kind, e.backup) for e in reader.entries(reader.head())]
+    assert ("seal", "nightly") in kinds and kinds[-1] == ("tombstone", "nightly")
+    assert sum(1 for k in kinds if k[0] == "tombstone") == 1
+
+
+def test_log_inside_the_storage_location_is_refused(velero: Velero) -> None:
+    velero.config["log"] = f"s3://{velero.bucket}/{PREFIX}/merkle-log"
+    with pytest.raises(UsageError, match="inside the storage location"):
+        velero.process()

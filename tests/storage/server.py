@@ -204,12 +204,14 @@ class Rule:
     """A fault for requests whose method is ``method`` (any when None) and whose path contains
     ``path``; it applies ``times`` times."""
 
-    kind: str  # "throttle" (503 SlowDown), "deny" (403 AccessDenied), "cut", "after-head"
+    kind: str  # "throttle" (503 SlowDown), "deny" (403 AccessDenied), "cut", "after-head",
+    # "swap" (a GET answered with ``body`` instead of the stored bytes: a lying endpoint)
     path: str
     method: str | None = None
     times: int = 1
     cut_after: int = 0
     action: Callable[[], None] | None = None
+    body: bytes = b""
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -284,6 +286,7 @@ class FaultProxy:
             if given != self.sse_c[object_path]:
                 return self._reply(h, 403, _ACCESS_DENIED)
         cut = self._take("cut", method, path) if method == "GET" else None
+        swap = self._take("swap", method, path) if method == "GET" else None
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
             headers["Content-Length"] = str(len(body))
@@ -297,12 +300,17 @@ class FaultProxy:
                     rule.action()
             h.send_response(response.status)
             for key, value in response.getheaders():
-                if key.lower() not in _HOP_BY_HOP:
+                # A lying endpoint drops the checksum that would give its swap away.
+                if key.lower() not in _HOP_BY_HOP and not (
+                        swap is not None and key.lower().startswith("x-amz-checksum")):
                     h.send_header(key, value)
             h.send_header("Connection", "close")
             h.end_headers()
             sent = 0
-            if method != "HEAD":
+            if swap is not None:
+                response.read()
+                h.wfile.write(swap.body)
+            elif method != "HEAD":
                 while chunk := response.read(65536):
                     if cut is not None and sent + len(chunk) > cut.cut_after:
                         h.wfile.write(chunk[: cut.cut_after - sent])

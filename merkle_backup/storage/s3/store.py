@@ -233,8 +233,15 @@ class S3Store:
         buffer = bytearray()
         size = 0
         upload: _Multipart | None = None
+        source = iter(chunks)
         try:
-            for chunk in chunks:
+            while True:
+                try:
+                    chunk = next(source)
+                except StopIteration:
+                    break
+                except BaseException as e:  # the caller's stream failed, not the storage
+                    raise _CallerFailed(e) from e
                 buffer += chunk
                 size += len(chunk)
                 if len(buffer) >= UPLOAD_PART_SIZE:
@@ -245,18 +252,23 @@ class S3Store:
             if upload is not None and buffer:
                 upload.send(bytes(buffer))
             if before_commit is not None:
-                before_commit()
+                try:
+                    before_commit()
+                except BaseException as e:
+                    raise _CallerFailed(e) from e
             if upload is None:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer),
                                        ContentType="application/octet-stream", **extra)
             else:
                 upload.complete()
                 upload = None
-        except Exception as e:
+        except BaseException as e:
             if upload is not None:
                 upload.abort()
-            if describe_error(e, "write", url, self) is None:
-                raise  # not the storage's failure: the caller's (a refusal, or a bug)
+            if isinstance(e, _CallerFailed):
+                raise e.inner from None  # a refusal, a broken stream or a bug: as it is
+            if not isinstance(e, Exception):
+                raise
             raise self._error(e, "write", url) from e
         return size
 
@@ -323,6 +335,15 @@ class S3Store:
         if message is None:
             raise e
         return StorageError(message)
+
+
+class _CallerFailed(Exception):
+    """What the caller of ``upload_stream`` raised (its chunks or its check), carried past the
+    storage's error handling."""
+
+    def __init__(self, inner: BaseException) -> None:
+        super().__init__(str(inner))
+        self.inner = inner
 
 
 # The plugin's streaming uploads: parts of 8 MiB (velero-plugin-for-aws uses 5 MiB), at most
