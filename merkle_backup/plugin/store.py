@@ -106,6 +106,7 @@ class VeleroObjectStore:
         self._terminal: dict[str, bytes] = {}                # sealing velero-backup.json, held
         self._tlog: Any = None                               # the transparency log, if any
         self._forgotten: set[str] = set()                    # backups tombstoned here
+        self._seals: dict[str, tuple[str, Any]] = {}         # backup -> (ETag, TrustedSeal)
 
     # -- Init ------------------------------------------------------------------------------
 
@@ -445,10 +446,22 @@ class VeleroObjectStore:
         from merkle_backup.trust import open_seal
 
         key = f"{self._folder(backup)}{backup}{SEAL_SUFFIX}"
-        if self._store.head(key) is None:
+        pin = self._store.pin_if_exists(key)
+        if pin is None:
             return None
-        with self._store.open_seal_copy(key) as f:
-            seal = open_seal(f, self._trusted)
+        cached = self._seals.get(backup)
+        if cached is not None and cached[0] == pin.etag:
+            seal = cached[1]
+        else:
+            with self._store.open_seal_copy(key) as f:
+                seal = open_seal(f, self._trusted)
+            if self._tlog is not None:
+                # An older backup of this name replayed with its own valid seal: only the log
+                # knows it is not the latest (T42; the log's findings of docs/format.md §12.7).
+                from merkle_backup.tlog.check import verify_in_log
+
+                verify_in_log(self._tlog, backup, seal.head.checkpoint)
+            self._seals[backup] = (pin.etag, seal)
         where = self._store.url(self._folder(backup) + name)
         if seal.checkpoint.backup != backup:
             raise NotAuthentic(f"{where}: the seal in its folder is backup "

@@ -357,3 +357,31 @@ def test_log_inside_the_storage_location_is_refused(velero: Velero) -> None:
     velero.config["log"] = f"s3://{velero.bucket}/{PREFIX}/merkle-log"
     with pytest.raises(UsageError, match="inside the storage location"):
         velero.process()
+
+
+def test_whole_backup_replayed_with_its_own_seal_is_caught_by_the_log(
+        velero: Velero, backup: Path, moto_server, tmp_path: Path) -> None:
+    """An older backup of the same name put back whole, seal and records included: every
+    signature is valid; the log says a newer seal of the name exists (T42 through the plugin)."""
+    velero.config["log"] = f"s3://{velero.bucket}/merkle-log"
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    client = moto_server.client()
+    folder = f"{PREFIX}/backups/nightly/"
+    old = {k: client.get_object(Bucket=velero.bucket, Key=k)["Body"].read()
+           for k in server.keys(client, velero.bucket, folder)}
+    store = velero.process()
+    for key in store.list_objects(velero.bucket, folder):
+        store.delete_object(velero.bucket, key)
+    again = clone_backup(FIXTURES / "demo-v153", tmp_path / "again", "nightly")
+    manifest = json.loads((again / "velero-backup.json").read_text())
+    manifest["metadata"]["uid"] = "00000000-0000-0000-0000-000000000003"
+    (again / "velero-backup.json").write_text(json.dumps(manifest))
+    velero.put_backup(again)
+    velero.finalize(again)
+    for key in server.keys(client, velero.bucket, folder):
+        client.delete_object(Bucket=velero.bucket, Key=key)
+    for key, data in old.items():
+        client.put_object(Bucket=velero.bucket, Key=key, Body=data)
+    with pytest.raises(NotAuthentic, match="replayed|replaced"):
+        velero.restore("nightly")
