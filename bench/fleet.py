@@ -79,7 +79,7 @@ def _done(proc: subprocess.Popen, codes: tuple[int, ...] = (0,)) -> str:
 
 
 def run_fleet(work: Path, count: int, repeats: int, log: Callable[[str], None]) -> dict:
-    from merkle_backup.fleet import seal_all
+    from merkle_backup.fleet.sweep import seal_all
     from merkle_backup.signing import generate_keypair, load_private_key
     from merkle_backup.storage.local import LocalBucket
 

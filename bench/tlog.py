@@ -106,7 +106,7 @@ def run_tlog(work: Path, entries: int, log: Callable[[str], None], window: int =
     (2 entries) on the empty log, timed; appends of ``BATCH`` entries up to ``entries`` minus
     ``window`` backups; ``window`` single appends again at the end, timed. Every append's
     object count is checked against ``objects_for_append``."""
-    from merkle_backup.fleet import AuditReport
+    from merkle_backup.fleet.sweep import AuditReport
     from merkle_backup.signing import generate_keypair, load_private_key, public_key_of
     from merkle_backup.storage.resolve import open_location
     from merkle_backup.tlog.check import EXPIRED, audit_logged

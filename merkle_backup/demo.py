@@ -35,20 +35,21 @@ class Failed(Exception):
 
 class Step:
     """Runs ``merkle-backup ARGS`` as a user would type it, in the demo's folder; shows the
-    command, its output (indented) and its exit code."""
+    command, its output (indented) and its exit code. ``cli``: the command line's entry (it
+    raises SystemExit with the exit code), handed in by the ``demo`` command, so that this module
+    does not import the command line that imports it."""
 
-    def __init__(self, echo: Callable[[str], None]) -> None:
+    def __init__(self, echo: Callable[[str], None], cli: Callable[[list[str]], object]) -> None:
         self.echo = echo
+        self.cli = cli
 
     def __call__(self, expected: int, *args: str) -> str:
-        from merkle_backup.cli import main
-
         command = "merkle-backup " + " ".join(args)
         self.echo(f"   $ {command}")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                main.main(list(args), prog_name="merkle-backup", standalone_mode=True)
+                self.cli(list(args))
                 code = 0
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -86,23 +87,26 @@ def _inside(folder: Path) -> Iterator[None]:
         os.chdir(before)
 
 
-def run_demo(echo: Callable[[str], None], keep: Path | None = None) -> int:
-    """Exit 0 when every step ended as it should (tampering caught and named), else 1."""
+def run_demo(echo: Callable[[str], None], cli: Callable[[list[str]], object],
+             keep: Path | None = None) -> int:
+    """Exit 0 when every step ended as it should (tampering caught and named), else 1.
+    ``cli``: runs the command line on its arguments (``Step``)."""
     try:
-        return _run(echo, keep)
+        return _run(echo, cli, keep)
     except Failed as e:
         echo(f"\ndemo FAILED: {e}.")
         return 1
 
 
-def _run(echo: Callable[[str], None], keep: Path | None) -> int:
+def _run(echo: Callable[[str], None], cli: Callable[[list[str]], object],
+         keep: Path | None) -> int:
     with _folder(keep) as root, _inside(root):
         where = (f"in {keep} (kept: --keep)" if keep is not None else
                  f"in a temporary folder, {root}, removed at the end (keep it with --keep DIR)")
         for line in textwrap.wrap(f"The demo runs {where}; each step is the command you would "
                                   "type, run for real.", width=79, break_on_hyphens=False):
             echo(line)
-        step = Step(echo)
+        step = Step(echo, cli)
 
         def say(text: str, indent: str = "   ") -> None:  # a step "N. ...", or a remark under it
             first = "" if re.match(r"\d\. ", text) else indent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from merkle_backup.errors import CannotCheck
@@ -64,3 +65,28 @@ def parse_backup_object(data: bytes, source: str) -> BackupInfo:
     if not isinstance(phase, str):
         raise CannotCheck(f"{source}: velero-backup.json status.phase is not a string")
     return BackupInfo(name=name, uid=uid, phase=phase)
+
+
+# The timestamps of velero-backup.json's status (Kubernetes metav1.Time): RFC 3339, UTC, seconds.
+_TIME = "%Y-%m-%dT%H:%M:%SZ"
+# How far a Velero server's clock may run ahead of ours before a completionTimestamp "in the
+# future" stops counting as recent.
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, _TIME).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def backup_times(data: bytes | None) -> tuple[datetime | None, datetime | None]:
+    """status.completionTimestamp and status.expiration of velero-backup.json (None: absent)."""
+    try:
+        status = json.loads(data or b"{}").get("status") or {}
+        return _time(status.get("completionTimestamp")), _time(status.get("expiration"))
+    except (ValueError, AttributeError, RecursionError):
+        return None, None

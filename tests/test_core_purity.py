@@ -62,3 +62,90 @@ def test_pure_modules_import_no_io_library() -> None:
     offending = sorted(m for m in modules
                        if any(m == f or m.startswith(f + ".") for f in IO_MODULES))
     assert offending == []
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every ``merkle_backup`` import of every module (at the top or inside a function)."""
+    package = REPO / "merkle_backup"
+    modules = {}
+    for path in package.rglob("*.py"):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+
+    def owner(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                    node.module.startswith("merkle_backup"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    deps.add(full if full in modules else owner(node.module))
+            elif isinstance(node, ast.Import):
+                deps |= {owner(a.name) for a in node.names if a.name.startswith("merkle_backup")}
+        graph[name] = deps - {name, "merkle_backup"}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        top = stack.pop()
+                        on_stack.discard(top)
+                        component.append(top)
+                        if top == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+            elif child not in graph:
+                continue
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph[child]))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+    return found
+
+
+# The archive package's __init__ re-exports its reader and engine, which import the package's
+# Limits: a circle inside one folder, left as it is.
+KNOWN_CIRCLES = [["merkle_backup.archive", "merkle_backup.archive.engine",
+                  "merkle_backup.archive.reader"]]
+
+
+def test_no_import_circle_between_concerns() -> None:
+    """No module imports, even lazily, a module that imports it back (cli <-> demo,
+    storage/s3 store <-> stream <-> errors were such circles)."""
+    graph = _import_graph()
+    assert {"merkle_backup.fleet.sweep", "merkle_backup.storage.s3.store"} <= set(graph)
+    assert _circles(graph) == KNOWN_CIRCLES
+    probe = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}  # the finder does find one
+    assert _circles(probe) == [["a", "b", "c"]]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from merkle_backup.shard import shard_of
+from merkle_backup.fleet.shard import shard_of
 from tests import test_fleet
 from tests.storage import server
 from tests.test_fleet import Local, Remote, rows, run
@@ -498,7 +498,7 @@ def test_a_tampered_attestation_is_refused(store, staging, keypair, other_keypai
         code, _ = check({**env, "payload": base64.b64encode(bytes(mutated)).decode()})
         assert code == 1, i
     # Re-signed by the attacker's key; another payloadType (PAE binds it); no signature.
-    from merkle_backup.attest import envelope as make_envelope
+    from merkle_backup.fleet.attest import envelope as make_envelope
     from merkle_backup.signing import load_private_key
 
     code, err = check(make_envelope(lie, load_private_key(other_keypair[0])))
@@ -673,7 +673,7 @@ def _run_documented_job(moto_server, keypair, container, spec, location, results
 def test_a_backup_changed_while_it_is_audited_is_not_recorded(tmp_path: Path, staging, keypair) -> None:
     """The fingerprint is taken before the read and again after it: a backup whose folder changed
     in between is `error` (run again), and is not recorded in the state as verified."""
-    from merkle_backup.fleet_run import FleetOptions, run_audit
+    from merkle_backup.fleet.audit_run import FleetOptions, run_audit
     from merkle_backup.signing import load_public_key
     from merkle_backup.storage.local import LocalBucket
 

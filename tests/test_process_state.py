@@ -78,7 +78,7 @@ def test_concurrent_library_calls_leave_gc_and_switch_interval(tmp_path: Path, k
 
 
 def test_fleet_audit_leaves_them_too(tmp_path: Path, keypair) -> None:
-    from merkle_backup import fleet
+    from merkle_backup.fleet import sweep as fleet
     from merkle_backup.storage.options import ConnectionOptions
     from merkle_backup.storage.resolve import open_location
 

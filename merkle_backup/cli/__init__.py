@@ -54,7 +54,8 @@ def demo(keep: Path | None) -> int:
     Each step is shown as the command you would type, with its output and exit code."""
     from merkle_backup.demo import run_demo
 
-    return run_demo(click.echo, keep)
+    return run_demo(click.echo, lambda args: main.main(args, prog_name="merkle-backup",
+                                                       standalone_mode=True), keep)
 
 
 for _command in (seal.keygen, seal.seal, seal.seal_all, verify.verify, verify.inspect, demo,

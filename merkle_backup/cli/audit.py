@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from merkle_backup.fleet import AuditReport
-    from merkle_backup.fleet_run import AuditRun, FleetOptions
+    from merkle_backup.fleet.audit_run import AuditRun, FleetOptions
+    from merkle_backup.fleet.sweep import AuditReport
     from merkle_backup.storage.options import ConnectionOptions
 
 from merkle_backup.cli.common import (
@@ -121,10 +121,10 @@ def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def fleet_options_given(connection: ConnectionOptions) -> FleetOptions | None:
     """The FleetOptions of the current ``audit`` (None when none was given)."""
-    from merkle_backup.audit_state import parse_duration
     from merkle_backup.errors import UsageError
-    from merkle_backup.fleet_run import FleetOptions
-    from merkle_backup.shard import check_run_id, parse_shard
+    from merkle_backup.fleet.audit_run import FleetOptions
+    from merkle_backup.fleet.shard import check_run_id, parse_shard
+    from merkle_backup.fleet.state import parse_duration
 
     raw = click.get_current_context().meta.get(_KEY) or {}
     o = FleetOptions(connection=connection)
@@ -186,7 +186,7 @@ def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_s
     --require-seal, a final backup has no seal); 3 when any could not be checked, or there is
     no backup at all.
     """
-    from merkle_backup.fleet import audit as run
+    from merkle_backup.fleet.sweep import audit as run
     from merkle_backup.signing import load_public_key
 
     keys = [load_public_key(p) for p in trust]
@@ -209,7 +209,7 @@ def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_s
                 report, extra = run(where, keys, jobs=jobs, require_seal=require_seal,
                                     limits=limits, progress=counter), None
             else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
-                from merkle_backup.fleet_run import run_audit
+                from merkle_backup.fleet.audit_run import run_audit
 
                 extra = run_audit(where, keys, jobs=jobs, require_seal=require_seal,
                                   limits=limits, options=fleet, progress=counter)
@@ -256,7 +256,7 @@ def with_log_findings(run: AuditRun, report: AuditReport) -> None:
     """--state and --metrics with --log: the metrics get the log's findings; the state keeps
     only backups still verified once the log judged them (the log is checked on every run,
     whatever the state says: a skipped backup's seal is still judged against the log)."""
-    from merkle_backup.fleet import VERIFIED
+    from merkle_backup.fleet.sweep import VERIFIED
 
     run.report = report
     if run.state is not None:
@@ -309,7 +309,7 @@ def audit_merge(url: str, run_id: str | None, shards: int | None, metrics: Path 
     """
     from datetime import datetime, timezone
 
-    from merkle_backup.shard import ResultsStore, check_run_id, merge
+    from merkle_backup.fleet.shard import ResultsStore, check_run_id, merge
 
     if run_id is not None:
         check_run_id(run_id)
@@ -317,7 +317,7 @@ def audit_merge(url: str, run_id: str | None, shards: int | None, metrics: Path 
                    shards=shards)
     report = merged.report
     if metrics is not None:
-        from merkle_backup.metrics import write
+        from merkle_backup.fleet.metrics import write
 
         finished = max(r["finished"] for r in merged.results)
         started = min(r["started"] for r in merged.results)
@@ -352,8 +352,8 @@ def verify_attestation(attestation: Path, trust: tuple[Path, ...], digests: tupl
     trusted key, modified, or a --digest is not attested as verified; 3 when not an
     attestation.
     """
-    from merkle_backup.attest import verify_envelope
     from merkle_backup.errors import UsageError
+    from merkle_backup.fleet.attest import verify_envelope
     from merkle_backup.signing import load_public_key
 
     keys = [load_public_key(p) for p in trust]

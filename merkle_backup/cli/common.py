@@ -19,7 +19,7 @@ from merkle_backup.display import shown
 from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
 
 if TYPE_CHECKING:
-    from merkle_backup.fleet import AuditReport, BackupRow, SealAllReport
+    from merkle_backup.fleet.sweep import AuditReport, BackupRow, SealAllReport
     from merkle_backup.signing import PublicKey
     from merkle_backup.storage.source import BackupSource, Location
     from merkle_backup.tlog.log import Log

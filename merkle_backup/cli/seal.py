@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from merkle_backup.archive import Limits
-    from merkle_backup.fleet import SealAllReport
+    from merkle_backup.fleet.sweep import SealAllReport
     from merkle_backup.storage.source import BackupSource
 
 from merkle_backup.cli.common import (
@@ -122,8 +122,7 @@ def sealed_late(source: BackupSource, max_age: float) -> str | None:
     ``max_age`` hours (or says nothing of it); None when recent, or with no velero-backup.json."""
     from datetime import timedelta
 
-    from merkle_backup.tlog.check import CLOCK_SKEW, backup_times
-    from merkle_backup.velero import BACKUP_OBJECT
+    from merkle_backup.velero import BACKUP_OBJECT, CLOCK_SKEW, backup_times
 
     data = source.read_object(BACKUP_OBJECT)
     if data is None:
@@ -162,7 +161,7 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
              max_entry_size: int | None, max_entries: int | None) -> int:
     """Seal every final backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/)
     that has no seal yet; skip the rest with a reason. Exit 0, or 3 if any could not be sealed."""
-    from merkle_backup.fleet import seal_all as run
+    from merkle_backup.fleet.sweep import seal_all as run
     from merkle_backup.signing import load_private_key
 
     private = load_private_key(key_path)
@@ -204,8 +203,8 @@ def seal_all_logged(location: str | None, private: Ed25519PrivateKey, jobs: int,
                     limits: Limits) -> SealAllReport:
     from datetime import timedelta
 
+    from merkle_backup.fleet.seal_logged import seal_all_logged
     from merkle_backup.signing import public_key_of
-    from merkle_backup.tlog.check import seal_all_logged
 
     where = open_location(location, jobs)
     return seal_all_logged(where, private, open_log(log, log_state, [public_key_of(private)],

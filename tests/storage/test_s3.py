@@ -246,7 +246,7 @@ def test_aws_chunked_object_after_sealing_is_never_verified(bucket: Bucket, keyp
 
 
 def test_cli_start_up_does_not_import_boto3() -> None:
-    code = ("import sys, merkle_backup.cli, merkle_backup.fleet, merkle_backup.storage.resolve, "
+    code = ("import sys, merkle_backup.cli, merkle_backup.fleet.sweep, merkle_backup.fleet.audit_run, merkle_backup.storage.resolve, "
             "merkle_backup.storage.s3; "
             "assert not {'boto3', 'botocore'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -111,7 +111,7 @@ def connect(bucket: str, options: ConnectionOptions, *, pool_size: int = 10,
         )
         _Deadline(total, connect_timeout + read_timeout).register(client)
     except Exception as e:
-        message = describe_error(e, "connect to", options.endpoint_url or "S3", None)
+        message = describe_error(e, "connect to", options.endpoint_url or "S3")
         if message is None:
             raise
         raise StorageError(message) from e

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from merkle_backup.storage.s3.store import S3Store
+from typing import Any
 
 _THROTTLE_CODES = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
@@ -36,9 +33,11 @@ def http_status(e: BaseException) -> int:
     return 0
 
 
-def describe_error(e: BaseException, action: str, url: str, store: S3Store | None) -> str | None:
+def describe_error(e: BaseException, action: str, url: str, *, bucket: str = "",
+                   sse_c: bool = False) -> str | None:
     """One line for a failure talking to the storage; None for anything that is not one (a bug
-    in this program, which must crash with its traceback)."""
+    in this program, which must crash with its traceback). ``bucket``: the store's bucket (empty
+    before there is one); ``sse_c``: the store sends an SSE-C key."""
     import botocore.exceptions as bx
 
     try:
@@ -48,8 +47,6 @@ def describe_error(e: BaseException, action: str, url: str, store: S3Store | Non
     except ImportError:  # pragma: no cover
         stream_errors = (OSError,)
     where = f"{action} {url}"
-    bucket = store.bucket if store else ""
-    sse_c = bool(store and store._sse_c)
     if isinstance(e, bx.ClientError):
         code, status = error_code(e), http_status(e)
         message = e.response.get("Error", {}).get("Message", "") or ""

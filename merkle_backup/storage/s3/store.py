@@ -331,7 +331,7 @@ class S3Store:
     def _error(self, e: BaseException, action: str, url: str) -> StorageError:
         """A StorageError saying what failed, in one line. Anything that is not a failure to
         talk to the storage is a bug: it is raised again as it is, with its traceback."""
-        message = describe_error(e, action, url, self)
+        message = describe_error(e, action, url, bucket=self.bucket, sse_c=bool(self._sse_c))
         if message is None:
             raise e
         return StorageError(message)

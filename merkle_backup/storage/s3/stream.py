@@ -4,13 +4,10 @@ Range GET (If-Match the pinned ETag) when the connection breaks off."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from merkle_backup.errors import StorageError
 from merkle_backup.storage.s3.errors import describe_error, error_code, http_status
-
-if TYPE_CHECKING:
-    from merkle_backup.storage.s3.store import S3Store
 
 # How often a tarball stream that breaks off is resumed (a Range GET from where it stopped,
 # If-Match the pinned ETag) before giving up. Each resume itself goes through botocore's retries.
@@ -26,6 +23,18 @@ class Pin:
     version_id: str | None
 
 
+class Store(Protocol):
+    """What a stream needs of its store (store.S3Store, which imports this module)."""
+
+    client: Any
+    bucket: str
+    _sse_c: dict[str, Any]
+
+    def url(self, key: str) -> str: ...
+
+    def _error(self, e: BaseException, action: str, url: str) -> StorageError: ...
+
+
 class ObjectStream:
     """A binary stream (``read(n)``) over one pinned object, for the archive reader.
 
@@ -35,7 +44,7 @@ class ObjectStream:
     file that the archive reader would mistake for a truncated (malformed) archive.
     """
 
-    def __init__(self, store: S3Store, key: str, pin: Pin, range_end: int | None = None) -> None:
+    def __init__(self, store: Store, key: str, pin: Pin, range_end: int | None = None) -> None:
         self._range_end = range_end  # read only bytes [0, range_end) of a larger object
         self._store = store
         self._key = key
@@ -70,7 +79,8 @@ class ObjectStream:
             try:
                 chunk: bytes = self._body.read(want)
             except Exception as e:
-                message = describe_error(e, "read", self._url, self._store)
+                message = describe_error(e, "read", self._url, bucket=self._store.bucket,
+                                         sse_c=bool(self._store._sse_c))
                 if message is None:
                     raise
                 self._resume_or_fail(e, message)
@@ -90,7 +100,8 @@ class ObjectStream:
         try:
             extra = body.read(1)
         except Exception as e:
-            message = describe_error(e, "read", self._url, self._store)
+            message = describe_error(e, "read", self._url, bucket=self._store.bucket,
+                                     sse_c=bool(self._store._sse_c))
             if message is None:
                 raise
             raise StorageError(message) from e

@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from merkle_backup import __version__
-from merkle_backup.audit_state import Record, State, fingerprints, load_state, save_state
 from merkle_backup.errors import Interrupted, UsageError
-from merkle_backup.fleet import ERROR, VERIFIED, AuditReport, BackupRow
-from merkle_backup.fleet import audit as fleet_audit
-from merkle_backup.shard import (
+from merkle_backup.fleet.shard import (
     Shard,
     check_results_place,
     encode_result,
     listing_digest,
     shard_report,
 )
+from merkle_backup.fleet.state import Record, State, fingerprints, load_state, save_state
+from merkle_backup.fleet.sweep import ERROR, VERIFIED, AuditReport, BackupRow
+from merkle_backup.fleet.sweep import audit as fleet_audit
 from merkle_backup.storage.source import BackupSource, Location
 from merkle_backup.velero import SEAL_SUFFIX
 
@@ -74,7 +74,7 @@ class AuditRun:
     def write_outputs(self, say: Callable[[str], None]) -> None:
         o = self.options
         if o.results is not None:
-            from merkle_backup.shard import ResultsStore
+            from merkle_backup.fleet.shard import ResultsStore
 
             shard = o.shard or Shard(0, 1)
             data = encode_result(
@@ -92,21 +92,21 @@ class AuditRun:
             save_state(o.state, self.state)
             say(f"wrote state {o.state}: {len(self.state.records)} verified backup(s)")
         if o.metrics is not None:
-            from merkle_backup.metrics import write
+            from merkle_backup.fleet.metrics import write
 
             write(o.metrics, self.report, duration=self.duration, finished=self.finished,
                   full_verification=self.verified_at, skipped=self.skipped,
                   shard=str(o.shard) if o.shard else "")
             say(f"wrote metrics {o.metrics}")
         if o.attest is not None:
-            from merkle_backup.attest import envelope
+            from merkle_backup.fleet.attest import envelope
             from merkle_backup.storage.local import write_atomic
 
             write_atomic(o.attest, envelope(self.statement(), o.key))
             say(f"wrote attestation {o.attest} ({len(self.report.backups)} backup(s))")
 
     def statement(self) -> dict[str, Any]:
-        from merkle_backup.attest import statement, subject
+        from merkle_backup.fleet.attest import statement, subject
 
         loc = self.report.location
         subjects = [subject(f"{loc}/backups/", listing_digest(self.listed))]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 from merkle_backup.errors import StorageError
-from merkle_backup.fleet import ERROR, TAMPERED, UNFINISHED, UNSEALED, VERIFIED, AuditReport
+from merkle_backup.fleet.sweep import ERROR, TAMPERED, UNFINISHED, UNSEALED, VERIFIED, AuditReport
 
 STATUSES = (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from merkle_backup.errors import CannotCheck, ExitCode, StorageError, UsageError
-from merkle_backup.fleet import (
+from merkle_backup.fleet.sweep import (
     ERROR,
     AuditReport,
     BackupRow,
