@@ -12,7 +12,6 @@ from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from merkle_backup.core.checkpoint import parse_checkpoint
 from merkle_backup.errors import Error, NotAuthentic
 from merkle_backup.fleet.sweep import (
     ERROR,
@@ -36,7 +35,7 @@ from merkle_backup.tlog.check import (
     by_name,
     judge_seal,
 )
-from merkle_backup.tlog.entries import SEAL, TOMBSTONE, Entry, expiry_entry, seal_entry
+from merkle_backup.tlog.entries import SEAL, TOMBSTONE, Entry, seal_entries
 from merkle_backup.tlog.log import Log
 from merkle_backup.velero import BACKUP_OBJECT, CLOCK_SKEW, backup_times, is_backup_name
 
@@ -84,12 +83,7 @@ class _LoggingSource:
                 raise NotAuthentic(f"{self._name}: the backup is not what the log holds "
                                    "(resealing at the logged time gives another checkpoint)")
             return self._inner.write_seal(f, replace=replace)
-        me = public_key_of(self._private)
-        cp = parse_checkpoint(head.checkpoint)
-        raws = [seal_entry(head.checkpoint, head.signature, me.raw)]
-        if self._expiration is not None:
-            raws.append(expiry_entry(self._private, cp.backup, cp.uid, cp.root, self._expiration,
-                                     me.key_id))
+        raws = seal_entries(head.checkpoint, head.signature, self._private, self._expiration)
         known = self._known
 
         def guard(entries: Sequence[Entry]) -> None:

@@ -366,22 +366,16 @@ class VeleroObjectStore:
     def _log_seal(self, f: BinaryIO, backup_object: bytes) -> None:
         """Append the seal (and Velero's expiration of the backup) to the transparency log, as
         ``seal-all --log`` does (docs/format.md §12.1)."""
-        from merkle_backup.core.checkpoint import parse_checkpoint
         from merkle_backup.formats.seal import read_seal_head
-        from merkle_backup.tlog.check import backup_times
-        from merkle_backup.tlog.entries import expiry_entry, seal_entry
+        from merkle_backup.tlog.entries import seal_entries
+        from merkle_backup.velero import backup_times
 
         head = read_seal_head(f)
         f.seek(0)
-        me = public_key_of(self._private)
-        cp = parse_checkpoint(head.checkpoint)
-        raws = [seal_entry(head.checkpoint, head.signature, me.raw)]
         _, expiration = backup_times(backup_object)
-        if expiration is not None:
-            raws.append(expiry_entry(self._private, cp.backup, cp.uid, cp.root, expiration,
-                                     me.key_id))
+        raws = seal_entries(head.checkpoint, head.signature, self._private, expiration)
         index, _ = self._tlog.append(self._private, raws)
-        self._log("info", f"backup {cp.backup}: seal logged at entry {index}")
+        self._log("info", f"the seal is logged at entry {index}")
 
     def _read_record(self, backup: str, name: str) -> ObjectRecord | None:
         data = self._store.get_bytes(self._folder(backup) + name + RECORD_SUFFIX, MAX_RECORD)

@@ -60,6 +60,20 @@ def seal_entry(checkpoint_body: bytes, signature: bytes, public_raw: bytes) -> b
     return Note(checkpoint_body, (sig,)).encode()
 
 
+def seal_entries(checkpoint_body: bytes, signature: bytes, private: Ed25519PrivateKey,
+                 expiration: datetime | None) -> list[bytes]:
+    """What logging a seal appends: its seal entry and, when Velero set
+    ``status.expiration``, the expiry entry signed by the sealer's ``private`` key."""
+    from merkle_backup.signing import public_key_of
+
+    me = public_key_of(private)
+    raws = [seal_entry(checkpoint_body, signature, me.raw)]
+    if expiration is not None:
+        cp = parse_checkpoint(checkpoint_body)
+        raws.append(expiry_entry(private, cp.backup, cp.uid, cp.root, expiration, me.key_id))
+    return raws
+
+
 def _fmt(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime(_TIME)
 
