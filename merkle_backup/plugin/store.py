@@ -2,7 +2,7 @@
 ``backups/<name>/`` sealed as Velero writes it and verified as Velero reads it.
 
 What Velero does with its backup store, and in which process, is ../shared/VELERO.md §5; the
-rules this module keeps (docs/format.md §13, docs/threat-model.md T70-T79):
+rules this module keeps (docs/format.md §13, docs/threat-model.md P1-P13):
 
 * **PutObject** of a backup's object: the bytes are uploaded while they are hashed (the tarball
   through the strict archive reader, on a second thread, into the same leaves ``seal`` makes),

@@ -385,3 +385,28 @@ def test_whole_backup_replayed_with_its_own_seal_is_caught_by_the_log(
         client.put_object(Bucket=velero.bucket, Key=key, Body=data)
     with pytest.raises(NotAuthentic, match="replayed|replaced"):
         velero.restore("nightly")
+
+
+def test_record_deleted_or_forged_fails_the_seal(velero: Velero, backup: Path, moto_server,
+                                                 tmp_path: Path) -> None:
+    """A record deleted, or signed by another key, or edited: the backup is not sealed, and
+    the finalizer's PutObject fails with the object named (P4)."""
+    velero.put_backup(backup)
+    client = moto_server.client()
+    key = velero.key("nightly", "nightly-resource-list.json.gz.merkle-record")
+    genuine = client.get_object(Bucket=velero.bucket, Key=key)["Body"].read()
+    client.delete_object(Bucket=velero.bucket, Key=key)
+    with pytest.raises(NotAuthentic, match="nightly-resource-list.json.gz: no record"):
+        velero.finalize(backup)
+    edited = genuine.replace(b"\nsize ", b"\nsize 1", 1)
+    client.put_object(Bucket=velero.bucket, Key=key, Body=edited)
+    with pytest.raises(NotAuthentic, match="not signed by a trusted key"):
+        velero.finalize(backup)
+    (tmp_path / "other").mkdir()
+    other, _ = generate_keypair(tmp_path / "other" / "other.key")
+    forger = Velero(velero.config["s3Url"], velero.bucket, other)
+    forger.put(forger.process(), "nightly", "velero-backup.json", with_phase(backup, "Finalizing"))
+    with pytest.raises(NotAuthentic, match="not signed by a trusted key"):
+        velero.finalize(backup)
+    assert not velero.process().object_exists(velero.bucket,
+                                              velero.key("nightly", "nightly-merkle.seal"))
