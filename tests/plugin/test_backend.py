@@ -3,7 +3,7 @@ Velero's call sequences written out in Python, against moto's S3 server over rea
 
 The same sequences go through the gRPC protocol and the Go Velero stand-in in
 tests/plugin/test_velero_standin.py; these tests pin the backend's rules one at a time
-(docs/threat-model.md T70-T79) and run in a second.
+(docs/threat-model.md P1-P13) and run in a second.
 """
 
 from __future__ import annotations
