@@ -28,7 +28,6 @@ plus the Stack detail Velero logs as ``error.file``/``error.function``.
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
 import shutil
@@ -85,10 +84,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     def factory() -> ObjectStoreBackend:
         # Imported when Velero first calls Init, not before the handshake: Velero starts the
         # plugin once per operation, and the store pulls in boto3 and the sealing code.
-        # (By name: the store is written beside this module, in its own branch.)
-        store = importlib.import_module("merkle_backup.plugin.store")
-        backend: ObjectStoreBackend = store.VeleroObjectStore()
-        return backend
+        from merkle_backup.plugin.store import VeleroObjectStore
+
+        return VeleroObjectStore(log=log)
 
     serve(factory, argv)
 

@@ -49,8 +49,10 @@ from merkle_backup.errors import (
 )
 from merkle_backup.plugin import records
 from merkle_backup.plugin.config import PluginConfig, parse_config
+from merkle_backup.plugin.protocol import NOT_FOUND, PluginError
 from merkle_backup.plugin.records import ObjectRecord
 from merkle_backup.signing import PublicKey, load_private_key, load_public_key, public_key_of
+from merkle_backup.storage.s3.stream import Pin
 from merkle_backup.velero import (
     BACKUP_OBJECT,
     BACKUPS_FOLDER,
@@ -121,8 +123,8 @@ class VeleroObjectStore:
             # Its own records must verify, or every backup it makes would be refused.
             raise CannotCheck(f"the signing key {parsed.signing_key} is not among trustedKeys")
         for message in parsed.notes:
-            self._log("warning", message)
-        self._store = connect(parsed.bucket, parsed.options, warn=lambda m: self._log("warning", m))
+            self._log("warn", message)
+        self._store = connect(parsed.bucket, parsed.options, warn=lambda m: self._log("warn", m))
         if parsed.public_url:
             from dataclasses import replace
 
@@ -133,7 +135,7 @@ class VeleroObjectStore:
             from merkle_backup.tlog.store import open_log_store
 
             self._tlog = Log(open_log_store(parsed.log, parsed.options,
-                                            warn=lambda m: self._log("warning", m)),
+                                            warn=lambda m: self._log("warn", m)),
                              self._trusted, LogState(None))
         self._config = parsed
         self._log("info", f"merkle-backup plugin ready: bucket {parsed.bucket}, prefix "
@@ -394,15 +396,21 @@ class VeleroObjectStore:
 
     def get_object(self, bucket: str, key: str) -> Iterator[bytes]:
         self._ready(bucket)
+        pin = self._store.pin_if_exists(key)
+        if pin is None:
+            # Velero tells a missing object from a failed read by these words (deletion of a
+            # backup whose tarball was never uploaded: backup_deletion_controller.go:714-730).
+            raise PluginError(NOT_FOUND, f"{self._store.url(key)}: NoSuchKey: the object does "
+                                         "not exist")
         target = self._backup_object(key)
         if target is None or is_ours(target[1]):
-            return self._stream(key, None)
+            return self._stream(key, pin, None)
         backup, name = target
         expected = self._expected(backup, name)
         if name == f"{backup}.tar.gz":
             with self._lock:
                 self._read_tarball.add(backup)
-        return self._stream(key, expected)
+        return self._stream(key, pin, expected)
 
     def _expected(self, backup: str, name: str) -> tuple[int, bytes] | None:
         """(size, BLAKE3) Velero's bytes must have: sealed, else recorded; None only for an
@@ -429,7 +437,7 @@ class VeleroObjectStore:
                                    f"{BACKUP_OBJECT} is of UID {head.uid}")
             return record.size, record.digest
         if self._config.allow_unsealed:
-            self._log("warning", f"{where}: backup {backup} has no seal: passed through "
+            self._log("warn", f"{where}: backup {backup} has no seal: passed through "
                                  "unverified (allowUnsealed)")
             return None
         raise NotAuthentic(f"{where}: backup {backup} has no seal (sealed backups only; "
@@ -468,9 +476,8 @@ class VeleroObjectStore:
                 return int.from_bytes(tail[:8], "big"), tail[8:]
         raise NotAuthentic(f"{where}: not in backup {backup}'s seal")
 
-    def _stream(self, key: str, expected: tuple[int, bytes] | None) -> Iterator[bytes]:
+    def _stream(self, key: str, pin: Pin, expected: tuple[int, bytes] | None) -> Iterator[bytes]:
         """The object's bytes; with ``expected``, the last chunk only once they all match."""
-        pin = self._store.pin(key)
         url = self._store.url(key)
         if expected is not None and pin.size != expected[0]:
             raise NotAuthentic(f"{url}: {pin.size} bytes stored, {expected[0]} sealed")
@@ -513,7 +520,7 @@ class VeleroObjectStore:
         try:
             index, entry = forget(self._tlog, self._private, backup, clock)
         except UsageError as e:  # the log holds no seal of it (sealed before the log was set)
-            self._log("warning", f"backup {backup}: deleted without a tombstone: {e}")
+            self._log("warn", f"backup {backup}: deleted without a tombstone: {e}")
         else:
             self._log("info", f"backup {backup}: tombstone logged at entry {index} "
                               f"(uid {entry.uid})")

@@ -560,13 +560,20 @@ func (s *standin) restore(name, out string) {
 	_ = s.out.Encode(map[string]interface{}{"restore": "Completed", "backup": name})
 }
 
-// deleteBackup: backup_deletion_controller.go:263-366. The tarball (when delete item actions
-// are installed, :265-267) and the volume snapshots (:307) are read; their errors are
-// recorded and deletion goes on; then every object under the backup's folder is deleted
-// (DeleteBackup, object_store.go:566-583).
+// deleteBackup: backup_deletion_controller.go:263-366 (velero-io/velero d2241adb). The tarball
+// (when delete item actions are installed, :265-267) and the volume snapshots (:305-307) are
+// read; a tarball that does not exist lets deletion go on (isTarballNotFoundError, :275-280,
+// :714-730), any other error is recorded, and with an error recorded the backup's objects are
+// NOT removed (:355-370, "Skipping removal of backup from backup storage due to previous
+// errors"); otherwise every object under the backup's folder is deleted (DeleteBackup,
+// object_store.go:566-583).
 func (s *standin) deleteBackup(name string) {
+	var errs []string
 	if err := s.get(s.backupKey(name, name+".tar.gz"), io.Discard); err != nil {
-		veleroLog("error", "error downloading backup tarball, CSI snapshot cleanup was skipped", err, "backup", name)
+		veleroLog("error", "Unable to download tarball for backup, skipping associated DeleteItemAction plugins", err, "backup", name)
+		if !isTarballNotFoundError(err) {
+			errs = append(errs, "error downloading backup tarball, CSI snapshot cleanup was skipped")
+		}
 	}
 	data, found, err := s.tryGet(s.backupKey(name, name+"-volumesnapshots.json.gz"))
 	if err == nil && found {
@@ -574,6 +581,12 @@ func (s *standin) deleteBackup(name string) {
 	}
 	if err != nil {
 		veleroLog("error", "error getting backup's volume snapshots", err, "backup", name)
+		errs = append(errs, "error getting backup's volume snapshots")
+	}
+	if len(errs) > 0 {
+		veleroLog("info", "Skipping removal of backup from backup storage due to previous errors", nil, "backup", name)
+		s.failed = true
+		return
 	}
 	keys, err := s.listObjects(s.backupDir(name))
 	if err != nil {
@@ -585,6 +598,14 @@ func (s *standin) deleteBackup(name string) {
 			veleroLog("error", "error deleting backup from backup storage", err, "backup", name, "key", key)
 		}
 	}
+}
+
+// isTarballNotFoundError: backup_deletion_controller.go:714-730, the same words.
+func isTarballNotFoundError(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "not found") || strings.Contains(msg, "does not exist") ||
+		strings.Contains(msg, "nosuchkey") || strings.Contains(msg, "blobnotfound") ||
+		strings.Contains(msg, "objectnotexist")
 }
 
 // --- main -----------------------------------------------------------------------------------------
