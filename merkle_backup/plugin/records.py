@@ -12,11 +12,11 @@ from what the plugin hashed as Velero streamed the tarball, without a second rea
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import blake3
+import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.errors import FormatError, NotAuthentic
@@ -118,14 +118,10 @@ def open_record(data: bytes, trusted: Sequence[PublicKey], *, backup: str,
 
 
 def encode_leaves(leaves: Sequence[bytes]) -> bytes:
-    """The tarball's sortable leaves (core/table.py), in order: a magic line, then each leaf
-    as u32be(length) ‖ bytes."""
-    parts = [LEAVES_MAGIC]
-    pack = struct.Struct(">I").pack
-    for leaf in leaves:
-        parts.append(pack(len(leaf)))
-        parts.append(leaf)
-    return b"".join(parts)
+    """The tarball's sortable leaves (core/table.py), in order: a magic line, then one msgpack
+    array of bin (docs/format.md §13.1)."""
+    packed: bytes = msgpack.packb(list(leaves), use_bin_type=True)
+    return LEAVES_MAGIC + packed
 
 
 def decode_leaves(data: bytes, record: ObjectRecord) -> list[bytes]:
@@ -137,16 +133,13 @@ def decode_leaves(data: bytes, record: ObjectRecord) -> list[bytes]:
         raise NotAuthentic(f"the leaves of {record.object} are not the ones its record signs")
     if not data.startswith(LEAVES_MAGIC):  # signed, so written by us: a bug if it fails
         raise FormatError(f"the leaves of {record.object} lack their magic line")
-    leaves, off, n = [], len(LEAVES_MAGIC), len(data)
-    while off < n:
-        if off + 4 > n:
-            raise FormatError(f"the leaves of {record.object} end in a truncated length")
-        size = int.from_bytes(data[off:off + 4], "big")
-        off += 4
-        if size > MAX_LEAF or off + size > n:
-            raise FormatError(f"the leaves of {record.object} hold a truncated leaf")
-        leaves.append(data[off:off + size])
-        off += size
-    if len(leaves) != count:
-        raise FormatError(f"the leaves of {record.object}: {len(leaves)}, its record says {count}")
+    try:
+        leaves = msgpack.unpackb(data[len(LEAVES_MAGIC):], raw=True, use_list=True,
+                                 max_bin_len=MAX_LEAF, max_str_len=0, max_map_len=0,
+                                 max_ext_len=0, max_array_len=count)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise FormatError(f"the leaves of {record.object} do not decode: {e}") from e
+    if not isinstance(leaves, list) or len(leaves) != count or \
+            not all(isinstance(leaf, bytes) for leaf in leaves):
+        raise FormatError(f"the leaves of {record.object}: not {count} byte strings")
     return leaves
