@@ -28,6 +28,7 @@ VELERO_KEYS = frozenset({"bucket", "prefix", "caCert"})
 SIGNING_KEY, TRUSTED_KEYS, ALLOW_UNSEALED, LOG = "signingKey", "trustedKeys", "allowUnsealed", "log"
 OUR_KEYS = frozenset({SIGNING_KEY, TRUSTED_KEYS, ALLOW_UNSEALED, LOG})
 _TRUE, _FALSE = frozenset({"true"}), frozenset({"false", ""})
+PLUGIN_TIMEOUT = 900.0  # seconds one storage operation may take, its retries included
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def parse_config(config: dict[str, str]) -> PluginConfig:
         }, "BackupStorageLocation config")
     except CannotCheck as e:  # from the manifest reader: a bad value
         raise UsageError(str(e)) from e
-    options = bsl.options
+    # Velero waits on its ObjectStore calls without a deadline of its own; the CLI's one-minute
+    # default (storage.s3) would cut a large multipart upload's completion short.
+    options = ConnectionOptions(timeout=PLUGIN_TIMEOUT).over(bsl.options)
     if ca_cert.strip():
         # Velero passes the BackupStorageLocation's caCert decoded: PEM text, not base64.
         if "-----BEGIN CERTIFICATE-----" not in ca_cert:

@@ -39,6 +39,7 @@ import blake3
 from merkle_backup.archive import Limits
 from merkle_backup.builder import Identity, bucket_leaf, hash_tarball_stream, sealed_file
 from merkle_backup.consistency import Inconsistency
+from merkle_backup.core.checkpoint import Checkpoint
 from merkle_backup.errors import (
     ArchiveError,
     CannotCheck,
@@ -108,7 +109,7 @@ class VeleroObjectStore:
         self._terminal: dict[str, bytes] = {}                # sealing velero-backup.json, held
         self._tlog: Any = None                               # the transparency log, if any
         self._forgotten: set[str] = set()                    # backups tombstoned here
-        self._seals: dict[str, tuple[str, Any]] = {}         # backup -> (ETag, TrustedSeal)
+        self._seals: dict[str, tuple[str, _SealView]] = {}   # backup -> (ETag, its seal)
 
     # -- Init ------------------------------------------------------------------------------
 
@@ -445,8 +446,6 @@ class VeleroObjectStore:
 
     def _sealed(self, backup: str, name: str) -> tuple[int, bytes] | None:
         """(size, BLAKE3) of ``name`` as the backup's seal has it; None when there is no seal."""
-        from merkle_backup.trust import open_seal
-
         key = f"{self._folder(backup)}{backup}{SEAL_SUFFIX}"
         pin = self._store.pin_if_exists(key)
         if pin is None:
@@ -456,13 +455,13 @@ class VeleroObjectStore:
             seal = cached[1]
         else:
             with self._store.open_seal_copy(key) as f:
-                seal = open_seal(f, self._trusted)
+                seal = _open_seal_view(f, self._trusted)
             if self._tlog is not None:
                 # An older backup of this name replayed with its own valid seal: only the log
                 # knows it is not the latest (T42; the log's findings of docs/format.md §12.7).
                 from merkle_backup.tlog.check import verify_in_log
 
-                verify_in_log(self._tlog, backup, seal.head.checkpoint)
+                verify_in_log(self._tlog, backup, seal.checkpoint_text)
             self._seals[backup] = (pin.etag, seal)
         where = self._store.url(self._folder(backup) + name)
         if seal.checkpoint.backup != backup:
@@ -470,11 +469,10 @@ class VeleroObjectStore:
                                f"{seal.checkpoint.backup}'s")
         if name == f"{backup}.tar.gz":
             return seal.checkpoint.archive_size, seal.checkpoint.archive_digest
-        for index in seal.bucket:
-            if seal.leaves.path(index) == name:
-                tail = seal.leaves.tail(index)
-                return int.from_bytes(tail[:8], "big"), tail[8:]
-        raise NotAuthentic(f"{where}: not in backup {backup}'s seal")
+        found = seal.objects.get(name)
+        if found is None:
+            raise NotAuthentic(f"{where}: not in backup {backup}'s seal")
+        return found
 
     def _stream(self, key: str, pin: Pin, expected: tuple[int, bytes] | None) -> Iterator[bytes]:
         """The object's bytes; with ``expected``, the last chunk only once they all match."""
@@ -529,6 +527,51 @@ class VeleroObjectStore:
     def create_signed_url(self, bucket: str, key: str, ttl_seconds: int) -> str:
         self._ready(bucket)
         return str(self._store.presign(key, ttl_seconds, self._public_client))
+
+
+@dataclass(frozen=True)
+class _SealView:
+    """What GetObject needs of a verified seal: its checkpoint, and each bucket object's
+    sealed size and BLAKE3."""
+
+    checkpoint: Checkpoint
+    checkpoint_text: bytes
+    objects: dict[str, tuple[int, bytes]]
+
+
+def _open_seal_view(f: BinaryIO, trusted: list[PublicKey]) -> _SealView:
+    """The seal in ``f`` checked as far as GetObject needs (docs/format.md §13.6 step 2): the
+    signature; then, in version 2, the leaf section by its signed BLAKE3 (one hash, T60) and
+    only the bucket objects' records decoded (they sort first); a version-1 seal's table is
+    checked record by record (trust.open_table)."""
+    from merkle_backup.core import table
+    from merkle_backup.core.leaf import decode_record
+    from merkle_backup.formats.seal import hash_leaf_section, read_leaf_list
+    from merkle_backup.trust import open_signed, open_table
+
+    signed = open_signed(f, trusted)
+    checkpoint = signed.checkpoint
+    if checkpoint.leaves_digest is None:
+        seal = open_table(f, signed)
+        objects = {seal.leaves.path(i): _size_and_digest(seal.leaves.tail(i))
+                   for i in seal.bucket}
+        return _SealView(checkpoint, signed.head.checkpoint, objects)
+    if signed.head.leaf_count != checkpoint.tree_size or \
+            hash_leaf_section(f, signed.head) != checkpoint.leaves_digest:
+        raise NotAuthentic("the seal's leaf section is not the one its checkpoint signs")
+    records = read_leaf_list(f, signed.head)
+    objects = {}
+    for record in records[:table.bucket_prefix_length(records)]:
+        try:
+            leaf = decode_record(record)
+        except ValueError as e:  # signed, so the sealer wrote it: refuse, never guess
+            raise NotAuthentic(f"the seal holds a malformed bucket-object record: {e}") from e
+        objects[leaf.path] = (leaf.size, leaf.digest)
+    return _SealView(checkpoint, signed.head.checkpoint, objects)
+
+
+def _size_and_digest(tail: bytes) -> tuple[int, bytes]:
+    return int.from_bytes(tail[:8], "big"), tail[8:]
 
 
 def _verified(stream: Any, url: str, expected: tuple[int, bytes] | None) -> Iterator[bytes]:

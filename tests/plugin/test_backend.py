@@ -410,3 +410,34 @@ def test_record_deleted_or_forged_fails_the_seal(velero: Velero, backup: Path, m
         velero.finalize(backup)
     assert not velero.process().object_exists(velero.bucket,
                                               velero.key("nightly", "nightly-merkle.seal"))
+
+
+def test_cronjob_seals_of_both_versions_are_read(velero: Velero, moto_server) -> None:
+    """Moving from the CronJob (docs/velero.md §0.5): a backup sealed by `seal` (version 1,
+    the committed fixture, and version 2) is read through its seal; a forged leaf section of
+    a version-2 seal is refused (T60 through the plugin)."""
+    seals = FIXTURES.parents[1] / "seals"
+    client = moto_server.client()
+    folder = FIXTURES / "demo-small"
+    server.upload_folder(client, velero.bucket, f"{PREFIX}/backups/demo-small", folder)
+    client.put_object(Bucket=velero.bucket, Key=velero.key("demo-small", "demo-small-merkle.seal"),
+                      Body=(seals / "demo-small-v1.seal").read_bytes())
+    velero.config["trustedKeys"] = f"{velero.config['signingKey']}.pub,{seals / 'rfc8032-test1.pub'}"
+    got = velero.restore("demo-small")
+    assert got["demo-small.tar.gz"] == (folder / "demo-small.tar.gz").read_bytes()
+    assert got["demo-small-volumesnapshots.json.gz"] == \
+        (folder / "demo-small-volumesnapshots.json.gz").read_bytes()
+    # Version 2, sealed by the CLI with the plugin's key.
+    result = subprocess.run(
+        ["merkle-backup", "seal", f"s3://{velero.bucket}/{PREFIX}/backups/demo-small", "--key",
+         velero.config["signingKey"], "--replace", "--max-age", "1e6",
+         "--endpoint-url", moto_server.endpoint, "--path-style"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert velero.restore("demo-small")["demo-small.tar.gz"] == \
+        (folder / "demo-small.tar.gz").read_bytes()
+    seal_key = velero.key("demo-small", "demo-small-merkle.seal")
+    seal = client.get_object(Bucket=velero.bucket, Key=seal_key)["Body"].read()
+    client.put_object(Bucket=velero.bucket, Key=seal_key, Body=seal[:-1] + bytes([seal[-1] ^ 1]))
+    with pytest.raises(NotAuthentic, match="leaf section"):
+        velero.restore("demo-small")
