@@ -441,3 +441,22 @@ def test_cronjob_seals_of_both_versions_are_read(velero: Velero, moto_server) ->
     client.put_object(Bucket=velero.bucket, Key=seal_key, Body=seal[:-1] + bytes([seal[-1] ^ 1]))
     with pytest.raises(NotAuthentic, match="leaf section"):
         velero.restore("demo-small")
+
+
+def test_signed_url_uses_public_url_as_the_aws_plugin_does(velero: Velero, backup: Path,
+                                                           moto_server) -> None:
+    """CreateSignedURL (velero backup download): signed for publicUrl when set, else s3Url;
+    the URL fetches the object (outside the plugin's checks: threat model, 'What stays
+    outside')."""
+    import urllib.request
+
+    velero.put_backup(backup)
+    store = velero.process()
+    url = store.create_signed_url(velero.bucket, velero.key("nightly", "nightly.tar.gz"), 600)
+    assert url.startswith(moto_server.endpoint + "/")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read() == (backup / "nightly.tar.gz").read_bytes()
+    velero.config["publicUrl"] = "https://velero-downloads.example.com"
+    url = velero.process().create_signed_url(velero.bucket,
+                                             velero.key("nightly", "nightly.tar.gz"), 600)
+    assert url.startswith("https://velero-downloads.example.com/")
