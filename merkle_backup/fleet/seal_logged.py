@@ -37,7 +37,7 @@ from merkle_backup.tlog.check import (
     judge_seal,
 )
 from merkle_backup.tlog.entries import SEAL, TOMBSTONE, Entry, expiry_entry, seal_entry
-from merkle_backup.tlog.log import Log
+from merkle_backup.tlog.log import ClaimRefused, Log
 from merkle_backup.velero import BACKUP_OBJECT, CLOCK_SKEW, backup_times, is_backup_name
 
 
@@ -177,6 +177,8 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
             )
         except _AlreadyLogged as e:
             return BackupRow(name, SKIPPED, e.diagnostics())
+        except ClaimRefused:
+            raise  # the log store holds a claim no sealer made: the whole run stops (T69)
         except Error as e:
             return _raced(name, e)
 
