@@ -80,3 +80,12 @@ def backup_times(data: bytes | None) -> tuple[datetime | None, datetime | None]:
         return _time(status.get("completionTimestamp")), _time(status.get("expiration"))
     except (ValueError, AttributeError, RecursionError):
         return None, None
+
+
+def completed_within(completed: datetime | None, now: datetime, max_age: timedelta) -> bool:
+    """Whether a backup that completed at ``completed`` is recent enough to seal silently:
+    within ``max_age`` of ``now`` and not in the future past CLOCK_SKEW (an absent
+    completionTimestamp is never recent)."""
+    # never now - max_age: a huge --max-age would overflow the date arithmetic
+    return completed is not None and completed <= now + CLOCK_SKEW and \
+        now - completed <= max_age

@@ -163,7 +163,8 @@ def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
                         show_default=True, metavar="HOURS",
                         help="A final backup completed longer ago than this is never sealed "
-                             "silently: `seal missing` (keep it above the CronJob period).")(f)
+                             "silently: seal-all skips it (--backfill seals it), audit names it, "
+                             "`seal missing` with --log (keep it above the CronJob period).")(f)
 def jobs_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
                         help="Backups processed in parallel.")
