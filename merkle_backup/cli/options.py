@@ -147,7 +147,8 @@ def storage() -> ConnectionOptions:
 
     ctx = click.get_current_context(silent=True)
     options: ConnectionOptions | None = ctx.meta.get(STORAGE_KEY) if ctx is not None else None
-    return options if options is not None else ConnectionOptions()
+    # Checked here, where the command's error funnel turns a refusal into one line (exit 2).
+    return options.checked() if options is not None else ConnectionOptions()
 
 
 def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
