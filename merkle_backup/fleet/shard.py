@@ -154,13 +154,11 @@ class ResultsStore:
             if data is None:
                 raise StorageError(f"{self.describe(name)}: no such object")
             return data
-        path = self.path / name
-        try:
-            if path.stat().st_size > MAX_RESULT_BYTES:
-                raise StorageError(f"{path} is larger than {MAX_RESULT_BYTES} bytes")
-            return path.read_bytes()
-        except OSError as e:
-            raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+        from merkle_backup.storage.files import read_bounded
+
+        # Like a bucket object: never followed, never a FIFO or device, capped (T72).
+        return read_bounded(self.path / name, MAX_RESULT_BYTES, follow=False,
+                            what="shard result")
 
 
 def check_results_place(location: Any, url: str) -> None:

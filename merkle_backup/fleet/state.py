@@ -165,15 +165,12 @@ def load_state(path: Path, location: str, key_ids: Sequence[str]) -> State:
     """The state in ``path`` for this location and these keys; an empty one if there is no
     file yet, or (with a note) if it was recorded for another location or other keys."""
     keys = tuple(sorted(key_ids))
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_STATE_BYTES + 1)
-    except FileNotFoundError:
+    from merkle_backup.storage.files import read_if_present
+
+    # A file the user named: a link is followed, but never a FIFO or device (T72).
+    data = read_if_present(path, MAX_STATE_BYTES, follow=True, what="state file")
+    if data is None:
         return State(location, keys, {}, f"no state in {path} yet: every backup is read")
-    except OSError as e:
-        raise StorageError(f"cannot read state file {path}: {e.strerror or e}") from e
-    if len(data) > MAX_STATE_BYTES:
-        raise CannotCheck(f"state file {path} is larger than {MAX_STATE_BYTES} bytes")
     try:
         obj = json.loads(data)
         if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:

@@ -45,6 +45,7 @@ from merkle_backup.tlog.store import Conflict, LocalLogStore, S3LogStore
 
 SHA256 = TreeHasher("sha256", lambda b: hashlib.sha256(b).digest())
 MAX_ATTEMPTS = 64
+MAX_LOG_STATE_BYTES = 16 * 2**20  # a head per log origin
 CLAIM_CONTEXT = "merkle-backup/claim/v1"
 
 
@@ -140,12 +141,13 @@ class LogState:
         self._lock = threading.Lock()
 
     def load(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        from merkle_backup.storage.files import read_if_present
+
+        # A file the user named: a link is followed, but never a FIFO or device (T72).
+        data = read_if_present(self.path, MAX_LOG_STATE_BYTES, follow=True, error=CannotCheck,
+                               what="log state")
+        if data is None:
             return {}
-        except OSError as e:
-            raise CannotCheck(f"cannot read log state {self.path}: {e.strerror or e}") from e
         try:
             obj = json.loads(data)
             logs: dict[str, dict[str, Any]] = obj["logs"]
