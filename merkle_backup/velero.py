@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,9 +40,11 @@ class BackupInfo:
 
 def parse_backup_object(data: bytes, source: str) -> BackupInfo:
     """Name, UID and phase from velero-backup.json; CannotCheck when they are not there."""
+    from merkle_backup.formats.strict import loads_json  # strict, depth-bounded (T73)
+
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as e:
+        obj = loads_json(data)
+    except ValueError as e:
         raise CannotCheck(f"{source}: velero-backup.json is not JSON ({e})") from e
     if not isinstance(obj, dict) or obj.get("kind") != "Backup":
         raise CannotCheck(f"{source}: velero-backup.json is not a Velero Backup object")
@@ -75,8 +76,10 @@ def _time(value: Any) -> datetime | None:
 
 def backup_times(data: bytes | None) -> tuple[datetime | None, datetime | None]:
     """status.completionTimestamp and status.expiration of velero-backup.json (None: absent)."""
+    from merkle_backup.formats.strict import loads_json
+
     try:
-        status = json.loads(data or b"{}").get("status") or {}
+        status = loads_json(data or b"{}").get("status") or {}
         return _time(status.get("completionTimestamp")), _time(status.get("expiration"))
     except (ValueError, AttributeError, RecursionError):
         return None, None

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from merkle_backup.errors import CannotCheck, StorageError, UsageError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.velero import BACKUPS_FOLDER
 
 STATE_FORMAT = "merkle-backup-audit-state/1"
@@ -172,7 +173,7 @@ def load_state(path: Path, location: str, key_ids: Sequence[str]) -> State:
     if data is None:
         return State(location, keys, {}, f"no state in {path} yet: every backup is read")
     try:
-        obj = json.loads(data)
+        obj = loads_json(data)
         if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
             raise ValueError(f"format is not {STATE_FORMAT}")
         records = {}

@@ -5,12 +5,12 @@ bucket and prefix of ``--bsl FILE`` (JSON, or the simple YAML of ``storage.yaml_
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from merkle_backup.errors import CannotCheck, UsageError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.storage.files import read_bounded
 from merkle_backup.storage.options import (
     S3_SCHEME,
@@ -45,7 +45,7 @@ def load_bsl(path: Path) -> BackupStorageLocation:
         raise CannotCheck(f"{path}: not UTF-8 text") from e
     if text.lstrip().startswith(("{", "[")):
         try:
-            document = json.loads(text)
+            document = loads_json(text)
         except ValueError as e:
             raise CannotCheck(f"{path}: not valid JSON: {e}") from e
         documents = [document]

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.core.tree import TreeHasher, verify_consistency
 from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, StorageError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.signing import PublicKey, public_key_of
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog import tiles
@@ -149,7 +150,7 @@ class LogState:
         if data is None:
             return {}
         try:
-            obj = json.loads(data)
+            obj = loads_json(data)
             logs: dict[str, dict[str, Any]] = obj["logs"]
             for origin, v in logs.items():
                 if not (isinstance(v["size"], int) and len(base64.b64decode(v["root"])) == 32):
