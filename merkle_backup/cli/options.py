@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from merkle_backup.storage.options import ConnectionOptions
 
 
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and inf (nan passes every range comparison
+    and then crashes date arithmetic): a usage error, exit 2 (docs/threat-model.md T74)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--trust", "trust", multiple=True, required=True, type=click.Path(path_type=Path),
@@ -131,7 +145,7 @@ def _storage_options(f: Callable[..., Any], argument: str) -> Callable[..., Any]
             ),
             click.option(
                 "--timeout",
-                type=click.FloatRange(min=0.1, max=86400),
+                type=FiniteFloat(min=0.1, max=86400),
                 metavar="SECONDS",
                 help="Most time one storage operation may take, retries included (default "
                 "60); each connect and read waits a third of it at most.",
@@ -161,7 +175,7 @@ def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
+    return click.option("--max-age", "max_age", type=FiniteFloat(min=0, max=1e8), default=6.0,
                         show_default=True, metavar="HOURS",
                         help="A final backup completed longer ago than this is never sealed "
                              "silently: seal-all skips it (--backfill seals it), audit names it, "

@@ -30,6 +30,7 @@ from merkle_backup.cli.common import (
     warn,
 )
 from merkle_backup.cli.options import (
+    FiniteFloat,
     jobs_option,
     json_option,
     limits_from,
@@ -79,7 +80,7 @@ def keygen(keyfile: Path) -> None:
 @click.option("--force", is_flag=True,
               help="Seal even if classic and -preferredversion copies differ or a manifest's "
                    "metadata disagrees with its path (reported as warnings).")
-@click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
+@click.option("--max-age", "max_age", type=FiniteFloat(min=0, max=1e8), default=6.0,
               show_default=True, metavar="HOURS",
               help="Warn when the backup completed longer ago than this (as seal-all --log's "
                    "`seal missing`); the seal is written all the same.")

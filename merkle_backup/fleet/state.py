@@ -42,6 +42,7 @@ from merkle_backup.velero import BACKUPS_FOLDER
 STATE_FORMAT = "merkle-backup-audit-state/1"
 MAX_STATE_BYTES = 512 * 2**20
 DEFAULT_RECHECK_AFTER = "7d"
+MAX_DURATION = 100 * 365 * 86400.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+)([smhdw])")
 
@@ -49,14 +50,14 @@ _DURATION = re.compile(r"(\d+)([smhdw])")
 def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``12h``, ``7d``, ``2w``, combined (``1d12h``), or plain seconds."""
     text = text.strip()
-    if re.fullmatch(r"\d+", text):
+    if re.fullmatch(r"\d{1,12}", text):
         seconds = float(text)
-    elif text and re.fullmatch(r"(\d+[smhdw])+", text):
+    elif text and re.fullmatch(r"(\d{1,12}[smhdw]){1,5}", text):
         seconds = float(sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
     else:
         raise UsageError(f"{text!r} is not a duration (e.g. 12h, 7d, 1d12h, or seconds)")
-    if seconds <= 0:
-        raise UsageError(f"{text!r}: a duration must be more than 0")
+    if not 0 < seconds <= MAX_DURATION:  # never a date arithmetic overflow later (T74)
+        raise UsageError(f"{text!r}: a duration must be more than 0 and at most 100 years")
     return seconds
 
 
