@@ -21,6 +21,28 @@ BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 def is_backup_name(text: str) -> bool:
     return BACKUP_NAME.fullmatch(text) is not None
 
+# A namespace's name is a DNS-1123 label: what `--namespace` must be (no glob can be one).
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_namespace_name(text: str) -> bool:
+    return NAMESPACE_NAME.fullmatch(text) is not None
+
+
+def check_namespace_name(name: str, flag: str = "--namespace") -> None:
+    """UsageError unless ``name`` can be a namespace: ``'prod*'`` or ``'*'`` match no namespace
+    exactly, so they would select nothing and verify nothing (docs/threat-model.md T75)."""
+    from merkle_backup.display import shown
+    from merkle_backup.errors import UsageError
+
+    if name == "":
+        raise UsageError(f"{flag}: an empty name selects nothing (an unset variable?); give a "
+                         "namespace name")
+    if not is_namespace_name(name):
+        raise UsageError(f"{flag} {shown(name)!r}: not a namespace name (lowercase letters, "
+                         "digits and '-', at most 63); for globs or lists use "
+                         "--include-namespaces")
+
 # Since v1.4 every item is written twice: resources/<gr>/... and
 # resources/<gr>/<v>-preferredversion/...
 PREFERRED_SUFFIX = "-preferredversion"
