@@ -57,6 +57,12 @@ def keygen(keyfile: Path) -> None:
     folder is created (mode 0700)."""
     from merkle_backup.signing import generate_keypair, load_public_key
 
+    if keyfile.name.endswith(".pub"):  # T76: the private key would be written under .pub
+        from merkle_backup.errors import UsageError
+
+        raise UsageError(f"{shown(keyfile)}: KEYFILE is where the private key goes (the public "
+                         f"key goes to KEYFILE.pub); give {shown(keyfile.name[:-4] or 'signer')}"
+                         f", not {shown(keyfile.name)}")
     if not keyfile.parent.exists():
         from merkle_backup.errors import StorageError
 

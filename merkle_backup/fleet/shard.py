@@ -29,6 +29,10 @@ from typing import Any
 from merkle_backup.errors import CannotCheck, ExitCode, StorageError, UsageError
 from merkle_backup.fleet.sweep import (
     ERROR,
+    TAMPERED,
+    UNFINISHED,
+    UNSEALED,
+    VERIFIED,
     AuditReport,
     BackupRow,
     FailureRow,
@@ -248,11 +252,18 @@ def decode_result(data: bytes, where: str) -> dict[str, Any]:
         raise CannotCheck(f"{where}: malformed shard result ({e})") from e
     if not ok:
         raise CannotCheck(f"{where}: malformed shard result")
+    seen: set[str] = set()
     for row in rows:
         if shard_of(row.name, shards) != shard:
             raise CannotCheck(
                 f"{where}: holds backup {row.name!r}, which is not in shard {shard}/{shards}"
             )
+        if row.status not in STATUSES:  # a status the merge cannot judge (T76)
+            raise CannotCheck(f"{where}: backup {row.name!r} has status {row.status!r}, not "
+                              f"one an audit writes ({', '.join(STATUSES)})")
+        if row.name in seen:  # two rows: which one would the merge keep?
+            raise CannotCheck(f"{where}: backup {row.name!r} is listed twice")
+        seen.add(row.name)
     obj["rows"] = rows
     return obj
 
@@ -264,6 +275,10 @@ def _row(b: dict[str, Any]) -> BackupRow:
                      for f in b.get("failures") or ())
     return BackupRow(b["name"], b["status"], str(b.get("detail", "")), b.get("uid"), b.get("root"),
                      failures)
+
+
+# The statuses an audit's row can have (fleet.sweep): a result holding another is refused.
+STATUSES = (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)
 
 
 class ShardReport(AuditReport):
