@@ -53,3 +53,13 @@ def shown(text: object) -> str:
     if _PLAIN.match(text):
         return text
     return "".join(map(_escape, text))
+
+
+# scheme://user:password@host: the userinfo of any URL in a text (docs/threat-model.md T71).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
+
+
+def redacted(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``: what is
+    shown of a URL or a config value (error lines end up in CronJob logs)."""
+    return _USERINFO.sub(r"\1***@", text) if "@" in text else text

@@ -31,6 +31,7 @@ from merkle_backup.signing import PublicKey
 from merkle_backup.storage.files import NotRegularFile
 from merkle_backup.storage.source import BackupSource
 from merkle_backup.trust import SealTable, check_signature, open_seal, read_unverified
+from merkle_backup.velero import check_namespace_name
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,8 @@ def prove(
     """Build a proof of ``resources`` (tar paths or bucket object names) and ``namespaces``."""
     if not resources and not namespaces:
         raise UsageError("nothing to prove: give --resource or --namespace")
-    if any(not n for n in namespaces):
-        raise UsageError("a namespace name is not empty")
+    for name in namespaces:
+        check_namespace_name(name)  # T75: a glob is no namespace; absent, it would "prove" it
     # One pass over the leaves checks the table and keeps the tree the proofs come from; without
     # a key the proof's recipient checks the signature, but a proof that cannot verify is never
     # written (the self-check below).

@@ -99,7 +99,7 @@ def generate_keypair(path: Path) -> tuple[Path, Path]:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    data = _read_key_file(path)
+    data = _read_key_file(path, "private")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
@@ -113,7 +113,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: Path) -> PublicKey:
-    data = _read_key_file(path)
+    data = _read_key_file(path, "public")
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as e:
@@ -140,9 +140,29 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
 MAX_KEY_FILE_BYTES = 64 * 1024
 
 
-def _read_key_file(path: Path) -> bytes:
+def _read_key_file(path: Path, kind: str) -> bytes:
     """A PEM key file the user named: a regular file (a link to one is followed; a FIFO,
-    device or folder is refused, never waited on), at most 64 KiB."""
+    device or folder is refused, never waited on), at most 64 KiB, holding exactly one PEM
+    block (``kind``: "private" or "public", for the hints). docs/threat-model.md T76: a file
+    of two keys (a rotation's old and new) was read as its first alone; an OpenSSH or DER key
+    got the crypto library's error with no word on what to do."""
     from merkle_backup.storage.files import read_bounded  # key files: the only reads here
 
-    return read_bounded(path, MAX_KEY_FILE_BYTES, follow=True, error=KeyFileError, what="key file")
+    data = read_bounded(path, MAX_KEY_FILE_BYTES, follow=True, error=KeyFileError,
+                        what="key file")
+    text = data.lstrip()
+    if text.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
+        raise KeyFileError(f"{path}: an OpenSSH private key; merkle-backup reads PEM (PKCS#8): "
+                           "convert a copy with ssh-keygen -p -m PKCS8 -f COPY")
+    if text.startswith((b"ssh-ed25519 ", b"ssh-rsa ", b"ecdsa-sha2-")):
+        raise KeyFileError(f"{path}: an OpenSSH public key; merkle-backup reads PEM: "
+                           f"ssh-keygen -e -m PKCS8 -f {path} > KEY.pem")
+    if not text.startswith(b"-----BEGIN "):
+        pubin = "-pubin " if kind == "public" else ""
+        raise KeyFileError(f"{path}: not a PEM {kind} key (DER? convert it: openssl pkey "
+                           f"{pubin}-inform DER -in {path} -out KEY.pem)")
+    blocks = data.count(b"-----BEGIN ")
+    if blocks != 1:
+        how = "give each key its own --trust" if kind == "public" else "one key per --key file"
+        raise KeyFileError(f"{path}: holds {blocks} PEM blocks, not one key ({how})")
+    return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,6 +31,28 @@ BACKUP_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 def is_backup_name(text: str) -> bool:
     return BACKUP_NAME.fullmatch(text) is not None
 
+# A namespace's name is a DNS-1123 label: what `--namespace` must be (no glob can be one).
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_namespace_name(text: str) -> bool:
+    return NAMESPACE_NAME.fullmatch(text) is not None
+
+
+def check_namespace_name(name: str, flag: str = "--namespace") -> None:
+    """UsageError unless ``name`` can be a namespace: ``'prod*'`` or ``'*'`` match no namespace
+    exactly, so they would select nothing and verify nothing (docs/threat-model.md T75)."""
+    from merkle_backup.display import shown
+    from merkle_backup.errors import UsageError
+
+    if name == "":
+        raise UsageError(f"{flag}: an empty name selects nothing (an unset variable?); give a "
+                         "namespace name")
+    if not is_namespace_name(name):
+        raise UsageError(f"{flag} {shown(name)!r}: not a namespace name (lowercase letters, "
+                         "digits and '-', at most 63); for globs or lists use "
+                         "--include-namespaces")
+
 # Since v1.4 every item is written twice: resources/<gr>/... and
 # resources/<gr>/<v>-preferredversion/...
 PREFERRED_SUFFIX = "-preferredversion"
@@ -51,9 +72,11 @@ class BackupInfo:
 
 def parse_backup_object(data: bytes, source: str) -> BackupInfo:
     """Name, UID and phase from velero-backup.json; CannotCheck when they are not there."""
+    from merkle_backup.formats.strict import loads_json  # strict, depth-bounded (T73)
+
     try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as e:
+        obj = loads_json(data)
+    except ValueError as e:
         raise CannotCheck(f"{source}: velero-backup.json is not JSON ({e})") from e
     if not isinstance(obj, dict) or obj.get("kind") != "Backup":
         raise CannotCheck(f"{source}: velero-backup.json is not a Velero Backup object")
@@ -85,8 +108,19 @@ def _time(value: Any) -> datetime | None:
 
 def backup_times(data: bytes | None) -> tuple[datetime | None, datetime | None]:
     """status.completionTimestamp and status.expiration of velero-backup.json (None: absent)."""
+    from merkle_backup.formats.strict import loads_json
+
     try:
-        status = json.loads(data or b"{}").get("status") or {}
+        status = loads_json(data or b"{}").get("status") or {}
         return _time(status.get("completionTimestamp")), _time(status.get("expiration"))
     except (ValueError, AttributeError, RecursionError):
         return None, None
+
+
+def completed_within(completed: datetime | None, now: datetime, max_age: timedelta) -> bool:
+    """Whether a backup that completed at ``completed`` is recent enough to seal silently:
+    within ``max_age`` of ``now`` and not in the future past CLOCK_SKEW (an absent
+    completionTimestamp is never recent)."""
+    # never now - max_age: a huge --max-age would overflow the date arithmetic
+    return completed is not None and completed <= now + CLOCK_SKEW and \
+        now - completed <= max_age

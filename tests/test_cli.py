@@ -301,3 +301,25 @@ def test_demo_runs_end_to_end() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "NOT AUTHENTIC" in proc.stdout and "modified" in proc.stdout
     assert "tampering was caught" in proc.stdout
+
+
+# --- T75: --namespace is one exact name ----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["prod*", "*", "monitoring-*", "Monitoring-000", "a,b",
+                                  "x" * 64, "ns/evil", "monitoring-000 "])
+def test_t75_namespace_that_cannot_be_a_namespace_is_a_usage_error(sealed: Path, keypair,
+                                                                   tmp_path: Path,
+                                                                   name: str) -> None:
+    """T75: `--namespace 'prod*'` printed VERIFIED with nothing matched while the namespaces
+    meant were tampered; now a usage error (exit 2, one line) pointing to --include-namespaces,
+    for verify and prove alike."""
+    target = tarball(sealed)
+    rewrite(target, lambda entries: [(n, add_sidecar(d) if n == first(entries, f"resources/deployments.apps/namespaces/{NS_A}/") else d) for n, d in entries])
+    code, out, err = run("verify", sealed, "--trust", keypair[1], "--namespace", name)
+    assert code == 2 and "VERIFIED" not in out, out + err
+    assert err.count("\n") == 1 and "--include-namespaces" in err and "Traceback" not in err
+    code, _, err = run("prove", sealed, "--namespace", name, "-o", tmp_path / "p.proof")
+    assert code == 2 and "--include-namespaces" in err and not (tmp_path / "p.proof").exists()
+    # The glob through --include-namespaces catches the tampering.
+    code, out, _ = run("verify", sealed, "--trust", keypair[1], "--include-namespaces", "monitoring-*")
+    assert code == 1 and "modified" in out

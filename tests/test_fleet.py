@@ -326,3 +326,49 @@ def test_iam_policy_in_docs_is_json() -> None:
     assert actions == {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
     put = next(s for s in policy["Statement"] if s["Action"] == "s3:PutObject")
     assert put["Resource"].endswith("/backups/*/*-merkle.seal")
+
+
+def _completed(folder: Path, when: str) -> None:
+    manifest = folder / "velero-backup.json"
+    obj = json.loads(manifest.read_text())
+    obj["status"]["completionTimestamp"] = when
+    manifest.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def test_t70_seal_all_without_the_log_never_launders_an_old_backup(store, staging, keypair) -> None:
+    """T70: a backup completed long ago, tampered, its seal deleted, is not sealed again by the
+    next seal-all (no --log): skipped with the reason; audit names it as unsealed and too old to
+    seal (--require-seal: exit 1); --backfill seals it on purpose."""
+    store.add(staging("fresh"))
+    old = staging("old")
+    store.add(old)
+    code, out, err = run("seal-all", store.location, "--key", keypair[0], *store.opts)
+    assert code == 0 and rows(out) == {"fresh": "sealed", "old": "sealed"}, out + err
+    aged = staging("aged")  # completed days ago, never sealed, unchanged
+    _completed(aged, "2026-01-02T03:04:05Z")
+    store.add(aged)
+    # Days later: the attacker changes the old backup and deletes its seal.
+    _completed(old, "2026-01-02T03:04:05Z")
+    store.write("old", "velero-backup.json", (old / "velero-backup.json").read_bytes())
+    store.tamper("old")
+    if isinstance(store, Local):
+        (store.folder("old") / "old-merkle.seal").unlink()
+    else:
+        store.client.delete_object(Bucket=store.bucket, Key=store.key("old", "old-merkle.seal"))
+    code, out, err = run("seal-all", store.location, "--key", keypair[0], *store.opts)
+    assert code == 0 and rows(out) == {"aged": "skipped", "fresh": "skipped", "old": "skipped"}
+    assert "completed 2026-01-02T03:04:05Z, older than --max-age: not sealed" in out
+    assert "note: 2 final backup(s) older than --max-age left unsealed" in out
+    assert not store.exists("old", "old-merkle.seal")
+    code, out, err = run("audit", store.location, "--trust", keypair[1], "--require-seal",
+                         *store.opts)
+    assert code == 1 and rows(out)["old"] == "unsealed", out + err
+    assert "older than --max-age: not sealed" in out
+    row = {r["name"]: r for r in json.loads(
+        run("audit", store.location, "--trust", keypair[1], "--json", *store.opts)[1])["backups"]}
+    assert row["old"]["status"] == "unsealed" and "older than --max-age" in row["old"]["detail"]
+    # --backfill seals old backups on purpose, once a person checked them (this tampered one
+    # is still refused, by the defence in depth: its sidecar made the two copies differ).
+    code, out, err = run("seal-all", store.location, "--key", keypair[0], "--backfill", *store.opts)
+    assert rows(out)["aged"] == "sealed" and "backfilled" in out, out + err
+    assert rows(out)["old"] == "ERROR" and code == 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,16 +207,17 @@ def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_s
         with RowCount("audit") as counter:
             if fleet is None:
                 report, extra = run(where, keys, jobs=jobs, require_seal=require_seal,
-                                    limits=limits, progress=counter), None
+                                    limits=limits, progress=counter,
+                                    clock=lambda: datetime.now(timezone.utc),
+                                    max_age=timedelta(hours=max_age)), None
             else:  # issue 16: --shard, --state, --results, --metrics, --attest (fleet_run.py)
                 from merkle_backup.fleet.audit_run import run_audit
 
                 extra = run_audit(where, keys, jobs=jobs, require_seal=require_seal,
-                                  limits=limits, options=fleet, progress=counter)
+                                  limits=limits, options=fleet, progress=counter,
+                                  max_age=timedelta(hours=max_age))
                 report = extra.report
         if the_log is not None:
-            from datetime import timedelta
-
             from merkle_backup.tlog.check import audit_logged
 
             report = audit_logged(where, keys, the_log, report=report,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from merkle_backup.cli.options import storage
-from merkle_backup.display import shown
+from merkle_backup.display import redacted, shown
 from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
 
 if TYPE_CHECKING:
@@ -86,14 +86,14 @@ def funnel(command: Callable[..., int | None]) -> Callable[..., None]:
         try:
             code = command(*args, **kwargs) or ExitCode.VERIFIED
         except Error as e:
-            message = explained(e, kwargs)
+            message = redacted(explained(e, kwargs))  # T71: no URL's password in a log
             click.echo(
                 f"merkle-backup: {'not authentic' if isinstance(e, NotAuthentic) else 'error'}: "
                 f"{shown(message)}",
                 err=True,
             )
             if as_json:  # the same shape as a report, so callers need one parser
-                subject = str(kwargs.get("backup") or kwargs.get("proof_file") or "")
+                subject = redacted(str(kwargs.get("backup") or kwargs.get("proof_file") or ""))
                 problem = "not authentic" if isinstance(e, NotAuthentic) else "could not check"
                 click.echo(json.dumps({
                     "verified": False, "backup": None, "root": None, "tree_size": None,

@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from merkle_backup.storage.options import ConnectionOptions
 
 
+class FiniteFloat(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and inf (nan passes every range comparison
+    and then crashes date arithmetic): a usage error, exit 2 (docs/threat-model.md T74)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--trust", "trust", multiple=True, required=True, type=click.Path(path_type=Path),
@@ -131,7 +145,7 @@ def _storage_options(f: Callable[..., Any], argument: str) -> Callable[..., Any]
             ),
             click.option(
                 "--timeout",
-                type=click.FloatRange(min=0.1, max=86400),
+                type=FiniteFloat(min=0.1, max=86400),
                 metavar="SECONDS",
                 help="Most time one storage operation may take, retries included (default "
                 "60); each connect and read waits a third of it at most.",
@@ -147,7 +161,8 @@ def storage() -> ConnectionOptions:
 
     ctx = click.get_current_context(silent=True)
     options: ConnectionOptions | None = ctx.meta.get(STORAGE_KEY) if ctx is not None else None
-    return options if options is not None else ConnectionOptions()
+    # Checked here, where the command's error funnel turns a refusal into one line (exit 2).
+    return options.checked() if options is not None else ConnectionOptions()
 
 
 def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -160,10 +175,11 @@ def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
+    return click.option("--max-age", "max_age", type=FiniteFloat(min=0, max=1e8), default=6.0,
                         show_default=True, metavar="HOURS",
                         help="A final backup completed longer ago than this is never sealed "
-                             "silently: `seal missing` (keep it above the CronJob period).")(f)
+                             "silently: seal-all skips it (--backfill seals it), audit names it, "
+                             "`seal missing` with --log (keep it above the CronJob period).")(f)
 def jobs_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
                         help="Backups processed in parallel.")

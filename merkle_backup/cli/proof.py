@@ -38,7 +38,7 @@ from merkle_backup.display import shown
     "--namespace",
     "namespaces",
     multiple=True,
-    help="Prove this whole namespace, or its absence. Repeatable.",
+    help="Prove this whole namespace (its exact name), or its absence. Repeatable.",
 )
 @click.option(
     "--with-content", is_flag=True, help="Embed the manifests, so the proof file alone suffices."

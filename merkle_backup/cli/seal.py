@@ -4,7 +4,7 @@ without the transparency log)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from merkle_backup.cli.common import (
     warn,
 )
 from merkle_backup.cli.options import (
+    FiniteFloat,
     jobs_option,
     json_option,
     limits_from,
@@ -56,6 +57,12 @@ def keygen(keyfile: Path) -> None:
     folder is created (mode 0700)."""
     from merkle_backup.signing import generate_keypair, load_public_key
 
+    if keyfile.name.endswith(".pub"):  # T76: the private key would be written under .pub
+        from merkle_backup.errors import UsageError
+
+        raise UsageError(f"{shown(keyfile)}: KEYFILE is where the private key goes (the public "
+                         f"key goes to KEYFILE.pub); give {shown(keyfile.name[:-4] or 'signer')}"
+                         f", not {shown(keyfile.name)}")
     if not keyfile.parent.exists():
         from merkle_backup.errors import StorageError
 
@@ -79,7 +86,7 @@ def keygen(keyfile: Path) -> None:
 @click.option("--force", is_flag=True,
               help="Seal even if classic and -preferredversion copies differ or a manifest's "
                    "metadata disagrees with its path (reported as warnings).")
-@click.option("--max-age", "max_age", type=click.FloatRange(min=0, max=1e8), default=6.0,
+@click.option("--max-age", "max_age", type=FiniteFloat(min=0, max=1e8), default=6.0,
               show_default=True, metavar="HOURS",
               help="Warn when the backup completed longer ago than this (as seal-all --log's "
                    "`seal missing`); the seal is written all the same.")
@@ -120,17 +127,14 @@ def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, for
 def sealed_late(source: BackupSource, max_age: float) -> str | None:
     """The warning for a backup whose velero-backup.json says it completed longer ago than
     ``max_age`` hours (or says nothing of it); None when recent, or with no velero-backup.json."""
-    from datetime import timedelta
-
-    from merkle_backup.velero import BACKUP_OBJECT, CLOCK_SKEW, backup_times
+    from merkle_backup.velero import BACKUP_OBJECT, backup_times, completed_within
 
     data = source.read_object(BACKUP_OBJECT)
     if data is None:
         return None
     completed, _ = backup_times(data)
     now = datetime.now(timezone.utc)
-    if completed is not None and completed <= now + CLOCK_SKEW and \
-            now - completed <= timedelta(hours=max_age):  # no date arithmetic past year 9999
+    if completed_within(completed, now, timedelta(hours=max_age)):
         return None
     when = (f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed
             else "has no completionTimestamp")
@@ -150,7 +154,7 @@ def sealed_late(source: BackupSource, max_age: float) -> str | None:
 @jobs_option(2)
 @log_options
 @max_age_option
-@click.option("--backfill", is_flag=True, help="With --log: also seal (and log) final backups "
+@click.option("--backfill", is_flag=True, help="Also seal (and, with --log, log) final backups "
               "older than --max-age; run it by hand, after checking them.")
 @json_option
 @limits_options
@@ -173,7 +177,8 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
             where = open_location(location, jobs)
             with RowCount("seal-all") as counter:
                 report = run(where, private, jobs=jobs, clock=lambda: datetime.now(timezone.utc),
-                             limits=limits_from(max_entry_size, max_entries), progress=counter)
+                             limits=limits_from(max_entry_size, max_entries), progress=counter,
+                             max_age=timedelta(hours=max_age), backfill=backfill)
     except Interrupted as e:
         print_interrupted(e.partial, as_json, verbose_failures=False)
         raise
@@ -201,8 +206,6 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
 def seal_all_logged(location: str | None, private: Ed25519PrivateKey, jobs: int, log: str,
                     log_state: Path | None, max_age: float, backfill: bool,
                     limits: Limits) -> SealAllReport:
-    from datetime import timedelta
-
     from merkle_backup.fleet.seal_logged import seal_all_logged
     from merkle_backup.signing import public_key_of
 

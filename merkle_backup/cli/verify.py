@@ -67,7 +67,8 @@ def selection_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--namespace",
                 "namespaces",
                 multiple=True,
-                help="One namespace by its exact name (no glob). Repeatable.",
+                help="One namespace by its exact name (no glob: see --include-namespaces). "
+                "Repeatable.",
             ),
             click.option(
                 "--include-resources",

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -31,7 +31,7 @@ from merkle_backup.fleet.shard import (
     shard_report,
 )
 from merkle_backup.fleet.state import Record, State, fingerprints, load_state, save_state
-from merkle_backup.fleet.sweep import ERROR, VERIFIED, AuditReport, BackupRow
+from merkle_backup.fleet.sweep import DEFAULT_MAX_AGE, ERROR, VERIFIED, AuditReport, BackupRow
 from merkle_backup.fleet.sweep import audit as fleet_audit
 from merkle_backup.storage.source import BackupSource, Location
 from merkle_backup.velero import SEAL_SUFFIX
@@ -175,6 +175,7 @@ def run_audit(
     options: FleetOptions,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     progress: Any = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> AuditRun:
     if options.attest is not None and options.key is None:
         raise UsageError("--attest needs --key (the private key that signs the attestation)")
@@ -216,7 +217,7 @@ def run_audit(
 
     try:
         report = fleet_audit(view, trusted, jobs=jobs, require_seal=require_seal, limits=limits,
-                             progress=progress) if to_read else None
+                             progress=progress, clock=clock, max_age=max_age) if to_read else None
     except Interrupted as e:
         partial = e.partial
         if partial is not None and reused:

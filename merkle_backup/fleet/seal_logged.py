@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.errors import Error, NotAuthentic
 from merkle_backup.fleet.sweep import (
+    DEFAULT_MAX_AGE,
     ERROR,
     SEALED,
     SKIPPED,
@@ -28,7 +29,6 @@ from merkle_backup.signing import public_key_of
 from merkle_backup.storage.source import BackupSource
 from merkle_backup.tlog.check import (
     BAD,
-    DEFAULT_MAX_AGE,
     SEAL_MISSING,
     NameIndex,
     bucket_seal,
@@ -36,8 +36,8 @@ from merkle_backup.tlog.check import (
     judge_seal,
 )
 from merkle_backup.tlog.entries import SEAL, TOMBSTONE, Entry, seal_entries
-from merkle_backup.tlog.log import Log
-from merkle_backup.velero import BACKUP_OBJECT, CLOCK_SKEW, backup_times, is_backup_name
+from merkle_backup.tlog.log import ClaimRefused, Log
+from merkle_backup.velero import BACKUP_OBJECT, backup_times, completed_within, is_backup_name
 
 
 class SealAllLogReport(SealAllReport):
@@ -147,8 +147,7 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
                     name, SEALED, f"resealed as logged at entry {i}", e.uid, e.root.hex()
                 )
             # Forgotten (tombstone), or never logged: a new backup, sealed if recent.
-            recent = completed is not None and completed <= now + CLOCK_SKEW and \
-                now - completed <= max_age  # never now - max_age: a huge --max-age overflows
+            recent = completed_within(completed, now, max_age)
             if not recent and not backfill:
                 when = (
                     f"completed {completed:%Y-%m-%dT%H:%M:%SZ}"
@@ -171,6 +170,8 @@ def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
             )
         except _AlreadyLogged as e:
             return BackupRow(name, SKIPPED, e.diagnostics())
+        except ClaimRefused:
+            raise  # the log store holds a claim no sealer made: the whole run stops (T69)
         except Error as e:
             return _raced(name, e)
 

@@ -29,6 +29,10 @@ from typing import Any
 from merkle_backup.errors import CannotCheck, ExitCode, StorageError, UsageError
 from merkle_backup.fleet.sweep import (
     ERROR,
+    TAMPERED,
+    UNFINISHED,
+    UNSEALED,
+    VERIFIED,
     AuditReport,
     BackupRow,
     FailureRow,
@@ -154,13 +158,11 @@ class ResultsStore:
             if data is None:
                 raise StorageError(f"{self.describe(name)}: no such object")
             return data
-        path = self.path / name
-        try:
-            if path.stat().st_size > MAX_RESULT_BYTES:
-                raise StorageError(f"{path} is larger than {MAX_RESULT_BYTES} bytes")
-            return path.read_bytes()
-        except OSError as e:
-            raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+        from merkle_backup.storage.files import read_bounded
+
+        # Like a bucket object: never followed, never a FIFO or device, capped (T72).
+        return read_bounded(self.path / name, MAX_RESULT_BYTES, follow=False,
+                            what="shard result")
 
 
 def check_results_place(location: Any, url: str) -> None:
@@ -250,11 +252,18 @@ def decode_result(data: bytes, where: str) -> dict[str, Any]:
         raise CannotCheck(f"{where}: malformed shard result ({e})") from e
     if not ok:
         raise CannotCheck(f"{where}: malformed shard result")
+    seen: set[str] = set()
     for row in rows:
         if shard_of(row.name, shards) != shard:
             raise CannotCheck(
                 f"{where}: holds backup {row.name!r}, which is not in shard {shard}/{shards}"
             )
+        if row.status not in STATUSES:  # a status the merge cannot judge (T76)
+            raise CannotCheck(f"{where}: backup {row.name!r} has status {row.status!r}, not "
+                              f"one an audit writes ({', '.join(STATUSES)})")
+        if row.name in seen:  # two rows: which one would the merge keep?
+            raise CannotCheck(f"{where}: backup {row.name!r} is listed twice")
+        seen.add(row.name)
     obj["rows"] = rows
     return obj
 
@@ -266,6 +275,10 @@ def _row(b: dict[str, Any]) -> BackupRow:
                      for f in b.get("failures") or ())
     return BackupRow(b["name"], b["status"], str(b.get("detail", "")), b.get("uid"), b.get("root"),
                      failures)
+
+
+# The statuses an audit's row can have (fleet.sweep): a result holding another is refused.
+STATUSES = (VERIFIED, TAMPERED, UNSEALED, UNFINISHED, ERROR)
 
 
 class ShardReport(AuditReport):

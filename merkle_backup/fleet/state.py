@@ -36,11 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from merkle_backup.errors import CannotCheck, StorageError, UsageError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.velero import BACKUPS_FOLDER
 
 STATE_FORMAT = "merkle-backup-audit-state/1"
 MAX_STATE_BYTES = 512 * 2**20
 DEFAULT_RECHECK_AFTER = "7d"
+MAX_DURATION = 100 * 365 * 86400.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+)([smhdw])")
 
@@ -48,14 +50,14 @@ _DURATION = re.compile(r"(\d+)([smhdw])")
 def parse_duration(text: str) -> float:
     """``90s``, ``30m``, ``12h``, ``7d``, ``2w``, combined (``1d12h``), or plain seconds."""
     text = text.strip()
-    if re.fullmatch(r"\d+", text):
+    if re.fullmatch(r"\d{1,12}", text):
         seconds = float(text)
-    elif text and re.fullmatch(r"(\d+[smhdw])+", text):
+    elif text and re.fullmatch(r"(\d{1,12}[smhdw]){1,5}", text):
         seconds = float(sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
     else:
         raise UsageError(f"{text!r} is not a duration (e.g. 12h, 7d, 1d12h, or seconds)")
-    if seconds <= 0:
-        raise UsageError(f"{text!r}: a duration must be more than 0")
+    if not 0 < seconds <= MAX_DURATION:  # never a date arithmetic overflow later (T74)
+        raise UsageError(f"{text!r}: a duration must be more than 0 and at most 100 years")
     return seconds
 
 
@@ -165,17 +167,14 @@ def load_state(path: Path, location: str, key_ids: Sequence[str]) -> State:
     """The state in ``path`` for this location and these keys; an empty one if there is no
     file yet, or (with a note) if it was recorded for another location or other keys."""
     keys = tuple(sorted(key_ids))
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_STATE_BYTES + 1)
-    except FileNotFoundError:
+    from merkle_backup.storage.files import read_if_present
+
+    # A file the user named: a link is followed, but never a FIFO or device (T72).
+    data = read_if_present(path, MAX_STATE_BYTES, follow=True, what="state file")
+    if data is None:
         return State(location, keys, {}, f"no state in {path} yet: every backup is read")
-    except OSError as e:
-        raise StorageError(f"cannot read state file {path}: {e.strerror or e}") from e
-    if len(data) > MAX_STATE_BYTES:
-        raise CannotCheck(f"state file {path} is larger than {MAX_STATE_BYTES} bytes")
     try:
-        obj = json.loads(data)
+        obj = loads_json(data)
         if not isinstance(obj, dict) or obj.get("format") != STATE_FORMAT:
             raise ValueError(f"format is not {STATE_FORMAT}")
         records = {}

@@ -12,8 +12,11 @@ turn a sealed backup into an "unfinished" one):
   unsealed -> ``unfinished`` (phase not final, or no ``velero-backup.json`` yet) or ``unsealed``.
 * seal-all: sealed -> ``skipped`` once the seal's head decodes, else ``tampered`` (a 0-byte,
   truncated or foreign file, or a link, at the seal's place: exit 1); phase not final ->
-  ``skipped``; otherwise ``sealed`` or ``error``. It never replaces a seal and never forces
-  past the sealer's refusals.
+  ``skipped``; completed longer ago than ``max_age`` (or with no completionTimestamp) ->
+  ``skipped`` unless ``backfill``: a seal proves what the bucket held when it was made, so an old
+  backup is never sealed silently (it may have been changed, and its seal deleted, since);
+  otherwise ``sealed`` or ``error``. It never replaces a seal and never forces past the
+  sealer's refusals.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,7 +41,14 @@ from merkle_backup.errors import (
 )
 from merkle_backup.signing import PublicKey
 from merkle_backup.storage.source import Location
-from merkle_backup.velero import BACKUP_OBJECT, BackupInfo, is_backup_name, parse_backup_object
+from merkle_backup.velero import (
+    BACKUP_OBJECT,
+    BackupInfo,
+    backup_times,
+    completed_within,
+    is_backup_name,
+    parse_backup_object,
+)
 
 # Audit statuses.
 VERIFIED = "verified"
@@ -49,6 +59,9 @@ ERROR = "error"  # could not be checked (or sealed)
 # seal-all statuses (and ERROR).
 SEALED = "sealed"
 SKIPPED = "skipped"
+
+# seal-all and audit: a final backup completed longer ago than this is not sealed silently.
+DEFAULT_MAX_AGE = timedelta(hours=6)
 
 # On an interrupt, how long the backups already being checked (or sealed) may take to finish
 # before they are abandoned (their rows left out).
@@ -171,16 +184,20 @@ def audit(
     require_seal: bool = False,
     limits: Limits | None = None,
     progress: RowProgress | None = None,
+    clock: Callable[[], datetime] | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> AuditReport:
     """Verify every backup of ``location`` against its seal, ``jobs`` at a time; ``progress``
-    is told of each row as it is done (see ``_map``)."""
+    is told of each row as it is done (see ``_map``). With ``clock``, an unsealed final backup
+    completed longer ago than ``max_age`` says that seal-all will not seal it."""
     if not trusted:
         raise CannotCheck("no trusted public key given")
     names = location.backup_names()
     limits = limits or Limits()
+    too_old = None if clock is None else (clock(), max_age)
     try:
-        rows = _map(lambda name: _audit_one(location, name, trusted, limits), names, jobs,
-                    progress)
+        rows = _map(lambda name: _aged(location, _audit_one(location, name, trusted, limits),
+                                       too_old), names, jobs, progress)
     except Interrupted as e:
         raise Interrupted(AuditReport(location.describe(), require_seal, tuple(e.partial or ()),
                                       (_interrupted_note(e.partial, names),))) from e
@@ -196,18 +213,28 @@ def seal_all(
     jobs: int = 1,
     limits: Limits | None = None,
     progress: RowProgress | None = None,
+    max_age: timedelta | None = None,
+    backfill: bool = False,
 ) -> SealAllReport:
-    """Seal every backup of ``location`` that is final and has no seal yet; ``progress`` is
-    told of each row as it is done (see ``_map``)."""
+    """Seal every backup of ``location`` that is final, has no seal yet and completed within
+    ``max_age`` (any age with ``backfill``; ``max_age`` None: the caller vouches for the
+    backups' age, as bench/ does; the command line always gives it); ``progress`` is told of
+    each row as it is done (see ``_map``)."""
+    if max_age is None:
+        backfill = True
     names = location.backup_names()
     limits = limits or Limits()
     try:
-        rows = _map(lambda name: _seal_one(location, name, private_key, clock, limits), names, jobs,
-                    progress)
+        rows = _map(lambda name: _seal_one(location, name, private_key, clock, limits, max_age,
+                                           backfill), names, jobs, progress)
     except Interrupted as e:
         raise Interrupted(SealAllReport(location.describe(), tuple(e.partial or ()),
                                         (_interrupted_note(e.partial, names),))) from e
     notes = () if names else (f"no backups under {location.describe()}",)
+    old = sum(1 for r in rows if r.status == SKIPPED and r.detail.endswith(TOO_OLD))
+    if old:
+        notes = (*notes, f"{old} final backup(s) older than --max-age left unsealed: check "
+                         "them, then seal-all --backfill")
     return SealAllReport(location.describe(), tuple(rows), notes)
 
 
@@ -264,6 +291,31 @@ def _map(work: Callable[[str], BackupRow], names: Iterable[str], jobs: int,
     return [rows[n] for n in names]
 
 
+TOO_OLD = "older than --max-age: not sealed (check it, then seal-all --backfill)"
+
+
+def too_old(location: Location, name: str, now: datetime, max_age: timedelta) -> str | None:
+    """Why seal-all leaves a final backup unsealed (its velero-backup.json says it completed
+    longer ago than ``max_age``, or not when), or None when it is recent."""
+    completed, _ = backup_times(location.read_object(name, BACKUP_OBJECT))
+    if completed_within(completed, now, max_age):
+        return None
+    when = f"completed {completed:%Y-%m-%dT%H:%M:%SZ}" if completed else "no completionTimestamp"
+    return f"{when}, {TOO_OLD}"
+
+
+def _aged(location: Location, row: BackupRow, old: tuple[datetime, timedelta] | None
+          ) -> BackupRow:
+    """An unsealed row, with why seal-all will not seal it when it is too old (T70)."""
+    if old is None or row.status != UNSEALED:
+        return row
+    try:
+        why = too_old(location, row.name, *old)
+    except Error as e:
+        return BackupRow(row.name, ERROR, e.diagnostics(), row.uid)
+    return row if why is None else replace(row, detail=f"{row.detail}; {why}")
+
+
 def _audit_one(
     location: Location, name: str, trusted: Sequence[PublicKey], limits: Limits
 ) -> BackupRow:
@@ -295,7 +347,8 @@ def _audit_one(
 
 
 def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
-              clock: Callable[[], datetime], limits: Limits) -> BackupRow:
+              clock: Callable[[], datetime], limits: Limits, max_age: timedelta | None,
+              backfill: bool) -> BackupRow:
     from merkle_backup.builder import seal_backup
 
     if not is_backup_name(name):
@@ -306,13 +359,19 @@ def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
             if problem is not None:
                 return BackupRow(name, TAMPERED, problem)
             return BackupRow(name, SKIPPED, "already sealed")
-        _, not_ready = final_phase(location, name)
+        phase, not_ready = final_phase(location, name)
         if not_ready is not None:
             return not_ready
+        assert phase is not None
+        now = clock()
+        old = too_old(location, name, now, max_age) if max_age is not None else None
+        if old is not None and not backfill:
+            return BackupRow(name, SKIPPED, old, phase.uid)
         source = location.open(name)
-        result = seal_backup(source, private_key, created_at=clock(), limits=limits, replace=False)
+        result = seal_backup(source, private_key, created_at=now, limits=limits, replace=False)
         cp = result.checkpoint
-        return BackupRow(name, SEALED, f"{cp.tree_size} leaves, seal {source.seal_path}",
+        how = "backfilled, " if old is not None else ""
+        return BackupRow(name, SEALED, f"{how}{cp.tree_size} leaves, seal {source.seal_path}",
                          cp.uid, cp.root.hex())
     except Error as e:
         return BackupRow(name, ERROR, e.diagnostics())

@@ -69,10 +69,10 @@ def parse_restore_manifest(data: bytes, source: str) -> Any:
         raise UsageError(f"{source}: not UTF-8 text") from e
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        import json
+        from merkle_backup.formats.strict import loads_json
 
         try:
-            return json.loads(text)
+            return loads_json(text)
         except ValueError as e:
             raise UsageError(f"{source}: not valid JSON ({e})") from e
     import yaml
@@ -84,4 +84,27 @@ def parse_restore_manifest(data: bytes, source: str) -> Any:
         raise UsageError(f"{source}: not valid YAML or JSON ({str(e).splitlines()[0]})") from e
     if len(documents) != 1:
         raise UsageError(f"{source}: {len(documents)} YAML documents; give exactly one Restore")
+    if _depth(documents[0]) > MAX_DEPTH:  # as JSON's (formats.strict): no deeper manifest
+        raise UsageError(f"{source}: nested more than {MAX_DEPTH} levels deep")
     return documents[0]
+
+
+MAX_DEPTH = 64
+
+
+def _depth(obj: Any) -> int:
+    """How deeply lists and maps nest in ``obj`` (iterative: YAML aliases may share nodes, so
+    each node is visited once)."""
+    deepest, seen = 0, set()
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict)
+                                                     else node))
+    return deepest

@@ -17,7 +17,7 @@ from merkle_backup.core.keys import (
 )
 from merkle_backup.errors import UsageError
 from merkle_backup.selection.globs import check_brackets, compile_globs
-from merkle_backup.velero import BACKUP_OBJECT
+from merkle_backup.velero import BACKUP_OBJECT, check_namespace_name
 
 # Items Velero restores whatever the namespace filter (restore.go resourceMustHave): a DataUpload
 # decides which snapshot a claim's data is restored from.
@@ -90,9 +90,7 @@ class Selection:
 
     def __post_init__(self) -> None:
         for name in self.exact_namespaces:
-            if name == "":
-                raise UsageError("--namespace: an empty name selects nothing (an unset "
-                                 "variable?); give a namespace name")
+            check_namespace_name(name)
         for flag, values in (("--include-namespaces", self.include_namespaces),
                              ("--exclude-namespaces", self.exclude_namespaces)):
             if any(v == "" for v in values):

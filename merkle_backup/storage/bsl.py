@@ -5,14 +5,20 @@ bucket and prefix of ``--bsl FILE`` (JSON, or the simple YAML of ``storage.yaml_
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from merkle_backup.errors import CannotCheck, UsageError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.storage.files import read_bounded
-from merkle_backup.storage.options import S3_SCHEME, ConnectionOptions, S3Url, parse_s3_url
+from merkle_backup.storage.options import (
+    S3_SCHEME,
+    ConnectionOptions,
+    S3Url,
+    check_endpoint_url,
+    parse_s3_url,
+)
 from merkle_backup.storage.yaml_subset import YamlSubsetError, parse_simple_yaml
 
 MAX_BSL_BYTES = 1 << 20
@@ -39,7 +45,7 @@ def load_bsl(path: Path) -> BackupStorageLocation:
         raise CannotCheck(f"{path}: not UTF-8 text") from e
     if text.lstrip().startswith(("{", "[")):
         try:
-            document = json.loads(text)
+            document = loads_json(text)
         except ValueError as e:
             raise CannotCheck(f"{path}: not valid JSON: {e}") from e
         documents = [document]
@@ -138,10 +144,16 @@ def bsl_from_manifest(
             ca_pem = decode_ca_cert(ca_cert)
         except ValueError as e:
             raise fail(f"spec.objectStorage.caCert: {e}") from e
+    endpoint = text("s3Url") or None
+    if endpoint is not None:
+        try:
+            check_endpoint_url(endpoint, "spec.config.s3Url")
+        except UsageError as e:
+            raise fail(e.diagnostics()) from e
     key_file = text("customerKeyEncryptionFile")
     credentials = text("credentialsFile")
     options = ConnectionOptions(
-        endpoint_url=text("s3Url") or None,
+        endpoint_url=endpoint,
         region=text("region") or None,
         profile=text("profile") or None,
         path_style=flag("s3ForcePathStyle"),

@@ -132,11 +132,39 @@ def read_bounded(path: Path | str, cap: int, *, follow: bool, error: type[Error]
     return data
 
 
+def read_if_present(path: Path | str, cap: int, *, follow: bool,
+                    error: type[Error] = StorageError, what: str = "") -> bytes | None:
+    """``read_bounded``, or None when nothing is at ``path`` (nor is a folder on the way)."""
+    try:
+        return read_bounded(path, cap, follow=follow, error=error, what=what)
+    except Error:
+        if not os.path.lexists(path):
+            return None
+        raise
+
+
+def check_library_file(path: Path | str, cap: int, what: str) -> None:
+    """A file the user named that a library (botocore) will open itself: a regular file (a
+    link the user chose is followed), at most ``cap`` bytes; StorageError otherwise. Never a
+    FIFO (the library would wait forever) nor a device (it would read without end)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise StorageError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise StorageError(f"{what} {path} is {kind_of(st.st_mode)}, not a regular file")
+    if st.st_size > cap:
+        raise StorageError(f"{what} {path} is {st.st_size} bytes, larger than the {cap} byte "
+                           "limit")
+
+
 # Files given on the command line: caps on what is read.
 MAX_PROOF_FILE_BYTES = 512 * 2**20   # a proof of many namespaces with their manifests
 MAX_CONTENT_FILE_BYTES = 256 * 2**20  # a manifest held by the user (as big as a bucket object)
 MAX_RESTORE_FILE_BYTES = 1 << 20  # a Restore manifest (verify --restore), as a BSL manifest
 MAX_ATTESTATION_FILE_BYTES = 256 * 2**20  # an audit's signed statement: one subject per object
+MAX_CA_BUNDLE_BYTES = 16 * 2**20  # every CA of a system bundle is ~0.2 MiB
+MAX_CREDENTIALS_FILE_BYTES = 1 << 20  # an AWS credentials file (a BSL's credentialsFile)
 
 
 def check_proof_output(output: Path, seal_path: Path | str | None, *, force: bool) -> None:

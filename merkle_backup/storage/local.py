@@ -300,6 +300,20 @@ def bare_tarball_name(filename: str) -> str:
     return stem
 
 
+def _listed(name: str) -> str:
+    """A folder name as a report, --json and --metrics carry it: a name that is not UTF-8
+    (its bytes held as lone surrogates, which no UTF-8 writer takes) is given escaped, as
+    display.shown escapes it; such a name is no Velero backup name, so it is never opened
+    (docs/threat-model.md T74)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        from merkle_backup.display import shown
+
+        return shown(name)
+    return name
+
+
 def read_object_file(path: Path) -> bytes | None:
     """A bucket object's bytes: a regular file, never followed, at most MAX_OBJECT_BYTES (more
     is a StorageError, and at most one byte more is read); None when nothing is at ``path``."""
@@ -334,7 +348,7 @@ class LocalBucket:
         planted in the bucket layout is not a backup folder)."""
         try:
             with os.scandir(self.backups) as entries:
-                return sorted(e.name for e in entries
+                return sorted(_listed(e.name) for e in entries
                               if e.is_symlink() or e.is_dir(follow_symlinks=False))
         except OSError as e:
             raise StorageError(f"cannot list {self.backups}: {e.strerror or e}") from e

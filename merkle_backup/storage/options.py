@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from merkle_backup.display import redacted
 from merkle_backup.errors import UsageError
 
 S3_SCHEME = "s3://"
@@ -31,17 +32,49 @@ class S3Url:
 
 
 def parse_s3_url(text: str) -> S3Url:
-    """``s3://BUCKET[/PREFIX...]`` -> S3Url; UsageError for anything else."""
+    """``s3://BUCKET[/PREFIX...]`` -> S3Url; UsageError for anything else (the text shown
+    without any user or password in it)."""
+    shown = redacted(text)
     if not text.startswith(S3_SCHEME):
-        raise UsageError(f"{text!r} is not an s3:// URL")
+        raise UsageError(f"{shown!r} is not an s3:// URL")
     bucket, _, key = text[len(S3_SCHEME):].partition("/")
+    if "@" in bucket:
+        raise UsageError(f"{shown}: an s3:// URL holds no user or password (give credentials "
+                         "with --profile, or the BSL's credentialsFile)")
     if not _BUCKET.fullmatch(bucket):
-        raise UsageError(f"{text}: {bucket!r} is not a bucket name")
+        raise UsageError(f"{shown}: {bucket!r} is not a bucket name")
     key = key.strip("/")
     segments = key.split("/") if key else []
     if any(s in ("", ".", "..") for s in segments):
-        raise UsageError(f"{text}: empty, '.' or '..' segment in the key prefix")
+        raise UsageError(f"{shown}: empty, '.' or '..' segment in the key prefix")
     return S3Url(bucket, key)
+
+
+def check_endpoint_url(text: str, what: str) -> str:
+    """An S3 endpoint URL (``--endpoint-url``, a BSL's ``s3Url``) checked before any library
+    sees it: http or https, a host, a port that is a number, no user or password (they would
+    be printed in error lines and CronJob logs), no control characters or spaces. UsageError
+    with one line (the URL shown redacted) for anything else."""
+    from urllib.parse import urlsplit
+
+    shown = redacted(text)
+    if any(ord(c) <= 0x20 or 0x7F <= ord(c) <= 0x9F for c in text):
+        raise UsageError(f"{what} {shown!r}: a control character or space in the URL")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # ValueError when not a number in 0-65535
+    except ValueError as e:
+        raise UsageError(f"{what} {shown!r}: not a URL ({e})") from e
+    if parts.scheme.lower() not in ("http", "https"):
+        hint = f"; did you mean http://{text}?" if not parts.netloc and "://" not in text else ""
+        raise UsageError(f"{what} {shown!r}: give an http:// or https:// URL{hint}")
+    if "@" in parts.netloc:
+        raise UsageError(f"{what} {shown!r}: a user or password in the URL would be shown in "
+                         "logs; give credentials with --profile or the BSL's credentialsFile")
+    if not parts.hostname:
+        raise UsageError(f"{what} {shown!r}: no host")
+    del port
+    return text
 
 
 @dataclass(frozen=True)
@@ -78,6 +111,12 @@ class ConnectionOptions:
     timeout: float | None = None
     connect_timeout: float | None = None
     read_timeout: float | None = None
+
+    def checked(self, what: str = "--endpoint-url") -> ConnectionOptions:
+        """These options, once the endpoint URL is checked (``check_endpoint_url``)."""
+        if self.endpoint_url is not None:
+            check_endpoint_url(self.endpoint_url, what)
+        return self
 
     def over(self, base: ConnectionOptions) -> ConnectionOptions:
         """These options, with every unset one taken from ``base``."""

@@ -17,9 +17,32 @@ class YamlSubsetError(ValueError):
     """The text uses YAML this reader does not handle (or is not YAML)."""
 
 
-_KEY = re.compile(
-    r"""(?P<key>"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s#'"{}\[\],&*!|>%@`][^#]*?)\s*:(?:\s+|$)(?P<rest>.*)$"""
-)
+# A quoted key, then its colon: no repetition here can match the same text two ways, so a
+# failed match costs linear time.
+_QUOTED_KEY = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^']|'')*')\s*:(?=\s|$)""")
+_PLAIN_START = re.compile(r"""[^\s#'"{}\[\],&*!|>%@`]""")
+# Nested deeper than any Kubernetes manifest (a BSL is 4 levels deep).
+MAX_DEPTH = 64
+
+
+def _split_key(line: str) -> tuple[str, str] | None:
+    """``(key, rest)`` of a ``key: value`` line, or None; linear in the line's length (a
+    regular expression with a lazy key and optional spaces before the colon was quadratic on
+    a long line of spaces without a colon)."""
+    if line[:1] in ("'", '"'):
+        m = _QUOTED_KEY.match(line)
+        return None if m is None else (m.group(1), line[m.end():].lstrip())
+    if not _PLAIN_START.match(line):
+        return None
+    hash_at = line.find("#")
+    end = len(line) if hash_at < 0 else hash_at
+    colon = line.find(":", 1, end)
+    while colon >= 0:
+        after = line[colon + 1:colon + 2]
+        if after == "" or after.isspace():
+            return line[:colon].rstrip(), line[colon + 1:].lstrip()
+        colon = line.find(":", colon + 1, end)
+    return None
 
 
 def parse_simple_yaml(text: str) -> list[Any]:
@@ -103,6 +126,12 @@ class _Parser:
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
         self.i = 0
+        self.depth = 0
+
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise YamlSubsetError(f"line {self.i + 1}: nested more than {MAX_DEPTH} levels deep")
 
     def _next_content(self) -> int | None:
         while self.i < len(self.lines) and not _content(self.lines[self.i]):
@@ -125,10 +154,17 @@ class _Parser:
         return value
 
     def _node(self, indent: int) -> Any:
+        self._deeper()
+        try:
+            return self._node_at(indent)
+        finally:
+            self.depth -= 1
+
+    def _node_at(self, indent: int) -> Any:
         line = self.lines[self.i][indent:]
         if line.startswith("- ") or line.rstrip() == "-":
             return self._sequence(indent)
-        if _KEY.match(line):
+        if _split_key(line) is not None:
             return self._mapping(indent)
         if len(self.lines) - self.i == 1 or self._only_line():
             self.i += 1
@@ -149,15 +185,15 @@ class _Parser:
             line = self.lines[self.i][indent:]
             if line.startswith("- ") or line.rstrip() == "-":
                 raise YamlSubsetError(f"line {self.i + 1}: a sequence item inside a mapping")
-            match = _KEY.match(line)
-            if not match:
+            match = _split_key(line)
+            if match is None:
                 raise YamlSubsetError(f"line {self.i + 1}: expected 'key: value'")
-            key = _scalar(match.group("key"))
+            key = _scalar(match[0])
             if not isinstance(key, str):
                 raise YamlSubsetError(f"line {self.i + 1}: unsupported key")
             if key in result:
                 raise YamlSubsetError(f"line {self.i + 1}: duplicate key {key!r}")
-            result[key] = self._value(match.group("rest"), indent)
+            result[key] = self._value(match[1], indent)
 
     def _value(self, rest: str, indent: int) -> Any:
         """The value after 'key:' or '- ' on line self.i, consuming its lines."""
@@ -218,10 +254,14 @@ class _Parser:
                 return result
             item = line[2:] if line.startswith("- ") else ""
             stripped = item.lstrip(" ")
-            if stripped and _KEY.match(stripped):
+            if stripped and _split_key(stripped) is not None:
                 # "- key: value" starts a mapping indented at the item's text.
                 inner = indent + 2 + (len(item) - len(stripped))
                 self.lines[self.i] = " " * inner + stripped
-                result.append(self._mapping(inner))
+                self._deeper()
+                try:
+                    result.append(self._mapping(inner))
+                finally:
+                    self.depth -= 1
             else:
                 result.append(self._value(item, indent))

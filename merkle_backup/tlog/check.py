@@ -31,6 +31,7 @@ from merkle_backup.errors import (
     UsageError,
 )
 from merkle_backup.fleet.sweep import (
+    DEFAULT_MAX_AGE,
     ERROR,
     TAMPERED,
     UNSEALED,
@@ -57,7 +58,6 @@ SEAL_MISSING = "seal missing"
 EXPIRED = "expired"
 FORGOTTEN = "forgotten"
 BAD = (UNLOGGED, REPLACED, REPLAYED, DELETED_EARLY, SEAL_MISSING)
-DEFAULT_MAX_AGE = timedelta(hours=6)
 
 
 # --- what the bucket says ------------------------------------------------------------------------

@@ -11,6 +11,14 @@ follows entry n-1: whoever finds a claim rolls it forward instead); write the en
 hash tiles it implies with conditional creates (identical bytes from another writer are fine);
 then compare-and-swap the head. The head is always written last, after every tile it names, so
 a crash leaves the old head with its tiles, plus a claim the next writer finishes.
+
+A claim is signed by the log's key over the log's origin, its slot and its entries' bytes
+(docs/format.md §12.4): every entry is public (a seal's entry is its checkpoint and signature),
+so an unsigned claim would let anyone who can write the store have the next honest append log an
+old or outside seal. Before another writer's claim is rolled forward its entries must follow
+the name rules of ``_check_claim`` (docs/threat-model.md T69); our own entries
+are checked by the caller's ``guard`` (seal-all: the name not logged meanwhile; forget: the
+name's seal is still its latest).
 """
 
 from __future__ import annotations
@@ -29,14 +37,32 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.core.tree import TreeHasher, verify_consistency
 from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, StorageError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.signing import PublicKey, public_key_of
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog import tiles
-from merkle_backup.tlog.entries import Entry, parse_entry
+from merkle_backup.tlog.entries import EXPIRY, SEAL, TOMBSTONE, Entry, parse_entry
 from merkle_backup.tlog.store import Conflict, LocalLogStore, S3LogStore
 
 SHA256 = TreeHasher("sha256", lambda b: hashlib.sha256(b).digest())
 MAX_ATTEMPTS = 64
+MAX_LOG_STATE_BYTES = 16 * 2**20  # a head per log origin
+CLAIM_CONTEXT = "merkle-backup/claim/v1"
+
+
+def claim_body(origin: str, size: int, raws: Sequence[bytes]) -> bytes:
+    """docs/format.md §12.4: what the log key signs in ``pending/<size>``."""
+    digest = hashlib.sha256(tiles.encode_bundle(raws)).hexdigest()
+    return (f"{CLAIM_CONTEXT}\norigin {origin}\nsize {size}\nentries {len(raws)}\n"
+            f"sha256 {digest}\n").encode()
+
+
+def encode_claim(private: Ed25519PrivateKey, origin: str, size: int,
+                 raws: Sequence[bytes]) -> bytes:
+    """``pending/<size>``: a bundle of the signed claim note, then the entries."""
+    body = claim_body(origin, size, raws)
+    note = notes.Note(body, (notes.sign_line(private, origin, body),)).encode()
+    return tiles.encode_bundle([note, *raws])
 
 
 def _push(stack: list[tuple[int, bytes]], leaves: Sequence[bytes]) -> None:
@@ -81,6 +107,11 @@ class LogRollback(NotAuthentic):
     """The log is smaller than, or does not extend, the last log head this user trusted."""
 
 
+class ClaimRefused(NotAuthentic):
+    """A claim (``pending/<n>``) that is not signed by the log's key, or whose entries break the
+    name rules: nothing of it is written."""
+
+
 @dataclass(frozen=True)
 class Head:
     checkpoint: notes.LogCheckpoint
@@ -111,14 +142,15 @@ class LogState:
         self._lock = threading.Lock()
 
     def load(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        from merkle_backup.storage.files import read_if_present
+
+        # A file the user named: a link is followed, but never a FIFO or device (T72).
+        data = read_if_present(self.path, MAX_LOG_STATE_BYTES, follow=True, error=CannotCheck,
+                               what="log state")
+        if data is None:
             return {}
-        except OSError as e:
-            raise CannotCheck(f"cannot read log state {self.path}: {e.strerror or e}") from e
         try:
-            obj = json.loads(data)
+            obj = loads_json(data)
             logs: dict[str, dict[str, Any]] = obj["logs"]
             for origin, v in logs.items():
                 if not (isinstance(v["size"], int) and len(base64.b64decode(v["root"])) == 32):
@@ -150,6 +182,15 @@ class LogState:
                          mode=0o600)
 
 
+def _name_step(names: dict[str, tuple[Entry | None, Entry]], e: Entry) -> None:
+    """Index ``e`` into name -> (latest seal, latest seal or tombstone)."""
+    if e.kind == SEAL:
+        names[e.backup] = (e, e)
+    elif e.kind == TOMBSTONE:
+        latest = names[e.backup][0] if e.backup in names else None
+        names[e.backup] = (latest, e)
+
+
 class Log:
     """One log: its store, the keys trusted to sign its head and entries, the user's state."""
 
@@ -169,6 +210,9 @@ class Log:
         self._entries: list[Entry] = []
         self._tiles: dict[tuple[int, int, int], list[bytes]] = {}
         self._stack: list[tuple[int, bytes]] = []  # complete subtrees of self._leaves
+        self._seen: dict[bytes, int] = {}  # leaf hash -> first index, of self._leaves
+        # backup name -> (latest seal, latest seal or tombstone), of self._entries
+        self._names: dict[str, tuple[Entry | None, Entry]] = {}
 
     def describe(self) -> str:
         return self.store.describe()
@@ -277,6 +321,10 @@ class Log:
             parsed = [
                 parse_entry(r, self.trusted, f"log entry {n + i}") for i, r in enumerate(raws)
             ]
+            for i, leaf in enumerate(new):
+                self._seen.setdefault(leaf, n + i)
+            for e in parsed:
+                _name_step(self._names, e)
             self._leaves.extend(new)
             self._stack = stack
             self._entries.extend(parsed)
@@ -298,13 +346,14 @@ class Log:
             self.trusted[me.key_id] = me.raw
         for r in raws:
             parse_entry(r, self.trusted)  # only entries a verifier will accept
-        claim = tiles.encode_bundle(raws)
         hook = crash or (lambda _: None)
         with self._lock:
             for _ in range(MAX_ATTEMPTS):
                 head = self.head()
                 if guard is not None:
                     guard(self.entries(head))
+                origin = head.checkpoint.origin if head.size else notes.origin_for(me.raw)
+                claim = encode_claim(private, origin, head.size, raws)
                 slot = f"pending/{head.size}"
                 try:
                     self.store.create(slot, claim)
@@ -325,7 +374,9 @@ class Log:
                 theirs = self.store.get(slot)
                 if theirs is None:
                     continue
-                others = self._decode_claim(slot, theirs)
+                others = self._decode_claim(slot, theirs, head)
+                self.entries(head)  # the names the rules need
+                self._check_claim(head, others, slot)
                 self._roll_forward(private, head, others, hook)
             raise StorageError(
                 f"log {self.describe()}: could not append after {MAX_ATTEMPTS} tries"
@@ -334,19 +385,84 @@ class Log:
     def _claim_done(self, size: int, claim: bytes) -> bool:
         return self.store.get(f"pending/{size}") == claim
 
-    def _decode_claim(self, slot: str, data: bytes) -> list[bytes]:
-        raws, pos = [], 0
+    def _decode_claim(self, slot: str, data: bytes, head: Head) -> list[bytes]:
+        """The entries of another writer's claim, once its note is signed by a trusted log key
+        for this log (its origin), this slot and these bytes; ClaimRefused otherwise."""
+        items, pos = [], 0
         while pos < len(data):
             if pos + 2 > len(data):
                 raise CannotCheck(f"{self.describe()}: {slot} is malformed")
             n = int.from_bytes(data[pos : pos + 2], "big")
-            raws.append(data[pos + 2 : pos + 2 + n])
+            items.append(data[pos + 2 : pos + 2 + n])
             pos += 2 + n
-        if pos != len(data) or not raws:
-            raise CannotCheck(f"{self.describe()}: {slot} is malformed")
+        if pos != len(data) or len(items) < 2:
+            raise ClaimRefused(self._unsigned(slot, "not a signed claim"))
+        note_raw, raws = items[0], items[1:]
+        try:
+            note = notes.parse_note(note_raw)
+        except FormatError as e:
+            raise ClaimRefused(self._unsigned(slot, "not a signed claim")) from e
+        lines = note.text.decode("utf-8", "replace").split("\n")
+        origin = lines[1][len("origin "):] if len(lines) > 1 and \
+            lines[1].startswith("origin ") else ""
+        want = head.checkpoint.origin if head.size else None
+        signed = any(
+            notes.origin_for(raw) == origin and (want is None or origin == want)
+            and notes.verify_ed25519(note, origin, raw) for raw in self.trusted.values()
+        )
+        if not signed:
+            raise ClaimRefused(self._unsigned(slot, "not signed by a key of this log"))
+        if note.text != claim_body(origin, head.size, raws):
+            raise ClaimRefused(self._unsigned(slot, "its signed slot or entries are not these"))
         for r in raws:
             parse_entry(r, self.trusted, f"{slot}")
         return raws
+
+    def _unsigned(self, slot: str, why: str) -> str:
+        return (f"log {self.describe()}: {slot} is {why}: someone without the log's key wrote "
+                f"the log store (or a version before claims were signed crashed mid-append); "
+                f"nothing was appended. Check the store, then delete {slot}")
+
+    def _check_claim(self, head: Head, raws: Sequence[bytes], what: str) -> None:
+        """docs/format.md §12.4: another writer's claim ``raws`` may follow ``head`` only if
+        none is logged already, each seal is newer than its name's latest seal, each tombstone
+        forgets its name's current seal and each expiry refers to it. ClaimRefused otherwise."""
+        if head.size == len(self._leaves):
+            seen, names = self._seen, self._names
+            logged = seen.get
+        else:  # an older head than this Log holds: its prefix, indexed afresh
+            names = {}
+            for e in self._entries[: head.size]:
+                _name_step(names, e)
+            prefix = {leaf: i for i, leaf in reversed(list(enumerate(self._leaves[: head.size])))}
+            logged = prefix.get
+        overlay: dict[str, tuple[Entry | None, Entry]] = {}
+        claimed: set[bytes] = set()
+        for k, raw in enumerate(raws):
+            e = parse_entry(raw, self.trusted, f"{what}, entry {k}")
+            leaf = tiles.leaf_hash(raw)
+            at = logged(leaf)
+            if at is not None or leaf in claimed:
+                where = f"log entry {at}" if at is not None else "this claim"
+                raise ClaimRefused(f"log {self.describe()}: {what}: the {e.kind} of {e.backup} "
+                                   f"is logged already ({where}); nothing was appended")
+            claimed.add(leaf)
+            latest, last = overlay.get(e.backup) or names.get(e.backup) or (None, None)
+            problem = None
+            if e.kind == SEAL and latest is not None and e.time <= latest.time:
+                problem = (f"a seal of {e.backup} not newer than its latest logged seal "
+                           f"({latest.time:%Y-%m-%dT%H:%M:%SZ})")
+            elif e.kind in (TOMBSTONE, EXPIRY) and (
+                    last is None or last.kind != SEAL or (last.uid, last.root) != (e.uid, e.root)):
+                problem = f"a {e.kind} of {e.backup} that is not about its current seal"
+            if problem is not None:
+                raise ClaimRefused(f"log {self.describe()}: {what}: {problem}; nothing was "
+                                   "appended")
+            step: dict[str, tuple[Entry | None, Entry]] = {e.backup: (latest, last)} \
+                if last is not None else {}
+            _name_step(step, e)
+            if e.backup in step:
+                overlay[e.backup] = step[e.backup]
 
     def _roll_forward(self, private: Ed25519PrivateKey, head: Head, raws: Sequence[bytes],
                       hook: Callable[[str], None]) -> Head | None:

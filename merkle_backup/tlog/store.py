@@ -40,13 +40,11 @@ class LocalLogStore:
         return self.root / name
 
     def get(self, name: str) -> bytes | None:
-        path = self._path(name)
-        try:
-            return path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as e:
-            raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+        """The object's bytes, None when absent. Like a bucket object: a regular file, never
+        followed, never a FIFO or device, at most MAX_LOG_OBJECT bytes (T72)."""
+        from merkle_backup.storage.files import read_if_present
+
+        return read_if_present(self._path(name), MAX_LOG_OBJECT, follow=False, what="log object")
 
     def _tmp(self, path: Path, data: bytes) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)

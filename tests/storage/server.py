@@ -164,9 +164,11 @@ def keys(client, bucket: str, prefix: str = "") -> list[str]:
 
 def clone_backup(source: Path, dest_backups: Path, name: str, *, phase: str | None = None) -> Path:
     """A copy of fixture backup folder ``source`` as backup ``name`` (files renamed, and
-    velero-backup.json's name, uid and optionally phase changed)."""
+    velero-backup.json's name, uid and optionally phase changed; completed a minute ago, as a
+    backup seal-all finds on its next run: it leaves older ones unsealed, --max-age)."""
     import json
     import uuid
+    from datetime import datetime, timedelta, timezone
 
     old = source.name
     folder = dest_backups / name
@@ -181,6 +183,9 @@ def clone_backup(source: Path, dest_backups: Path, name: str, *, phase: str | No
     obj["metadata"]["uid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"merkle-backup-test/{name}"))
     if phase is not None:
         obj["status"]["phase"] = phase
+    if "completionTimestamp" in obj["status"]:
+        completed = datetime.now(timezone.utc) - timedelta(minutes=1)
+        obj["status"]["completionTimestamp"] = completed.strftime("%Y-%m-%dT%H:%M:%SZ")
     manifest.write_text(json.dumps(obj, indent=2) + "\n")
     return folder
 

@@ -62,3 +62,18 @@ def findings(out: str) -> dict[str, str]:
         if len(parts) >= 2:
             table[parts[0]] = parts[1]
     return table
+
+
+def filler_seal(private, pub, i: int, created: datetime | None = None) -> bytes:
+    """A log entry for tests that only need many valid entries: the seal entry of a made-up
+    checkpoint of backup ``backup-<i>`` (one seal per name, so another writer's claim of them
+    passes the log's name rules, docs/format.md §12.4)."""
+    from merkle_backup.core.checkpoint import Checkpoint
+    from merkle_backup.tlog.entries import seal_entry
+
+    cp = Checkpoint(backup=f"backup-{i}", uid=f"uid-{i}", tree_size=1,
+                    root=i.to_bytes(32, "big"), archive_digest=bytes(32), archive_size=1,
+                    created=created or datetime(2026, 12, 1, tzinfo=timezone.utc),
+                    key_id=pub.key_id)
+    body = cp.body()
+    return seal_entry(body, private.sign(body), pub.raw)

@@ -420,3 +420,73 @@ def test_two_seal_all_processes_at_once(tmp_path, keys):
     log = Log(LocalLogStore(Path(site.log)), [load_public_key(pub)], LogState(tmp_path / "c.json"))
     seals = [e.backup for e in log.entries(log.head()) if e.kind == "seal"]
     assert sorted(seals) == [f"nightly-{i}" for i in range(6)]
+
+
+def _put_log_object(site, key: str, data: bytes) -> None:
+    if isinstance(site, S3Site):
+        site.client.put_object(Bucket=site.name, Key=f"merkle-log/{key}", Body=data)
+    else:
+        path = Path(site.log) / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def _log_size(site, pub) -> int:
+    from merkle_backup.signing import load_public_key
+    from merkle_backup.storage.options import ConnectionOptions
+    from merkle_backup.tlog.log import Log
+    from merkle_backup.tlog.store import open_log_store
+
+    store = open_log_store(site.log, ConnectionOptions(endpoint_url=site.opts[1], path_style=True)
+                           if site.opts else ConnectionOptions())
+    return Log(store, [load_public_key(pub)], None).head().size
+
+
+def test_t69_a_claim_without_the_log_key_is_never_rolled_forward(site, keys, tmp_path):
+    """T69: someone who can write the log store but holds no key puts a claim made of public
+    bytes (the seal entry of a seal made outside the log) at the next slot, unsigned, or signed
+    by their own key. The next seal-all --log refuses it (exit 1, one line naming the slot) and
+    writes nothing; audit --log still calls the outside seal `unlogged seal`."""
+    from merkle_backup.formats.seal import read_seal_head
+    from merkle_backup.signing import load_private_key, load_public_key
+    from merkle_backup.tlog.entries import seal_entry
+    from merkle_backup.tlog.log import encode_claim
+    from merkle_backup.tlog.tiles import encode_bundle
+
+    key, pub = keys
+    site.add("nightly-a", "uid-a")
+    assert seal_all(site, key)[0] == 0  # entries 0 (seal) and 1 (expiry)
+    site.add("outside", "uid-o")
+    assert run("seal", site.folder("outside"), "--key", key, *site.opts)[0] == 0
+    code, out, _ = audit(site, pub)
+    assert code == 1 and findings(out)["outside"] == "unlogged seal"
+    local = tmp_path / "outside.seal"  # the seal is public: everything in its entry is
+    if isinstance(site, S3Site):
+        obj = site.client.get_object(Bucket=site.name,
+                                     Key="velero/backups/outside/outside-merkle.seal")
+        local.write_bytes(obj["Body"].read())
+    else:
+        local.write_bytes((site.bucket / "backups/outside/outside-merkle.seal").read_bytes())
+    with local.open("rb") as f:
+        head = read_seal_head(f)
+    entry = seal_entry(head.checkpoint, head.signature, load_public_key(pub).raw)
+    attacker = load_private_key(generate_keypair(tmp_path / "attacker.key")[0])
+    site.add("nightly-c", "uid-c")
+    for claim, why in ((encode_bundle([entry]), "not a signed claim"),
+                       (encode_claim(attacker, "merkle-backup.log/0000000000000000", 2, [entry]),
+                        "not signed by a key of this log")):
+        _put_log_object(site, "pending/2", claim)
+        code, out, err = seal_all(site, key)
+        line = one_line(err)
+        assert code == 1 and "pending/2" in line and why in line, out + err
+        assert _log_size(site, pub) == 2
+        code, out, _ = audit(site, pub)
+        assert code == 1 and findings(out)["outside"] == "unlogged seal"
+    # Removed after checking: seal-all carries on.
+    if isinstance(site, S3Site):
+        site.client.delete_object(Bucket=site.name, Key="merkle-log/pending/2")
+    else:
+        (Path(site.log) / "pending/2").unlink()
+    code, out, err = seal_all(site, key)
+    assert code == 1 and findings(out)["nightly-c"] == "sealed", out + err  # outside: unlogged
+    assert findings(out)["outside"] == "unlogged seal"

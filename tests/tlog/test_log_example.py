@@ -50,9 +50,14 @@ def log_example() -> dict:
     origin = "merkle-backup.log/" + hashlib.sha256(public).hexdigest()[:16]
     body = f"{origin}\n3\n{base64.b64encode(log_root).decode()}\n".encode()
     head = body + b"\n" + _sig_line(private, public, origin, body)
+    bundle = b"".join(len(e).to_bytes(2, "big") + e for e in entries)
+    claim_text = (f"merkle-backup/claim/v1\norigin {origin}\nsize 0\nentries 3\n"
+                  f"sha256 {hashlib.sha256(bundle).hexdigest()}\n").encode()
+    claim_note = claim_text + b"\n" + _sig_line(private, public, origin, claim_text)
     return {
         "entries": entries, "leaves": leaves, "root": log_root, "origin": origin, "head": head,
-        "tile": b"".join(leaves), "bundle": b"".join(len(e).to_bytes(2, "big") + e for e in entries),
+        "tile": b"".join(leaves), "bundle": bundle, "claim_note": claim_note,
+        "claim": len(claim_note).to_bytes(2, "big") + claim_note + bundle,
         "proof0": [leaves[1], leaves[2]],
     }
 
@@ -79,7 +84,7 @@ def test_library_writes_the_example(tmp_path: Path) -> None:
     assert (tmp_path / "log" / "tile/0/000.p/3").read_bytes() == lx["tile"]
     assert (tmp_path / "log" / "tile/entries/000.p/3").read_bytes() == lx["bundle"]
     assert (tmp_path / "log" / "checkpoint").read_bytes() == lx["head"]
-    assert (tmp_path / "log" / "pending/0").read_bytes() == lx["bundle"]  # the claim
+    assert (tmp_path / "log" / "pending/0").read_bytes() == lx["claim"]  # the signed claim
     head = log.head(check_state=False)
     assert head.root == lx["root"] and head.checkpoint.origin == lx["origin"]
     assert log.reader(3).inclusion_proof(0) == lx["proof0"]
@@ -118,8 +123,11 @@ def render() -> str:
         + f" (u16be length, then the entry's bytes); SHA-256 `{hashlib.sha256(lx['bundle']).hexdigest()}`.",
         "",
         "`checkpoint` (the head, §12.2):", "", "```", lx["head"].decode().rstrip("\n"), "```", "",
-        "The append also wrote `pending/0` (the claim, §12.4: the same bytes as the bundle). The "
-        "inclusion proof of entry 0 in this head (what §11.6 embeds) is "
+        f"The append also wrote `pending/0` (the claim, §12.4), {len(lx['claim'])} bytes: "
+        f"`{len(lx['claim_note']).to_bytes(2, 'big').hex()}` ‖ the signed claim note below ‖ "
+        "the bundle above. The claim note:", "", "```", lx["claim_note"].decode().rstrip("\n"),
+        "```", "",
+        "The inclusion proof of entry 0 in this head (what §11.6 embeds) is "
         f"[`{lx['proof0'][0].hex()}`, `{lx['proof0'][1].hex()}`] (L1, L2).",
     ]
     return "\n".join(lines) + "\n"

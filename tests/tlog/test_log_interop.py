@@ -18,9 +18,9 @@ from merkle_backup.core.tree import verify_consistency
 from merkle_backup.signing import generate_keypair, load_private_key, public_key_of
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog import tiles
-from merkle_backup.tlog.entries import tombstone_entry
 from merkle_backup.tlog.log import SHA256, Log, LogState
 from merkle_backup.tlog.store import LocalLogStore
+from tests.tlog.helpers import filler_seal
 
 TOOL = Path(__file__).parent.parent / "tools" / "tlogcheck"
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -45,7 +45,7 @@ def signer(tmp_path):
 
 
 def entry(private, pub, i: int) -> bytes:
-    return tombstone_entry(private, f"backup-{i}", f"uid-{i}", bytes(32), NOW, pub.key_id)
+    return filler_seal(private, pub, i)
 
 
 # 1 entry; 256 (one full level-0 tile, in four appends); 4,417 (17 full level-0 tiles and a

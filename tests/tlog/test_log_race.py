@@ -9,9 +9,9 @@ import pytest
 from merkle_backup.errors import NotAuthentic
 from merkle_backup.signing import generate_keypair, load_private_key, load_public_key
 from merkle_backup.tlog import tiles
-from merkle_backup.tlog.entries import tombstone_entry
 from merkle_backup.tlog.log import Log, LogState
 from merkle_backup.tlog.store import LocalLogStore
+from tests.tlog.helpers import filler_seal
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -23,7 +23,7 @@ def signer(tmp_path):
 
 
 def entry(private, pub, i: int) -> bytes:
-    return tombstone_entry(private, f"b-{i}", f"u-{i}", bytes([i % 256]) * 32, NOW, pub.key_id)
+    return filler_seal(private, pub, i)
 
 
 def test_an_older_head_read_before_the_cache_moved_is_not_a_rollback(tmp_path, signer):
@@ -40,7 +40,7 @@ def test_an_older_head_read_before_the_cache_moved_is_not_a_rollback(tmp_path, s
     writer.append(private, [entry(private, pub, 2)])          # the other process
     assert len(log.entries(log.head())) == 3                  # thread Y
     got = log.entries(old)                                    # thread X again
-    assert [e.backup for e in got] == ["b-0", "b-1"]
+    assert [e.backup for e in got] == ["backup-0", "backup-1"]
 
 
 def test_an_older_head_that_is_not_a_prefix_is_a_fork(tmp_path, signer):
@@ -75,7 +75,7 @@ def test_two_logs_interleave_every_append_step(tmp_path, signer):
     assert index == 1
     final = Log(store, [pub], None)
     names = [e.backup for e in final.entries(final.head())]
-    assert names == ["b-0", "b-1", "b-2"], steps
+    assert names == ["backup-0", "backup-1", "backup-2"], steps
     assert "b:pending/2" in steps
 
 

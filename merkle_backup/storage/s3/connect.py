@@ -13,7 +13,9 @@ from typing import Any
 
 from merkle_backup.errors import StorageError
 from merkle_backup.storage.files import (
-    non_regular_kind,
+    MAX_CA_BUNDLE_BYTES,
+    MAX_CREDENTIALS_FILE_BYTES,
+    check_library_file,
     read_bounded,
     temp_dir_label,
 )
@@ -58,12 +60,12 @@ def connect(bucket: str, options: ConnectionOptions, *, pool_size: int = 10,
     (environment, --profile / AWS_PROFILE, shared credentials and config files, web identity,
     container and instance roles)."""
     sse_c_key = read_sse_c_key(options.sse_c_key_file, warn) if options.sse_c_key_file else None
+    # botocore opens these itself: never a FIFO, a device or a giant file (T72).
     if options.ca_bundle:
-        kind = non_regular_kind(options.ca_bundle, follow=True)
-        if kind is not None:  # botocore would open it: never a FIFO or a device
-            raise StorageError(f"CA bundle {options.ca_bundle} is {kind}, not a regular file")
-        if not Path(options.ca_bundle).is_file():
-            raise StorageError(f"CA bundle {options.ca_bundle}: no such file")
+        check_library_file(options.ca_bundle, MAX_CA_BUNDLE_BYTES, "CA bundle")
+    if options.credentials_file:
+        check_library_file(options.credentials_file, MAX_CREDENTIALS_FILE_BYTES,
+                           "credentials file")
     try:
         import boto3
         import botocore.config

@@ -35,6 +35,16 @@ def http_status(e: BaseException) -> int:
 
 def describe_error(e: BaseException, action: str, url: str, *, bucket: str = "",
                    sse_c: bool = False) -> str | None:
+    """``_describe_error`` with any URL's user and password taken out (botocore's messages
+    hold the endpoint, which AWS_ENDPOINT_URL may set with a password in it)."""
+    from merkle_backup.display import redacted
+
+    line = _describe_error(e, action, url, bucket=bucket, sse_c=sse_c)
+    return None if line is None else redacted(line)
+
+
+def _describe_error(e: BaseException, action: str, url: str, *, bucket: str = "",
+                    sse_c: bool = False) -> str | None:
     """One line for a failure talking to the storage; None for anything that is not one (a bug
     in this program, which must crash with its traceback). ``bucket``: the store's bucket (empty
     before there is one); ``sse_c``: the store sends an SSE-C key."""
