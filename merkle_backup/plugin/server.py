@@ -226,7 +226,8 @@ class _Services:
             log_exception(f"{method} failed", exc, **fields)
         else:
             log("debug", f"{method} refused", error=message, **fields)
-        file, line, function = error_location(exc)
+        module = sys.modules.get(type(self._backend).__module__) if self._backend else None
+        file, line, function = error_location(exc, getattr(module, "__file__", None) or "")
         details = _wire.rpc_status(code, message, [_wire.StackFrame(file, line, function)])
         context.set_trailing_metadata((("grpc-status-details-bin", details),))
         context.abort(self._codes[code], message)
@@ -434,3 +435,7 @@ class _Services:
             return _wire.create_signed_url_response(
                 backend.create_signed_url(req.bucket, req.key, ttl_seconds))
         return self._unary("CreateSignedURL", request, context, run)
+
+
+if __name__ == "__main__":  # python -m merkle_backup.plugin.server: the same as the console script
+    main()
