@@ -125,6 +125,8 @@ def _serve(backend_factory: Callable[[], ObjectStoreBackend], argv: list[str]) -
     else:
         path = os.path.join(socket_dir, f"plugin{secrets.token_hex(6)}")
     shutdown = threading.Event()
+    # SIGTERM (a pod stopping) shuts down as Shutdown does: the socket and its folder are removed.
+    signal.signal(signal.SIGTERM, lambda *_: shutdown.set())
     server = grpc.server(ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="grpc"))
     try:
         server.add_generic_rpc_handlers(_Services(backend_factory, shutdown, grpc).handlers())
@@ -140,7 +142,7 @@ def _serve(backend_factory: Callable[[], ObjectStoreBackend], argv: list[str]) -
         shutdown.wait()
         server.stop(SHUTDOWN_GRACE).wait(SHUTDOWN_GRACE + 1)
         return 0
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # grpc: RuntimeError "Failed to bind to address"
         log("error", f"plugin init error: {e}")  # go-plugin: server.go:284-288
         return 1
     finally:
