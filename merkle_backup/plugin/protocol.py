@@ -122,14 +122,22 @@ def one_line(text: str) -> str:
     return shown(text) or "error"
 
 
-def error_location(exc: BaseException) -> tuple[str, int, str]:
-    """(file, line, function) where ``exc`` was raised: the innermost frame of its traceback,
-    the file relative to the package's parent (``merkle_backup/plugin/store.py``), as Velero's
-    Stack frames name Go files relative to their module."""
+def error_location(exc: BaseException, backend_file: str = "") -> tuple[str, int, str]:
+    """(file, line, function) where ``exc`` was raised, the file relative to the package's
+    parent (``merkle_backup/plugin/store.py``), as Velero's Stack frames name Go files relative
+    to their module: the innermost frame of our code or of the backend's module
+    (``backend_file``) other than the server's own, else the innermost frame."""
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     if not frames:
         return "", 0, ""
-    frame = frames[-1]
+    server = ("merkle_backup/plugin/server.py", "merkle_backup/plugin/protocol.py")
+    backend = _relative(backend_file) if backend_file else None
+
+    def ours(filename: str) -> bool:
+        name = _relative(filename)
+        return (name.startswith("merkle_backup/") and name not in server) or name == backend
+
+    frame = ([f for f in frames if ours(f.filename)] or frames)[-1]
     return _relative(frame.filename), frame.lineno or 0, frame.name
 
 
@@ -166,11 +174,15 @@ def log(level: str, message: str, **fields: object) -> None:
     ``message`` and string fields are written as they are (JSON escapes them; Velero's log
     formatter quotes them). The line names the caller's file:line as ``logSource``.
     """
+    _write(level, message, 2, fields)
+
+
+def _write(level: str, message: str, depth: int, fields: dict[str, object]) -> None:
     if level not in LEVELS:
         raise ValueError(f"unknown log level {level!r}")
     if LEVELS.index(level) < _log_threshold[0]:
         return
-    caller = sys._getframe(1)
+    caller = sys._getframe(depth)
     entry: dict[str, object] = {}
     for key, value in fields.items():
         entry[key] = value if isinstance(value, str | int | float | bool) or value is None \
@@ -191,4 +203,5 @@ def log_exception(message: str, exc: BaseException, **fields: object) -> None:
     """An unexpected exception: one error line with the whole traceback as a field (only in
     the plugin's log, never in the status Velero shows)."""
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    log("error", message, error=f"{type(exc).__name__}: {exc}", traceback=trace, **fields)
+    _write("error", message, 2, {"error": f"{type(exc).__name__}: {exc}", "traceback": trace,
+                                 **fields})

@@ -123,6 +123,8 @@ def _serve(backend_factory: Callable[[], ObjectStoreBackend], argv: list[str]) -
     else:
         path = os.path.join(socket_dir, f"plugin{secrets.token_hex(6)}")
     shutdown = threading.Event()
+    # SIGTERM (a pod stopping) shuts down as Shutdown does: the socket and its folder are removed.
+    signal.signal(signal.SIGTERM, lambda *_: shutdown.set())
     server = grpc.server(ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="grpc"))
     try:
         server.add_generic_rpc_handlers(_Services(backend_factory, shutdown, grpc).handlers())
@@ -138,7 +140,7 @@ def _serve(backend_factory: Callable[[], ObjectStoreBackend], argv: list[str]) -
         shutdown.wait()
         server.stop(SHUTDOWN_GRACE).wait(SHUTDOWN_GRACE + 1)
         return 0
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # grpc: RuntimeError "Failed to bind to address"
         log("error", f"plugin init error: {e}")  # go-plugin: server.go:284-288
         return 1
     finally:
@@ -224,7 +226,8 @@ class _Services:
             log_exception(f"{method} failed", exc, **fields)
         else:
             log("debug", f"{method} refused", error=message, **fields)
-        file, line, function = error_location(exc)
+        module = sys.modules.get(type(self._backend).__module__) if self._backend else None
+        file, line, function = error_location(exc, getattr(module, "__file__", None) or "")
         details = _wire.rpc_status(code, message, [_wire.StackFrame(file, line, function)])
         context.set_trailing_metadata((("grpc-status-details-bin", details),))
         context.abort(self._codes[code], message)
@@ -432,3 +435,7 @@ class _Services:
             return _wire.create_signed_url_response(
                 backend.create_signed_url(req.bucket, req.key, ttl_seconds))
         return self._unary("CreateSignedURL", request, context, run)
+
+
+if __name__ == "__main__":  # python -m merkle_backup.plugin.server: the same as the console script
+    main()

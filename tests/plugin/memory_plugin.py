@@ -22,7 +22,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+if not getattr(sys, "frozen", False):  # run from the checkout: import merkle_backup from it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from merkle_backup import errors  # noqa: E402
 from merkle_backup.plugin.protocol import NOT_FOUND, PluginError, log  # noqa: E402

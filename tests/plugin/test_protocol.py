@@ -91,6 +91,27 @@ def test_socket_in_plugin_unix_socket_dir_and_removed_on_shutdown(standin, memor
                                "ms": calls(done)[-1]["ms"]}
 
 
+def test_sigterm_shuts_down_and_removes_the_socket():
+    proc = start_plugin({"VELERO_PLUGIN": "hello"})
+    line = proc.stdout.readline().decode()
+    sock = Path(line.split("|")[3])
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+    assert not sock.parent.exists()
+
+
+def test_a_socket_that_cannot_be_made_is_one_log_line_and_exit_1(tmp_path):
+    deep = tmp_path / ("d" * 100) / ("e" * 100)  # beyond a unix socket path's 108 bytes
+    deep.mkdir(parents=True)
+    proc = start_plugin({"VELERO_PLUGIN": "hello", "PLUGIN_UNIX_SOCKET_DIR": str(deep)})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out == b""
+    lines = [x for x in err.decode().splitlines() if x.startswith("{")]
+    assert len(lines) == 1 and '"@level":"error"' in lines[0]
+    assert '"@message":"plugin init error:' in lines[0]
+    assert "Traceback" not in err.decode()
+
+
 def test_wrong_magic_cookie_is_go_plugins_message_and_exit_1():
     done = subprocess.run([sys.executable, str(MEMORY_PLUGIN)], capture_output=True, text=True,
                           env={**os.environ, "VELERO_PLUGIN": "goodbye"}, timeout=60)
