@@ -11,12 +11,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from merkle_backup.errors import KeyFileError, SignatureError, StorageError
+
+if TYPE_CHECKING:
+    from merkle_backup.signers.base import Signer
+
+#: What the signing call sites take during the move to ``merkle_backup.signers``: a key in
+#: memory, or a ``Signer`` (a key file, ssh-agent, KMS, Vault/OpenBao, PKCS#11).
+SigningKey: TypeAlias = "Ed25519PrivateKey | Signer"
 
 SIGNATURE_SIZE = 64
 _P = 2**255 - 19
@@ -125,11 +133,15 @@ def load_public_key(path: Path) -> PublicKey:
     return check_public_key(_raw_public(key), str(path))
 
 
-def public_key_of(private: Ed25519PrivateKey, source: str = "signing key") -> PublicKey:
-    return check_public_key(_raw_public(private.public_key()), source)
+def public_key_of(private: SigningKey, source: str = "signing key") -> PublicKey:
+    """The public key of a key in memory, or a ``Signer``'s (whose ``source`` is its name)."""
+    if isinstance(private, Ed25519PrivateKey):
+        return check_public_key(_raw_public(private.public_key()), source)
+    return private.public_key
 
 
-def sign(private: Ed25519PrivateKey, message: bytes) -> bytes:
+def sign(private: SigningKey, message: bytes) -> bytes:
+    """Ed25519 over ``message``; a ``Signer`` has verified its answer before returning it."""
     return private.sign(message)
 
 
