@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -52,10 +53,16 @@ LOW_ORDER_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class PublicKey:
-    """A trusted Ed25519 public key and where it came from."""
+    """A trusted Ed25519 public key and where it came from.
+
+    The bounds come from a trust file (docs/format.md §6.3): a retired key stops counting for
+    seals created after ``not_after`` and for log heads larger than ``not_after_size``.
+    """
 
     raw: bytes
     source: str
+    not_after: datetime | None = None
+    not_after_size: int | None = None
 
     @property
     def key_id(self) -> bytes:

@@ -105,10 +105,14 @@ def with_log_inclusion(proof: Any, keys: list[Any], log: str, log_state: Path | 
     from dataclasses import replace
 
     from merkle_backup.core.checkpoint import parse_checkpoint
+    from merkle_backup.errors import UsageError
     from merkle_backup.formats.proof import encode_proof
     from merkle_backup.proofs import verify_proof as check
     from merkle_backup.tlog.check import prove_in_log
 
+    if proof.co_signatures:
+        raise UsageError("prove --log: this seal is signed by several keys, and such seals are "
+                         "not logged (seal --log signs with one --key)")
     name = parse_checkpoint(proof.checkpoint).backup
     proof = replace(proof, log=prove_in_log(open_log(log, log_state, keys), name, proof.checkpoint,
                                             witnesses))

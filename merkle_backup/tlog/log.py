@@ -191,6 +191,13 @@ def _name_step(names: dict[str, tuple[Entry | None, Entry]], e: Entry) -> None:
         names[e.backup] = (latest, e)
 
 
+def check_size_bound(cp: notes.LogCheckpoint, key: PublicKey | None, where: str) -> None:
+    """docs/format.md §6.3: a log key retired at tree size N signs no larger head."""
+    if key is not None and key.not_after_size is not None and cp.size > key.not_after_size:
+        raise NotAuthentic(f"{where}: the log head of {cp.size} entries is signed by {key.source}, "
+                           f"retired after {key.not_after_size} entries (not-after-size)")
+
+
 class Log:
     """One log: its store, the keys trusted to sign its head and entries, the user's state."""
 
@@ -204,6 +211,7 @@ class Log:
             raise CannotCheck("no trusted key for the log")
         self.store = store
         self.trusted = {k.key_id: k.raw for k in trusted}
+        self._bounds = {k.raw: k for k in trusted if k.not_after_size is not None}
         self.state = state
         self._lock = threading.RLock()
         self._leaves: list[bytes] = []
@@ -241,11 +249,12 @@ class Log:
                 cp = None
             else:
                 try:
-                    cp, _, _ = notes.open_log_checkpoint(data, list(self.trusted.values()))
+                    cp, _, raw = notes.open_log_checkpoint(data, list(self.trusted.values()))
                 except FormatError as e:
                     raise NotAuthentic(
                         f"{self.describe()}: log checkpoint is malformed: {e}"
                     ) from e
+                check_size_bound(cp, self._bounds.get(raw), self.describe())
             if data is None or cp is None:
                 for raw in self.trusted.values():
                     origin = notes.origin_for(raw)
