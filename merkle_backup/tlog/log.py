@@ -33,12 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from merkle_backup.core.tree import TreeHasher, verify_consistency
 from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, StorageError
 from merkle_backup.formats.strict import loads_json
-from merkle_backup.signing import PublicKey, public_key_of
+from merkle_backup.signing import PublicKey, SigningKey, public_key_of
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog import tiles
 from merkle_backup.tlog.entries import EXPIRY, SEAL, TOMBSTONE, Entry, parse_entry
@@ -57,7 +55,7 @@ def claim_body(origin: str, size: int, raws: Sequence[bytes]) -> bytes:
             f"sha256 {digest}\n").encode()
 
 
-def encode_claim(private: Ed25519PrivateKey, origin: str, size: int,
+def encode_claim(private: SigningKey, origin: str, size: int,
                  raws: Sequence[bytes]) -> bytes:
     """``pending/<size>``: a bundle of the signed claim note, then the entries."""
     body = claim_body(origin, size, raws)
@@ -344,7 +342,7 @@ class Log:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, private: Ed25519PrivateKey, raws: Sequence[bytes],
+    def append(self, private: SigningKey, raws: Sequence[bytes],
                guard: Callable[[Sequence[Entry]], None] | None = None,
                crash: Callable[[str], None] | None = None) -> tuple[int, Head]:
         """Append ``raws`` (entries); return the index of the first and the new head.
@@ -473,7 +471,7 @@ class Log:
             if e.backup in step:
                 overlay[e.backup] = step[e.backup]
 
-    def _roll_forward(self, private: Ed25519PrivateKey, head: Head, raws: Sequence[bytes],
+    def _roll_forward(self, private: SigningKey, head: Head, raws: Sequence[bytes],
                       hook: Callable[[str], None]) -> Head | None:
         """Write what ``head`` + ``raws`` needs, then swap the head; None if another won."""
         n, m = head.size, head.size + len(raws)
