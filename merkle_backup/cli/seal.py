@@ -100,6 +100,7 @@ def pubkey(keyref: str, output: Path | None, vkey_name: str | None) -> None:
                          "character")
     signer = open_signer(keyref)
     key = signer.public_key
+    signer.close()
     if vkey_name is not None:
         text = vkey(vkey_name, key.raw) + "\n"
     else:

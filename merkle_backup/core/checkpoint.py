@@ -90,9 +90,6 @@ class Checkpoint:
             if value is not None and len(value) != 32:
                 raise CheckpointError(f"{label} must be 32 bytes")
         if self.co_key_ids:
-            if self.leaves_digest is None:
-                raise CheckpointError("a checkpoint with several keys is version 3, which has "
-                                      "leaves-blake3")
             if len(self.key_ids) > MAX_KEYS or any(len(k) != 32 for k in self.co_key_ids):
                 raise CheckpointError(f"at most {MAX_KEYS} keys of 32 bytes each")
             if len(set(self.key_ids)) != len(self.key_ids):
@@ -124,6 +121,9 @@ class Checkpoint:
             context, labels = CONTEXT_V2, _LABELS_V2
             values.insert(6, self.leaves_digest.hex())
         if self.co_key_ids:
+            if self.leaves_digest is None:  # a sealer's checkpoint before its leaf section
+                raise CheckpointError("a checkpoint with several keys is version 3, which has "
+                                      "leaves-blake3")
             context, labels = CONTEXT_V3, _labels_v3(len(self.key_ids))
             values[9:9] = [k.hex() for k in self.co_key_ids]
         pairs = zip(labels, values, strict=True)

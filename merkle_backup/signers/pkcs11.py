@@ -108,7 +108,7 @@ class PKCS11Backend:
             if "serial" in attrs:
                 token_args["token_serial"] = attrs["serial"]
             token = lib.get_token(**token_args)
-            session = token.open(user_pin=pin) if pin is not None else token.open()
+            session = _session(pkcs11, token, pin)
         except pkcs11.exceptions.NoSuchToken as e:
             raise SignerError(f"{name}: no such token") from e
         except pkcs11.exceptions.MultipleTokensReturned as e:
@@ -156,6 +156,17 @@ class PKCS11Backend:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _session(pkcs11: Any, token: Any, pin: str | None) -> Any:
+    """A session on ``token``, logged in with ``pin``. PKCS#11 logs in per application, not
+    per session: a process that already logged in (an earlier signer) gets a plain session."""
+    if pin is None:
+        return token.open()
+    try:
+        return token.open(user_pin=pin)
+    except pkcs11.exceptions.UserAlreadyLoggedIn:
+        return token.open()
 
 
 def _one(session: Any, where: dict[Any, Any], what: str, name: str) -> Any:
