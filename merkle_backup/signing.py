@@ -12,20 +12,13 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from merkle_backup.errors import KeyFileError, SignatureError, StorageError
-
-if TYPE_CHECKING:
-    from merkle_backup.signers.base import Signer
-
-#: What the signing call sites take during the move to ``merkle_backup.signers``: a key in
-#: memory, or a ``Signer`` (a key file, ssh-agent, KMS, Vault/OpenBao, PKCS#11).
-SigningKey: TypeAlias = "Ed25519PrivateKey | Signer"
 
 SIGNATURE_SIZE = 64
 _P = 2**255 - 19
@@ -76,6 +69,27 @@ class PublicKey:
             Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
         except InvalidSignature as e:
             raise SignatureError(f"signature does not verify with trusted key {self.source}") from e
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """What every signing command holds (docs/format.md §6.1): a name to show, the public key
+    verifiers pin, and ``sign(message) -> 64 bytes`` (pure Ed25519, RFC 8032, verified
+    locally before it is returned). ``merkle_backup.signers`` makes them (a key file,
+    ssh-agent, AWS KMS, Vault/OpenBao transit, PKCS#11); declared here, with no I/O, so that
+    what signs and what verifies share the key types without the verifier importing signers."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+#: What the signing call sites take: a key in memory, or a ``Signer``.
+SigningKey: TypeAlias = "Ed25519PrivateKey | Signer"
 
 
 def key_id(raw_public_key: bytes) -> bytes:

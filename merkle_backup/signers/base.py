@@ -11,27 +11,15 @@ refused with one line: ``SignerError``, exit 3.
 from __future__ import annotations
 
 import threading
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from merkle_backup.errors import SignerError
-from merkle_backup.signing import SIGNATURE_SIZE, PublicKey
+from merkle_backup.signing import SIGNATURE_SIZE, PublicKey, Signer
 
-
-@runtime_checkable
-class Signer(Protocol):
-    """What every signing command holds: a name to show, the public key verifiers pin, and
-    ``sign(message) -> 64 bytes`` (pure Ed25519, RFC 8032, already verified locally)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def public_key(self) -> PublicKey: ...
-
-    def sign(self, message: bytes) -> bytes: ...
+__all__ = ["Backend", "Checked", "Signer", "check_signature"]
 
 
 class Backend(Protocol):
