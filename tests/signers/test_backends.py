@@ -2,7 +2,7 @@
 key verifiers pin, `seal --key KEYREF` seals with it, `verify --trust signer.pub` verifies. The
 signers are real: an OpenSSH agent, a SoftHSM2 token, the ministack KMS emulator, an OpenBao
 dev server (tests/signers/conftest.py); the Vault transit stand-in is tests/signers/transit.py.
-docs/threat-model.md T70-T72."""
+docs/threat-model.md S1, S2."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A signer that lies or fails is refused before anything is written (docs/threat-model.md
-T71): every signature is verified locally against the signer's public key (and a pinned key),
+S1, S2): every signature is verified locally against the signer's public key (and a pinned key),
 so another key, a prehash (Ed25519ph-style) signature, a stale version, an unstripped wrapper
 or a truncated answer never becomes a seal; a signer that fails or times out is one line and
 exit 3. The Vault stand-in (tests/signers/transit.py) lies on demand; KMS errors come from
@@ -50,7 +50,7 @@ def test_honest_stand_in_signs_and_names_the_version(backup: Path, vault, tmp_pa
     ("stale-version", "not vault:v1:<base64>"),
     ("short", "answered 32 bytes"),
 ])
-def test_t71_lying_transit_server_writes_nothing(backup: Path, vault, mode: str,
+def test_s1_lying_transit_server_writes_nothing(backup: Path, vault, mode: str,
                                                  says: str) -> None:
     vault.mode = mode
     code, out, err = run("seal", backup, "--key", "hashivault://seal", "--max-age", "1e6")
@@ -59,7 +59,7 @@ def test_t71_lying_transit_server_writes_nothing(backup: Path, vault, mode: str,
     assert not (backup / SEAL).exists()
 
 
-def test_t71_timeout_is_one_line(vault) -> None:
+def test_s1_timeout_is_one_line(vault) -> None:
     vault.mode = "slow"
     signer = open_signer("hashivault://seal", timeout=0.5)
     with pytest.raises(SignerError, match="cannot reach Vault"):

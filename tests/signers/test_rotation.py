@@ -1,4 +1,4 @@
-"""Overlap rotation (docs/format.md §5.4, §6.3, §7.5, §11.1; docs/threat-model.md T72, T73):
+"""Overlap rotation (docs/format.md §5.4, §6.3, §7.5, §11.1; docs/threat-model.md S4, S5):
 `seal --key A --key B` writes a version-3 seal that either key verifies, a verifier names the
 key that did, a trust file bounds a retired key, and old verifiers refuse version 3 cleanly."""
 
@@ -87,7 +87,7 @@ def test_old_verifiers_refuse_version_3_cleanly(backup: Path, keys) -> None:
                        keys=frozenset({"magic", "version", "checkpoint", "signature", "leaves"}))
 
 
-def test_t72_signatures_swapped_dropped_or_replaced(backup: Path, keys) -> None:
+def test_s5_signatures_swapped_dropped_or_replaced(backup: Path, keys) -> None:
     """Each signature belongs to the key line at its place: swapped signatures name another
     key (exit 1); a version-3 seal with one signature, or a signature by a key the checkpoint
     does not name in its place, is refused."""
@@ -125,7 +125,7 @@ def test_checkpoint_version_3_parses_exactly(backup: Path, keys) -> None:
             parse_checkpoint(bad)
 
 
-def test_t73_trust_file_bounds_a_retired_key(backup: Path, keys, tmp_path: Path) -> None:
+def test_s4_trust_file_bounds_a_retired_key(backup: Path, keys, tmp_path: Path) -> None:
     sealed_twice(backup, keys)
     created = parse_checkpoint(decode_seal((backup / SEAL).read_bytes()).checkpoint).created
     retired = trust_file(tmp_path / "retired", f"{vkey(keys['old'][1], 'old')} not-after "
@@ -169,7 +169,7 @@ def test_trust_file_header_and_pem_fallback(keys) -> None:
     assert load_trusted(keys["old"][1]) == [load_public_key(keys["old"][1])]
 
 
-def test_t73_log_key_retired_at_a_tree_size(keys, tmp_path: Path) -> None:
+def test_s4_log_key_retired_at_a_tree_size(keys, tmp_path: Path) -> None:
     """A log key bounded by not-after-size N signs no head larger than N."""
     from merkle_backup.tlog.entries import tombstone_entry
 

@@ -3,7 +3,7 @@ the documented API (developer.hashicorp.com/vault/api-docs/secret/transit) for o
 key: ``GET /v1/transit/keys/<key>`` and ``POST /v1/transit/sign/<key>``, with the
 ``X-Vault-Token`` header. Vault itself cannot be installed here (tests/signers/conftest.py runs
 a real OpenBao, which speaks the same API); this stand-in exists to make a server *lie* in the
-ways docs/threat-model.md T71 lists, which a real one will not do on demand.
+ways docs/threat-model.md S1 lists, which a real one will not do on demand.
 
 ``mode``: "honest"; "other-key" (signs with a key it does not publish); "unstripped" (answers
 the base64 of "vault:v1:" + signature, a wrapper a client forgot to strip); "stale-version"
