@@ -196,6 +196,14 @@ def check_size_bound(cp: notes.LogCheckpoint, key: PublicKey | None, where: str)
                            f"retired after {key.not_after_size} entries (not-after-size)")
 
 
+@dataclass(frozen=True)
+class _Plan:
+    writes: list[tuple[str, bytes]]  # (path, bytes), in the order they are created
+    new: dict[tuple[int, int, int], list[bytes]]  # the new hash tiles
+    size: int
+    root: bytes
+
+
 class Log:
     """One log: its store, the keys trusted to sign its head and entries, the user's state."""
 
@@ -361,6 +369,10 @@ class Log:
                     guard(self.entries(head))
                 origin = head.checkpoint.origin if head.size else notes.origin_for(me.raw)
                 claim = encode_claim(private, origin, head.size, raws)
+                # The new head is signed too before anything is written (docs/format.md §6.1):
+                # a signer that fails leaves no claim, tile or entry behind.
+                plan = self._plan(head, raws)
+                signed = (plan, notes.sign_log_checkpoint(private, plan.size, plan.root))
                 slot = f"pending/{head.size}"
                 try:
                     self.store.create(slot, claim)
@@ -369,7 +381,7 @@ class Log:
                 except Conflict:
                     mine = False
                 if mine:
-                    new = self._roll_forward(private, head, raws, hook)
+                    new = self._roll_forward(private, head, raws, hook, signed)
                     if new is not None:
                         if self.state is not None:
                             self.state.save(new)
@@ -471,9 +483,8 @@ class Log:
             if e.backup in step:
                 overlay[e.backup] = step[e.backup]
 
-    def _roll_forward(self, private: SigningKey, head: Head, raws: Sequence[bytes],
-                      hook: Callable[[str], None]) -> Head | None:
-        """Write what ``head`` + ``raws`` needs, then swap the head; None if another won."""
+    def _plan(self, head: Head, raws: Sequence[bytes]) -> _Plan:
+        """What ``head`` + ``raws`` needs written, and the new root; nothing is written."""
         n, m = head.size, head.size + len(raws)
         writes: list[tuple[str, bytes]] = []
         first = n >> tiles.TILE_HEIGHT
@@ -494,21 +505,31 @@ class Log:
         new = tiles.new_tiles(n, self._read_tile, leaves)
         for (level, index, width), hashes in sorted(new.items()):
             writes.append((tiles.tile_path(level, index, width), tiles.encode_hashes(hashes)))
-        for path, data in writes:
-            try:
-                self.store.create(path, data)
-            except Conflict as e:
-                raise CannotCheck(f"{self.describe()}: log object {path} exists with other bytes "
-                                  "(the log is corrupt)") from e
-            hook(path)
-        self._tiles.update(new)
 
         def overlay(level: int, index: int, width: int) -> list[bytes]:
             return new[(level, index, width)] if (level, index, width) in new else \
                 self._read_tile(level, index, width)
 
-        root = tiles.HashReader(m, overlay).root()
-        data = notes.sign_log_checkpoint(private, m, root)
+        return _Plan(writes, new, m, tiles.HashReader(m, overlay).root())
+
+    def _roll_forward(self, private: SigningKey, head: Head, raws: Sequence[bytes],
+                      hook: Callable[[str], None],
+                      signed: tuple[_Plan, bytes] | None = None) -> Head | None:
+        """Write what ``head`` + ``raws`` needs, then swap the head; None if another won.
+        ``signed``: the plan and its head, signed before anything was written (``append``)."""
+        if signed is None:
+            plan = self._plan(head, raws)
+            data = notes.sign_log_checkpoint(private, plan.size, plan.root)
+        else:
+            plan, data = signed
+        for path, blob in plan.writes:
+            try:
+                self.store.create(path, blob)
+            except Conflict as e:
+                raise CannotCheck(f"{self.describe()}: log object {path} exists with other bytes "
+                                  "(the log is corrupt)") from e
+            hook(path)
+        self._tiles.update(plan.new)
         try:
             self.store.swap_head(head.token, data)
         except Conflict:

@@ -168,3 +168,55 @@ def test_kms_refuses_a_message_over_4096_bytes_before_calling() -> None:
     signer = Checked(KMSBackend.open("awskms:///alias/seal", timeout=5, client=client))
     with pytest.raises(SignerError, match="at most 4096 bytes; this one is 4097"):
         signer.sign(b"x" * 4097)
+
+
+# --- nothing half-made ----------------------------------------------------------------------------
+
+def test_second_key_lying_leaves_no_seal(backup: Path, vault, keypair) -> None:
+    """Two keys, the second lies: every signature is made before the seal's first byte."""
+    vault.mode = "other-key"
+    code, _, err = run("seal", backup, "--key", keypair[0], "--key", "hashivault://seal",
+                       "--max-age", "1e6")
+    assert code == 3 and "does not verify with its public key" in err, err
+    assert not (backup / SEAL).exists()
+
+
+def test_log_head_signer_failing_writes_no_log_object(tmp_path: Path) -> None:
+    """The log's new head is signed before its claim, tiles or entries are written: a signer
+    that fails there leaves the log folder as it was (no pending claim for another writer to
+    roll forward)."""
+    from datetime import datetime, timezone
+
+    from merkle_backup.tlog.entries import tombstone_entry
+    from merkle_backup.tlog.log import Log, LogState
+    from merkle_backup.tlog.store import LocalLogStore
+
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+    class FailsAfter:
+        """A backend that signs ``budget`` messages, then refuses (a KMS that starts throttling)."""
+
+        def __init__(self, budget: int) -> None:
+            self.name, self.budget = "flaky", budget
+            self.public_key = from_private_key(key).public_key
+
+        def raw_sign(self, message: bytes) -> bytes:
+            self.budget -= 1
+            if self.budget < 0:
+                raise SignerError("flaky: KMS refused: ThrottlingException: slow down")
+            return key.sign(message)
+
+        def close(self) -> None:
+            pass
+
+    signer = Checked(FailsAfter(2))
+    pub = signer.public_key
+    log = Log(LocalLogStore(tmp_path / "log"), [pub], LogState(tmp_path / "s.json"))
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    log.append(signer, [tombstone_entry(signer, "b0", "-", bytes(32), now, pub.key_id)])
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "log").rglob("*"))
+    raw = tombstone_entry(key, "b1", "-", bytes(32), now, pub.key_id)  # the entry is fine
+    with pytest.raises(SignerError, match="ThrottlingException"):
+        log.append(signer, [raw])
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "log").rglob("*")) == before
+    assert log.head().size == 1
