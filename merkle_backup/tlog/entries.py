@@ -59,7 +59,7 @@ def seal_entry(checkpoint_body: bytes, signature: bytes, public_raw: bytes) -> b
     return Note(checkpoint_body, (sig,)).encode()
 
 
-def seal_entries(checkpoint_body: bytes, signature: bytes, private: Ed25519PrivateKey,
+def seal_entries(checkpoint_body: bytes, signature: bytes, private: SigningKey,
                  expiration: datetime | None) -> list[bytes]:
     """What logging a seal appends: its seal entry and, when Velero set
     ``status.expiration``, the expiry entry signed by the sealer's ``private`` key."""
