@@ -16,14 +16,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
 import blake3
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.archive import ArchiveReader, Limits, engine
 from merkle_backup.archive.reader import SealSink
@@ -43,7 +42,7 @@ from merkle_backup.core.leaf import LeafRecord, content_digest
 from merkle_backup.errors import ArchiveError, CannotCheck, StorageError
 from merkle_backup.formats.seal import encode_seal_head, leaf_frame
 from merkle_backup.progress import phase, tarball_total
-from merkle_backup.signing import public_key_of, sign
+from merkle_backup.signing import SigningKey, public_key_of, sign
 from merkle_backup.storage.files import temp_dir_label, temporary_file
 from merkle_backup.storage.source import BackupSource
 from merkle_backup.velero import BACKUP_OBJECT, parse_backup_object
@@ -154,7 +153,7 @@ def bucket_leaf(filename: str, size: int, digest: bytes, where: str) -> bytes:
 
 
 def write_seal(
-    leaves: list[bytes], checkpoint: Checkpoint, private_key: Ed25519PrivateKey,
+    leaves: list[bytes], checkpoint: Checkpoint, private_key: SigningKey | Sequence[SigningKey],
     inconsistencies: list[Inconsistency], force: bool, out: BinaryIO,
 ) -> Checkpoint:
     """Steps 4-5 in one pass: the sortable leaves in key order become the seal's records, each
@@ -174,7 +173,11 @@ def write_seal(
         # Version 2 (docs/format.md §7.4): the framed records are the seal's leaf section.
         checkpoint = dataclasses.replace(checkpoint, leaves_digest=_hash_from_start(records))
         body = checkpoint.body()
-        out.write(encode_seal_head(body, sign(private_key, body), count))
+        # Every signature before any byte of the seal (a signer that fails leaves no half-made
+        # seal); one per key, in the order of the checkpoint's key lines (§7.5).
+        signatures = tuple(sign(key, body) for key in _keys(private_key))
+        out.write(encode_seal_head(body, signatures[0] if len(signatures) == 1 else signatures,
+                                   count))
         records.seek(0)
         shutil.copyfileobj(records, out, 1 << 20)
     return checkpoint
@@ -254,6 +257,15 @@ def _complete(checkpoint: Checkpoint, inconsistencies: list[Inconsistency], forc
     return checkpoint, size
 
 
+def _keys(private_key: SigningKey | Sequence[SigningKey]) -> tuple[SigningKey, ...]:
+    """One signing key, or several (overlap rotation: ``seal --key A --key B``, §7.5)."""
+    if isinstance(private_key, Sequence):
+        if not private_key:
+            raise ValueError("no signing key")
+        return tuple(private_key)
+    return (private_key,)
+
+
 @dataclass(frozen=True)
 class Identity:
     """What a checkpoint says of the backup beside its leaves: its name and UID, and the
@@ -267,7 +279,7 @@ class Identity:
 
 @contextmanager
 def sealed_file(
-    leaves: list[bytes], identity: Identity, private_key: Ed25519PrivateKey, *,
+    leaves: list[bytes], identity: Identity, private_key: SigningKey | Sequence[SigningKey], *,
     created_at: datetime, inconsistencies: list[Inconsistency], force: bool,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[BinaryIO, Checkpoint, int]]:
@@ -281,7 +293,8 @@ def sealed_file(
         archive_digest=identity.archive_digest,
         archive_size=identity.archive_size,
         created=created_at.replace(microsecond=0),
-        key_id=public_key_of(private_key).key_id,
+        key_id=public_key_of(_keys(private_key)[0]).key_id,
+        co_key_ids=tuple(public_key_of(k).key_id for k in _keys(private_key)[1:]),
     )
     # Canonical order, root, signed checkpoint, in one pass over the sorted table, into a
     # temporary file (a seal is ~200 bytes per leaf: it is not held in memory).
@@ -302,7 +315,7 @@ def sealed_file(
 
 def seal_backup(
     source: BackupSource,
-    private_key: Ed25519PrivateKey,
+    private_key: SigningKey | Sequence[SigningKey],
     *,
     created_at: datetime,
     limits: Limits = Limits(),

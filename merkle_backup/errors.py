@@ -135,3 +135,9 @@ class Interrupted(BaseException):
     def __init__(self, partial: Any = None) -> None:
         super().__init__("interrupted")
         self.partial: Any = partial  # rows or a report: whatever the interrupted run returns
+
+
+class SignerError(CannotCheck):
+    """A signer (key file, ssh-agent, KMS, Vault/OpenBao transit, PKCS#11 token) could not sign:
+    it failed, timed out, refused, or answered a signature that does not verify with its public
+    key (or with the key the user pinned). Nothing is written after it (exit 3)."""

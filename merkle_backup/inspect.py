@@ -49,4 +49,8 @@ def describe_seal_file(f: BinaryIO) -> dict[str, Any]:
         "leaves_by_namespace": dict(sorted(by_namespace.items())),
         "checkpoint": _unverified.checkpoint.decode(),
         "signature": _unverified.signature.hex(),
+        # Version 3 (docs/format.md §7.5): every key line and signature, in their order.
+        **({"key_ids": [k.hex() for k in checkpoint.key_ids],
+            "signatures": [s.hex() for s in _unverified.signatures]}
+           if checkpoint.co_key_ids else {}),
     }

@@ -121,7 +121,7 @@ def prove(
     contents = (_contents(source, [decode_record(leaves.record(i)) for i in wanted], limits)
                 if with_content else {})
     proof = ProofFile(seal.head.checkpoint, seal.head.signature, resource_proofs,
-                      namespace_proofs, contents)
+                      namespace_proofs, contents, co_signatures=seal.head.co_signatures)
     # Never hand out a proof that its recipient would reject.
     _check_claims(proof, checkpoint, ProofReport(checkpoint, "self-check"))
     return proof

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -44,10 +46,16 @@ LOW_ORDER_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class PublicKey:
-    """A trusted Ed25519 public key and where it came from."""
+    """A trusted Ed25519 public key and where it came from.
+
+    The bounds come from a trust file (docs/format.md §6.3): a retired key stops counting for
+    seals created after ``not_after`` and for log heads larger than ``not_after_size``.
+    """
 
     raw: bytes
     source: str
+    not_after: datetime | None = None
+    not_after_size: int | None = None
 
     @property
     def key_id(self) -> bytes:
@@ -61,6 +69,27 @@ class PublicKey:
             Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
         except InvalidSignature as e:
             raise SignatureError(f"signature does not verify with trusted key {self.source}") from e
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """What every signing command holds (docs/format.md §6.1): a name to show, the public key
+    verifiers pin, and ``sign(message) -> 64 bytes`` (pure Ed25519, RFC 8032, verified
+    locally before it is returned). ``merkle_backup.signers`` makes them (a key file,
+    ssh-agent, AWS KMS, Vault/OpenBao transit, PKCS#11); declared here, with no I/O, so that
+    what signs and what verifies share the key types without the verifier importing signers."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+#: What the signing call sites take: a key in memory, or a ``Signer``.
+SigningKey: TypeAlias = "Ed25519PrivateKey | Signer"
 
 
 def key_id(raw_public_key: bytes) -> bytes:
@@ -125,11 +154,15 @@ def load_public_key(path: Path) -> PublicKey:
     return check_public_key(_raw_public(key), str(path))
 
 
-def public_key_of(private: Ed25519PrivateKey, source: str = "signing key") -> PublicKey:
-    return check_public_key(_raw_public(private.public_key()), source)
+def public_key_of(private: SigningKey, source: str = "signing key") -> PublicKey:
+    """The public key of a key in memory, or a ``Signer``'s (whose ``source`` is its name)."""
+    if isinstance(private, Ed25519PrivateKey):
+        return check_public_key(_raw_public(private.public_key()), source)
+    return private.public_key
 
 
-def sign(private: Ed25519PrivateKey, message: bytes) -> bytes:
+def sign(private: SigningKey, message: bytes) -> bytes:
+    """Ed25519 over ``message``; a ``Signer`` has verified its answer before returning it."""
     return private.sign(message)
 
 

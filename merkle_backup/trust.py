@@ -37,6 +37,7 @@ import hmac
 import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 
 import blake3
@@ -64,7 +65,7 @@ class Signed(Protocol):
     @property
     def checkpoint(self) -> bytes: ...
     @property
-    def signature(self) -> bytes: ...
+    def signatures(self) -> tuple[bytes, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -110,24 +111,47 @@ class SignedSeal:
 
 
 def check_signature(signed: Signed, trusted: Sequence[PublicKey]) -> tuple[Checkpoint, PublicKey]:
-    """Steps 2-3: the signature over the exact checkpoint bytes, by a key the user named."""
+    """Steps 2-3: a signature over the exact checkpoint bytes by a key the user named, the
+    checkpoint's key line at that signature's place naming that key (docs/format.md §9.1).
+
+    A seal may carry several signatures (version 3, overlap rotation, §7.5): any trusted key
+    that verified one is enough, and it is the key reported. A trusted key with a bound
+    (``not_after``, §6.3) counts only for a checkpoint created no later than its bound.
+    """
     if not trusted:
         raise CannotCheck("no trusted public key given")
-    signer = None
+    signatures = signed.signatures
+    verified: list[tuple[PublicKey, int]] = []
     for key in trusted:
-        try:
-            key.verify(signed.signature, signed.checkpoint)
-        except SignatureError:
-            continue
-        signer = key
-        break
-    if signer is None:
+        for index, signature in enumerate(signatures):
+            try:
+                key.verify(signature, signed.checkpoint)
+            except SignatureError:
+                continue
+            verified.append((key, index))
+            break
+    if not verified:
         names = ", ".join(k.source for k in trusted)
         raise SignatureError(f"the checkpoint is not signed by any trusted key ({names})")
     checkpoint = _parse(signed.checkpoint, "signed checkpoint")
-    if not hmac.compare_digest(checkpoint.key_id, signer.key_id):
-        raise NotAuthentic("the checkpoint names another key than the one that signed it")
-    return checkpoint, signer
+    if len(signatures) != len(checkpoint.key_ids):
+        raise FormatError(f"the checkpoint names {len(checkpoint.key_ids)} keys but "
+                          f"{len(signatures)} signatures come with it")
+    retired = []
+    for key, index in verified:
+        if not hmac.compare_digest(checkpoint.key_ids[index], key.key_id):
+            raise NotAuthentic("the checkpoint names another key than the one that signed it")
+        if key.not_after is not None and checkpoint.created > key.not_after:
+            retired.append(key)
+            continue
+        return checkpoint, key
+    names = ", ".join(f"{k.source} (not after {_time(k.not_after)})" for k in retired)
+    raise SignatureError(f"the checkpoint (created {_time(checkpoint.created)}) is signed only "
+                         f"by keys retired before it: {names}")
+
+
+def _time(t: datetime | None) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else "-"
 
 
 def open_seal(seal: bytes | BinaryIO, trusted: Sequence[PublicKey], scope: Scope = Scope(),

@@ -3,7 +3,7 @@ and one error funnel (``common.funnel``).
 
 \b
     common.py   the funnel, shared options, opening a backup, a location or the log
-    seal.py     keygen, seal, seal-all
+    seal.py     keygen, pubkey, seal, seal-all
     verify.py   verify, inspect
     proof.py    prove, verify-proof
     audit.py    audit, audit-merge, verify-attestation
@@ -58,7 +58,7 @@ def demo(keep: Path | None) -> int:
                                                        standalone_mode=True), keep)
 
 
-for _command in (seal.keygen, seal.seal, seal.seal_all, verify.verify, verify.inspect, demo,
-                 proof.prove, proof.verify_proof, audit.audit, audit.audit_merge,
-                 audit.verify_attestation, log.forget, log.witness):
+for _command in (seal.keygen, seal.pubkey, seal.seal, seal.seal_all, verify.verify,
+                 verify.inspect, demo, proof.prove, proof.verify_proof, audit.audit,
+                 audit.audit_merge, audit.verify_attestation, log.forget, log.witness):
     main.add_command(_command)

@@ -32,6 +32,7 @@ from merkle_backup.cli.common import (
 from merkle_backup.cli.options import (
     jobs_option,
     json_option,
+    key_option,
     limits_from,
     limits_options,
     log_options,
@@ -57,7 +58,7 @@ def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         names = ("shard", "results", "run_id", "state", "full", "recheck_after", "metrics",
-                 "attest", "attest_key")
+                 "attest", "attest_key", "pins")
         raw = {n: kwargs.pop(n) for n in names}
         click.get_current_context().meta[_KEY] = raw
         return f(*args, **kwargs)
@@ -110,13 +111,11 @@ def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=path,
                 help="Write a signed in-toto attestation (DSSE) of this audit; needs --key.",
             ),
-            click.option(
-                "--key", "attest_key", type=path, help="Private key (PEM) that signs --attest."
-            ),
         ]
     ):
         wrapper = option(wrapper)
-    return wrapper
+    signing: Any = key_option(required=False, name="attest_key", extra=" It signs --attest.")
+    return signing(wrapper)  # type: ignore[no-any-return]
 
 
 def fleet_options_given(connection: ConnectionOptions) -> FleetOptions | None:
@@ -150,9 +149,9 @@ def fleet_options_given(connection: ConnectionOptions) -> FleetOptions | None:
     if (o.attest is None) != (key is None):
         raise UsageError("--attest FILE and --key KEY go together")
     if key is not None:
-        from merkle_backup.signing import load_private_key
+        from merkle_backup.cli.common import open_signing_keys
 
-        o.key = load_private_key(key)
+        [o.key] = open_signing_keys([key], raw.get("pins") or ())
     return o if o.any else None
 
 
@@ -187,9 +186,9 @@ def audit(*, location: str | None, trust: tuple[Path, ...], jobs: int, require_s
     no backup at all.
     """
     from merkle_backup.fleet.sweep import audit as run
-    from merkle_backup.signing import load_public_key
+    from merkle_backup.trustfile import load_trusted
 
-    keys = [load_public_key(p) for p in trust]
+    keys = [k for p in trust for k in load_trusted(p)]
     fleet = fleet_options_given(storage())
     limits = limits_from(max_entry_size, max_entries)
     try:
@@ -355,9 +354,9 @@ def verify_attestation(attestation: Path, trust: tuple[Path, ...], digests: tupl
     """
     from merkle_backup.errors import UsageError
     from merkle_backup.fleet.attest import verify_envelope
-    from merkle_backup.signing import load_public_key
+    from merkle_backup.trustfile import load_trusted
 
-    keys = [load_public_key(p) for p in trust]
+    keys = [k for p in trust for k in load_trusted(p)]
     wanted = []
     for d in digests:
         algo, _, value = d.partition(":")

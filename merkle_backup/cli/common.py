@@ -20,6 +20,7 @@ from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
 
 if TYPE_CHECKING:
     from merkle_backup.fleet.sweep import AuditReport, BackupRow, SealAllReport
+    from merkle_backup.signers import Signer
     from merkle_backup.signing import PublicKey
     from merkle_backup.storage.source import BackupSource, Location
     from merkle_backup.tlog.log import Log
@@ -225,3 +226,12 @@ def findings(summary: dict[str, int]) -> str:
 
     return "".join(f", {summary[k]} {k}" for k in BAD if summary.get(k))
 
+
+def open_signing_keys(refs: Sequence[str], pins: Sequence[Path]) -> list[Signer]:
+    """``--key`` (each a path or a key reference) and ``--pub``: the signers, opened and checked
+    against the pinned keys before anything is read or signed (docs/format.md §6.1)."""
+    from merkle_backup.signers import open_signers
+    from merkle_backup.trustfile import load_trusted
+
+    pinned = [key for path in pins for key in load_trusted(path)]
+    return list(open_signers(refs, pins=pinned))

@@ -77,10 +77,19 @@ def _subject(e: Error, message: str, command: str, kwargs: dict[str, Any],
         if message.startswith(("proof", "not a proof")) and kwargs.get("proof_file") is not None:
             return _local(kwargs["proof_file"])
     if isinstance(e, KeyFileError):
-        for p in [*(kwargs.get("trust") or ()), kwargs.get("key_path")]:
+        for p in [*(kwargs.get("trust") or ()), *key_paths(kwargs)]:
             if p is not None and message.startswith(f"{p}:"):
                 return _local(p)
     return None, None
+
+
+def key_paths(kwargs: dict[str, Any]) -> list[Path]:
+    """The --key values of a signing command that are paths (not key references)."""
+    from merkle_backup.signers import is_reference
+
+    refs = kwargs.get("key_refs") or ()
+    refs = (refs,) if isinstance(refs, str) else refs
+    return [Path(r) for r in refs if isinstance(r, str) and not is_reference(r)]
 
 
 def _local(p: object) -> tuple[str | None, Path | None]:
@@ -127,7 +136,7 @@ def _hint(e: Error, message: str, local: Path | None, kwargs: dict[str, Any]) ->
         head = _head(local)
         if b"PRIVATE KEY" in head and local in (kwargs.get("trust") or ()):
             return f"that is a private key: --trust takes the public key, {local}.pub"
-        if b"PUBLIC KEY" in head and local == kwargs.get("key_path"):
+        if b"PUBLIC KEY" in head and local in key_paths(kwargs):
             name = local.name.removesuffix(".pub") if local is not None else "KEY"
             return f"that is a public key: --key takes the private key, {name} (without .pub)"
     return None

@@ -12,8 +12,10 @@ from merkle_backup.cli.common import (
     command,
     funnel,
     open_log,
+    open_signing_keys,
 )
 from merkle_backup.cli.options import (
+    key_option,
     storage_options_for,
     trust_option,
 )
@@ -22,21 +24,19 @@ from merkle_backup.display import shown
 
 @command()
 @click.argument("name")
-@click.option(
-    "--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM)."
-)
+@key_option()
 @click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
 @click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
 @storage_options_for("--log")
 @funnel
-def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
+def forget(name: str, key_refs: str, pins: tuple[Path, ...], log: str,
+           log_state: Path | None) -> None:
     """Log a signed tombstone for backup NAME: deleting it on purpose (before its expiration)
     is then not `deleted early`."""
-    from merkle_backup.signing import load_private_key, public_key_of
     from merkle_backup.tlog.check import forget as run
 
-    private = load_private_key(key_path)
-    index, entry = run(open_log(log, log_state, [public_key_of(private)]), private, name,
+    [private] = open_signing_keys([key_refs], pins)
+    index, entry = run(open_log(log, log_state, [private.public_key]), private, name,
                        lambda: datetime.now(timezone.utc))
     click.echo(f"forgot {shown(name)} (uid {shown(entry.uid)}, root {entry.root.hex()}): "
                f"tombstone at log entry {index}")
@@ -47,28 +47,27 @@ def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
     "--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log to witness."
 )
 @trust_option
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
-              help="The witness's own private key (PEM).")
+@key_option(extra=" The witness's own key.")
 @click.option("--name", "name", help="The witness's name in its cosignature (default: "
               "merkle-backup-witness/<key id prefix>).")
 @click.option("--state", "log_state", type=click.Path(path_type=Path),
               help="The witness's own state: the last checkpoint it cosigned.")
 @storage_options_for("--log")
 @funnel
-def witness(log: str, trust: tuple[Path, ...], key_path: Path, name: str | None,
-            log_state: Path | None) -> None:
+def witness(log: str, trust: tuple[Path, ...], key_refs: str, pins: tuple[Path, ...],
+            name: str | None, log_state: Path | None) -> None:
     """Check that the log (signed by a --trust key) extends the last checkpoint this witness
     saw, then add a C2SP cosignature (tlog-cosignature/v1) to its checkpoint."""
     from merkle_backup.errors import UsageError
-    from merkle_backup.signing import load_private_key, load_public_key, public_key_of
     from merkle_backup.tlog.check import witness as run
     from merkle_backup.tlog.note import valid_name
+    from merkle_backup.trustfile import load_trusted
 
-    private = load_private_key(key_path)
-    me = public_key_of(private)
+    [private] = open_signing_keys([key_refs], pins)
+    me = private.public_key
     name = name or f"merkle-backup-witness/{me.key_id.hex()[:16]}"
     if not valid_name(name):
         raise UsageError(f"--name {name!r}: a note key name has no space, '+' or control character")
-    head = run(open_log(log, log_state, [load_public_key(p) for p in trust]), private, name,
-               lambda: datetime.now(timezone.utc))
+    trusted = [k for p in trust for k in load_trusted(p)]
+    head = run(open_log(log, log_state, trusted), private, name, lambda: datetime.now(timezone.utc))
     click.echo(f"cosigned {shown(head.checkpoint.origin)} at {head.size} entries as {shown(name)}")

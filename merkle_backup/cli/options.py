@@ -32,8 +32,29 @@ class FiniteFloat(click.FloatRange):
 def trust_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--trust", "trust", multiple=True, required=True, type=click.Path(path_type=Path),
-        help="Trusted Ed25519 public key (PEM). Repeatable. Keys in the backup are never used.",
+        help="Trusted Ed25519 public key (PEM), or a trust file of several keys with their "
+             "bounds (docs/format.md §6.3). Repeatable. Keys in the backup are never used.",
     )(f)
+
+
+KEY_HELP = ("Signing key: a PEM private key file, or a key reference: ssh-agent[:SHA256:FP], "
+            "awskms:///KEY (or awskms://HOST:PORT/KEY), hashivault://KEY, openbao://KEY, "
+            "pkcs11:URI (README, docs/format.md §6.1).")
+PUB_HELP = ("Pin the signing key: refuse to sign unless --key's public key is this one (PEM, or "
+            "a trust file). Repeatable.")
+
+
+def key_option(*, multiple: bool = False, required: bool = True, name: str = "key_refs",
+               extra: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--key KEYREF`` (repeatable for overlap rotation where ``multiple``) and ``--pub FILE``:
+    what every signing command takes (docs/format.md §6.1)."""
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option("--pub", "pins", multiple=True, type=click.Path(path_type=Path),
+                         metavar="FILE", help=PUB_HELP)(f)
+        more = " Repeat to sign with several keys (overlap rotation)." if multiple else ""
+        return click.option("--key", name, multiple=multiple, required=required,
+                            metavar="KEYREF", help=KEY_HELP + more + extra)(f)
+    return decorate
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -68,22 +68,22 @@ def prove(backup: str, resources: tuple[str, ...], namespaces: tuple[str, ...], 
     from merkle_backup.errors import UsageError
     from merkle_backup.formats.proof import encode_proof
     from merkle_backup.proofs import prove as build
-    from merkle_backup.signing import load_public_key
     from merkle_backup.storage.files import MAX_PROOF_FILE_BYTES, check_proof_output
     from merkle_backup.storage.local import write_atomic
+    from merkle_backup.trustfile import load_trusted
 
     if witnesses and not log:
         raise UsageError("--witness needs --log")
     if log and not trust:
         raise UsageError("--log needs --trust (the sealer's public key, which signs the log)")
-    keys = [load_public_key(p) for p in trust]
+    keys = [k for p in trust for k in load_trusted(p)]
     source = open_source(backup, seal_path)
     check_proof_output(output, source.seal_path, force=force)
     proof = build(source, resources=resources, namespaces=namespaces,
                   with_content=with_content, trusted=keys)
     if log:
         proof = with_log_inclusion(proof, keys, log, log_state,
-                                   [load_public_key(p) for p in witnesses])
+                                   [k for p in witnesses for k in load_trusted(p)])
     data = encode_proof(proof)
     if len(data) > MAX_PROOF_FILE_BYTES:
         raise UsageError(f"the proof would be {len(data)} bytes, over the {MAX_PROOF_FILE_BYTES} "
@@ -105,10 +105,14 @@ def with_log_inclusion(proof: Any, keys: list[Any], log: str, log_state: Path | 
     from dataclasses import replace
 
     from merkle_backup.core.checkpoint import parse_checkpoint
+    from merkle_backup.errors import UsageError
     from merkle_backup.formats.proof import encode_proof
     from merkle_backup.proofs import verify_proof as check
     from merkle_backup.tlog.check import prove_in_log
 
+    if proof.co_signatures:
+        raise UsageError("prove --log: this seal is signed by several keys, and such seals are "
+                         "not logged (seal --log signs with one --key)")
     name = parse_checkpoint(proof.checkpoint).backup
     proof = replace(proof, log=prove_in_log(open_log(log, log_state, keys), name, proof.checkpoint,
                                             witnesses))
@@ -140,19 +144,19 @@ def verify_proof(proof_file: Path, trust: tuple[Path, ...], content_files: tuple
                  log_keys: tuple[Path, ...], witnesses: tuple[Path, ...], as_json: bool) -> None:
     """Check a proof file offline with only the trusted public key."""
     from merkle_backup.proofs import verify_proof as check
-    from merkle_backup.signing import load_public_key
     from merkle_backup.storage.files import MAX_CONTENT_FILE_BYTES, MAX_PROOF_FILE_BYTES
+    from merkle_backup.trustfile import load_trusted
 
     if witnesses and not log_keys:
         from merkle_backup.errors import UsageError
 
         raise UsageError("--witness needs --log-key")
-    keys = [load_public_key(p) for p in trust]
+    keys = [k for p in trust for k in load_trusted(p)]
     contents = [(str(p), read_file(p, MAX_CONTENT_FILE_BYTES)) for p in content_files]
     report = check(read_file(proof_file, MAX_PROOF_FILE_BYTES), keys, contents=contents,
                    expected_backup=expected_backup, expected_uid=expected_uid,
-                   log_keys=[load_public_key(p) for p in log_keys],
-                   witnesses=[load_public_key(p) for p in witnesses])
+                   log_keys=[k for p in log_keys for k in load_trusted(p)],
+                   witnesses=[k for p in witnesses for k in load_trusted(p)])
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from merkle_backup.archive import Limits
     from merkle_backup.fleet.sweep import SealAllReport
+    from merkle_backup.signers import Signer
     from merkle_backup.storage.source import BackupSource
 
 from merkle_backup.cli.common import (
@@ -23,6 +22,7 @@ from merkle_backup.cli.common import (
     funnel,
     open_location,
     open_log,
+    open_signing_keys,
     open_source,
     print_interrupted,
     print_rows,
@@ -33,6 +33,7 @@ from merkle_backup.cli.options import (
     FiniteFloat,
     jobs_option,
     json_option,
+    key_option,
     limits_from,
     limits_options,
     log_options,
@@ -77,10 +78,47 @@ def keygen(keyfile: Path) -> None:
 
 
 @command()
+@click.argument("keyref")
+@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write it to FILE (never replaced) instead of printing it.")
+@click.option("--vkey", "vkey_name", metavar="NAME",
+              help="The C2SP note verifier key NAME+HASH+BASE64 instead of PEM: a trust file's "
+                   "line, and what Go's note package reads.")
+@funnel
+def pubkey(keyref: str, output: Path | None, vkey_name: str | None) -> None:
+    """The public key of KEYREF (a private key file, or a key reference as --key takes it), as
+    the PEM that verifiers pin with --trust. The verifier never asks a KMS or an agent."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from merkle_backup.errors import UsageError
+    from merkle_backup.signers import open_signer
+    from merkle_backup.tlog.note import valid_name, vkey
+
+    if vkey_name is not None and not valid_name(vkey_name):
+        raise UsageError(f"--vkey {vkey_name!r}: a note key name has no space, '+' or control "
+                         "character")
+    signer = open_signer(keyref)
+    key = signer.public_key
+    signer.close()
+    if vkey_name is not None:
+        text = vkey(vkey_name, key.raw) + "\n"
+    else:
+        text = Ed25519PublicKey.from_public_bytes(key.raw).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from merkle_backup.storage.local import write_atomic
+
+    write_atomic(output, text.encode(), mode=0o644, replace=False)
+    click.echo(f"public key of {shown(signer.name)} (key id {key.key_id.hex()}) written to "
+               f"{shown(output)}")
+
+
+@command()
 @click.argument("backup")
-@click.option(
-    "--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM)."
-)
+@key_option(multiple=True)
 @seal_option
 @click.option("--replace", is_flag=True, help="Overwrite an existing seal.")
 @click.option("--force", is_flag=True,
@@ -94,14 +132,14 @@ def keygen(keyfile: Path) -> None:
 @storage_options
 @funnel
 @single_pass
-def seal(backup: str, key_path: Path, seal_path: Path | None, replace: bool, force: bool,
-         *, max_age: float, max_entry_size: int | None, max_entries: int | None) -> None:
+def seal(backup: str, key_refs: tuple[str, ...], pins: tuple[Path, ...], seal_path: Path | None,
+         replace: bool, force: bool, *, max_age: float, max_entry_size: int | None,
+         max_entries: int | None) -> None:
     """Seal BACKUP (a backup folder, a .tar.gz, or s3://BUCKET/PREFIX/backups/NAME) with a
     signed Merkle tree."""
     from merkle_backup.builder import seal_backup
-    from merkle_backup.signing import load_private_key
 
-    private = load_private_key(key_path)
+    private = open_signing_keys(key_refs, pins)
     source = open_source(backup, seal_path)
     with Progress("seal") as progress:
         result = seal_backup(
@@ -148,9 +186,7 @@ def sealed_late(source: BackupSource, max_age: float) -> str | None:
 
 @command("seal-all")
 @click.argument("location", required=False)
-@click.option(
-    "--key", "key_path", required=True, type=click.Path(path_type=Path), help="Private key (PEM)."
-)
+@key_option(multiple=True, extra=" With --log: one key, which also signs the log.")
 @jobs_option(2)
 @log_options
 @max_age_option
@@ -160,18 +196,22 @@ def sealed_late(source: BackupSource, max_age: float) -> str | None:
 @limits_options
 @storage_options_for("LOCATION")
 @funnel
-def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
+def seal_all(location: str | None, key_refs: tuple[str, ...], pins: tuple[Path, ...], jobs: int,
+             log: str | None,
              log_state: Path | None, max_age: float, backfill: bool, as_json: bool,
              max_entry_size: int | None, max_entries: int | None) -> int:
     """Seal every final backup under LOCATION (s3://BUCKET/PREFIX, or a folder holding backups/)
     that has no seal yet; skip the rest with a reason. Exit 0, or 3 if any could not be sealed."""
+    from merkle_backup.errors import UsageError
     from merkle_backup.fleet.sweep import seal_all as run
-    from merkle_backup.signing import load_private_key
 
-    private = load_private_key(key_path)
+    if log and len(key_refs) > 1:
+        raise UsageError("seal-all --log signs with one --key (the log's origin is its key); "
+                         "seal with several keys without --log")
+    private = open_signing_keys(key_refs, pins)
     try:
         if log:
-            report = seal_all_logged(location, private, jobs, log, log_state, max_age, backfill,
+            report = seal_all_logged(location, private[0], jobs, log, log_state, max_age, backfill,
                                       limits_from(max_entry_size, max_entries))
         else:
             where = open_location(location, jobs)
@@ -203,7 +243,7 @@ def seal_all(location: str | None, key_path: Path, jobs: int, log: str | None,
 
 
 
-def seal_all_logged(location: str | None, private: Ed25519PrivateKey, jobs: int, log: str,
+def seal_all_logged(location: str | None, private: Signer, jobs: int, log: str,
                     log_state: Path | None, max_age: float, backfill: bool,
                     limits: Limits) -> SealAllReport:
     from merkle_backup.fleet.seal_logged import seal_all_logged

@@ -137,10 +137,10 @@ def verify(*, backup: str, trust: tuple[Path, ...], include_namespaces: tuple[st
     (the same flags as `velero restore create`, or --restore FILE), or single resources.
     Damage outside the chosen scope is counted, not failed."""
     from merkle_backup.selection import Scope
-    from merkle_backup.signing import load_public_key
+    from merkle_backup.trustfile import load_trusted
     from merkle_backup.verifier import verify_backup
 
-    keys = [load_public_key(p) for p in trust]
+    keys = [k for p in trust for k in load_trusted(p)]
     source = open_source(backup, seal_path)
     selection = selection_from_flags(
         source.name, include_namespaces=include_namespaces,
@@ -177,14 +177,14 @@ def verify(*, backup: str, trust: tuple[Path, ...], include_namespaces: tuple[st
 def verify_in_log(source: BackupSource, keys: Sequence[PublicKey], log: str,
                   log_state: Path | None, witnesses: Sequence[Path]) -> LogProof:
     from merkle_backup.formats.seal import read_seal_head
-    from merkle_backup.signing import load_public_key
     from merkle_backup.tlog.check import verify_in_log
+    from merkle_backup.trustfile import load_trusted
 
     the_log = open_log(log, log_state, keys)
     with source.open_seal() as f:
         head = read_seal_head(f)
     return verify_in_log(the_log, source.name, head.checkpoint,
-                         [load_public_key(p) for p in witnesses])
+                         [k for p in witnesses for k in load_trusted(p)])
 
 
 def selection_from_flags(backup: str, *, include_namespaces: tuple[str, ...],

@@ -26,11 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from merkle_backup.errors import FormatError, SignatureError
 from merkle_backup.formats.strict import loads_json
-from merkle_backup.signing import PublicKey, public_key_of, sign
+from merkle_backup.signing import PublicKey, SigningKey, public_key_of, sign
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -45,7 +43,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(t), t, len(payload), payload)
 
 
-def envelope(statement: dict[str, Any], private: Ed25519PrivateKey) -> bytes:
+def envelope(statement: dict[str, Any], private: SigningKey) -> bytes:
     payload = json.dumps(
         statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True
     ).encode()

@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from merkle_backup.errors import Error, NotAuthentic
 from merkle_backup.fleet.sweep import (
     DEFAULT_MAX_AGE,
@@ -25,7 +23,7 @@ from merkle_backup.fleet.sweep import (
     _seal_head_problem,
     final_phase,
 )
-from merkle_backup.signing import public_key_of
+from merkle_backup.signing import SigningKey, public_key_of
 from merkle_backup.storage.source import BackupSource
 from merkle_backup.tlog.check import (
     BAD,
@@ -60,7 +58,7 @@ class _LoggingSource:
     """A BackupSource whose write_seal first logs the seal (or, in repair mode, requires it to
     be the logged checkpoint). Everything else is the wrapped source's."""
 
-    def __init__(self, inner: BackupSource, log: Log, private: Ed25519PrivateKey, *, name: str,
+    def __init__(self, inner: BackupSource, log: Log, private: SigningKey, *, name: str,
                  expiration: datetime | None, known: int, repair: bytes | None = None,
                  crash: Callable[[str], None] | None = None) -> None:
         self._inner, self._log, self._private = inner, log, private
@@ -97,7 +95,7 @@ class _LoggingSource:
         return self._inner.write_seal(f, replace=replace)
 
 
-def seal_all_logged(location: Any, private: Ed25519PrivateKey, log: Log, *,
+def seal_all_logged(location: Any, private: SigningKey, log: Log, *,
                     clock: Callable[[], datetime], max_age: timedelta = DEFAULT_MAX_AGE,
                     backfill: bool = False, jobs: int = 1, limits: Any = None,
                     crash: Callable[[str], None] | None = None) -> SealAllLogReport:

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from merkle_backup.archive import Limits
 from merkle_backup.errors import (
     CannotCheck,
@@ -38,8 +36,9 @@ from merkle_backup.errors import (
     FormatError,
     Interrupted,
     NotAuthentic,
+    SignerError,
 )
-from merkle_backup.signing import PublicKey
+from merkle_backup.signing import PublicKey, SigningKey
 from merkle_backup.storage.source import Location
 from merkle_backup.velero import (
     BACKUP_OBJECT,
@@ -207,7 +206,7 @@ def audit(
 
 def seal_all(
     location: Location,
-    private_key: Ed25519PrivateKey,
+    private_key: SigningKey | Sequence[SigningKey],
     *,
     clock: Callable[[], datetime],
     jobs: int = 1,
@@ -346,7 +345,7 @@ def _audit_one(
         return BackupRow(name, ERROR, e.diagnostics())
 
 
-def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
+def _seal_one(location: Location, name: str, private_key: SigningKey | Sequence[SigningKey],
               clock: Callable[[], datetime], limits: Limits, max_age: timedelta | None,
               backfill: bool) -> BackupRow:
     from merkle_backup.builder import seal_backup
@@ -373,6 +372,10 @@ def _seal_one(location: Location, name: str, private_key: Ed25519PrivateKey,
         how = "backfilled, " if old is not None else ""
         return BackupRow(name, SEALED, f"{how}{cp.tree_size} leaves, seal {source.seal_path}",
                          cp.uid, cp.root.hex())
+    except SignerError:
+        # The signer is down or lies (docs/format.md §6.1): every other backup would fail the
+        # same way, so the run stops here; the seals already written are whole.
+        raise
     except Error as e:
         return BackupRow(name, ERROR, e.diagnostics())
 

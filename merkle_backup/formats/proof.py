@@ -19,6 +19,8 @@ from merkle_backup.formats.seal import MAX_CHECKPOINT_BYTES, check_envelope, unp
 PROOF_MAGIC = "merkle-backup-proof"
 PROOF_VERSION = 1
 PROOF_VERSION_LOG = 2           # version 1 plus the ``log`` key (§11.6)
+PROOF_VERSION_MULTI = 3         # version 1 with ``signatures`` for ``signature`` (§11.1)
+MAX_SIGNATURES = 8
 MAX_PROOF_BYTES = 1 * 2**30
 MAX_ITEMS = 10_000_000
 MAX_PROOF_HASHES = 128          # a range proof has at most two hashes per level of a 2**64 tree
@@ -29,6 +31,7 @@ _KEYS = frozenset(
 _RESOURCE_KEYS = frozenset({"index", "record", "proof"})
 _NAMESPACE_KEYS = frozenset({"namespace", "begin", "records", "proof"})
 _KEYS_LOG = _KEYS | {"log"}
+_KEYS_MULTI = (_KEYS - {"signature"}) | {"signatures"}
 _LOG_KEYS = frozenset({"checkpoint", "index", "entry", "proof"})
 MAX_LOG_NOTE = 16 * 1024        # a signed note (merkle_backup.tlog.note.MAX_NOTE)
 MAX_LOG_PROOF_HASHES = 64       # an inclusion proof in a log of fewer than 2**63 entries
@@ -67,19 +70,29 @@ class ProofFile:
     namespaces: list[NamespaceProof] = field(default_factory=list)
     contents: dict[str, bytes] = field(default_factory=dict)   # path -> bytes (--with-content)
     log: LogInclusion | None = None                             # version 2 only (prove --log)
+    co_signatures: tuple[bytes, ...] = ()   # version 3: a seal signed by several keys (§11.1)
+
+    @property
+    def signatures(self) -> tuple[bytes, ...]:
+        return (self.signature, *self.co_signatures)
 
 
 def encode_proof(proof: ProofFile) -> bytes:
-    """Version 1, or version 2 when the proof carries a log inclusion proof."""
-    extra = {} if proof.log is None else {"log": {
+    """Version 1, version 2 when the proof carries a log inclusion proof, version 3 when its
+    seal is signed by several keys (never logged: seal --log signs with one key)."""
+    if proof.co_signatures and proof.log is not None:
+        raise ValueError("a proof of a seal signed by several keys carries no log proof")
+    extra: dict[str, Any] = {} if proof.log is None else {"log": {
         "checkpoint": proof.log.checkpoint, "index": proof.log.index,
         "entry": proof.log.entry, "proof": proof.log.proof}}
     packed: bytes = msgpack.packb(
         {
             "magic": PROOF_MAGIC,
-            "version": PROOF_VERSION if proof.log is None else PROOF_VERSION_LOG,
+            "version": (PROOF_VERSION_MULTI if proof.co_signatures else
+                        PROOF_VERSION if proof.log is None else PROOF_VERSION_LOG),
             "checkpoint": proof.checkpoint,
-            "signature": proof.signature,
+            **({"signatures": list(proof.signatures)} if proof.co_signatures else
+               {"signature": proof.signature}),
             "resources": [
                 {"index": r.index, "record": r.record, "proof": r.proof} for r in proof.resources
             ],
@@ -102,17 +115,25 @@ def decode_proof(data: bytes) -> ProofFile:
                         max_bin=MAX_CONTENT_BYTES)
     found = raw.get("version") if isinstance(raw, dict) else None
     if isinstance(raw, dict) and raw.get("magic") == PROOF_MAGIC and not (
-            type(found) is int and found in (PROOF_VERSION, PROOF_VERSION_LOG)):
+            type(found) is int and found in (PROOF_VERSION, PROOF_VERSION_LOG,
+                                             PROOF_VERSION_MULTI)):
         raise FormatError(f"proof file version {str(found)[:20]!r} is not supported (this tool "
-                          f"reads {PROOF_VERSION} and {PROOF_VERSION_LOG})")
-    version = PROOF_VERSION_LOG if found == PROOF_VERSION_LOG else PROOF_VERSION
-    obj = check_envelope(raw, what="proof file", magic=PROOF_MAGIC, version=version,
-                         keys=_KEYS_LOG if version == PROOF_VERSION_LOG else _KEYS)
-    checkpoint, signature = obj["checkpoint"], obj["signature"]
+                          f"reads {PROOF_VERSION}, {PROOF_VERSION_LOG} and {PROOF_VERSION_MULTI})")
+    version = found if found in (PROOF_VERSION_LOG, PROOF_VERSION_MULTI) else PROOF_VERSION
+    keys = {PROOF_VERSION_LOG: _KEYS_LOG, PROOF_VERSION_MULTI: _KEYS_MULTI}.get(version, _KEYS)
+    obj = check_envelope(raw, what="proof file", magic=PROOF_MAGIC, version=version, keys=keys)
+    checkpoint = obj["checkpoint"]
     if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
         raise FormatError("proof checkpoint must be binary, at most 4096 bytes")
-    if type(signature) is not bytes or len(signature) != 64:
+    if version == PROOF_VERSION_MULTI:
+        signatures = obj["signatures"]
+        if type(signatures) is not list or not 2 <= len(signatures) <= MAX_SIGNATURES:
+            raise FormatError(f"proof signatures must be a list of 2 to {MAX_SIGNATURES}")
+    else:
+        signatures = [obj["signature"]]
+    if not all(type(sig) is bytes and len(sig) == 64 for sig in signatures):
         raise FormatError("proof signature must be 64 bytes of binary")
+    signature, co_signatures = signatures[0], tuple(signatures[1:])
     resources = [_resource(item) for item in _list(obj["resources"], "resources")]
     namespaces = [_namespace(item) for item in _list(obj["namespaces"], "namespaces")]
     contents = obj["contents"]
@@ -123,7 +144,7 @@ def decode_proof(data: bytes) -> ProofFile:
     if not resources and not namespaces:
         raise FormatError("proof file proves nothing: no resources and no namespaces")
     log = _log(obj["log"]) if version == PROOF_VERSION_LOG else None
-    return ProofFile(checkpoint, signature, resources, namespaces, contents, log)
+    return ProofFile(checkpoint, signature, resources, namespaces, contents, log, co_signatures)
 
 
 def _log(item: Any) -> LogInclusion:

@@ -22,13 +22,17 @@ from merkle_backup.errors import FormatError
 from merkle_backup.formats.strict import unique_keys
 
 SEAL_MAGIC = "merkle-backup-seal"
-SEAL_VERSION = 2  # what this tool writes; it reads 1 and 2
-SEAL_VERSIONS = (1, 2)
+SEAL_VERSION = 2  # what this tool writes for one key; 3 for several (§7.5); it reads 1, 2 and 3
+SEAL_VERSION_MULTI = 3
+SEAL_VERSIONS = (1, 2, 3)
+MAX_SIGNATURES = 8  # core.checkpoint.MAX_KEYS
 MAX_SEAL_BYTES = 2 * 2**30        # a seal of 5 million leaves is about 1 GiB
 MAX_LEAVES = 10_000_000
 MAX_RECORD_BYTES = 6 * (2 + 0xFFFF) + 40
 MAX_CHECKPOINT_BYTES = 4096
 _KEYS = frozenset({"magic", "version", "checkpoint", "signature", "leaves"})
+# Version 3 (§7.5): ``signatures``, one per key line of the checkpoint, instead of ``signature``.
+_KEYS_V3 = frozenset({"magic", "version", "checkpoint", "signatures", "leaves"})
 
 
 @dataclass(frozen=True)
@@ -41,20 +45,36 @@ class SealFile:
     # The envelope's version; None: the version of the checkpoint's context line (2 for
     # "merkle-backup/checkpoint/v2", else 1).
     version: int | None = None
+    # Version 3: the signatures of the checkpoint's other key lines, in their order.
+    co_signatures: tuple[bytes, ...] = ()
+
+    @property
+    def signatures(self) -> tuple[bytes, ...]:
+        return (self.signature, *self.co_signatures)
 
 
 def version_of(checkpoint: bytes) -> int:
     """The seal version whose checkpoint this text claims to be (its context line)."""
+    if checkpoint.startswith(b"merkle-backup/checkpoint/v3\n"):
+        return 3
     return 2 if checkpoint.startswith(b"merkle-backup/checkpoint/v2\n") else 1
 
 
+def _signature_field(version: int, signatures: tuple[bytes, ...]) -> tuple[str, Any]:
+    if version == SEAL_VERSION_MULTI:
+        return "signatures", list(signatures)
+    return "signature", signatures[0]
+
+
 def encode_seal(seal: SealFile) -> bytes:
+    version = seal.version if seal.version is not None else version_of(seal.checkpoint)
+    key, value = _signature_field(version, seal.signatures)
     packed: bytes = msgpack.packb(
         {
             "magic": SEAL_MAGIC,
-            "version": seal.version if seal.version is not None else version_of(seal.checkpoint),
+            "version": version,
             "checkpoint": seal.checkpoint,
-            "signature": seal.signature,
+            key: value,
             "leaves": seal.leaves,
         },
         use_bin_type=True,
@@ -62,14 +82,16 @@ def encode_seal(seal: SealFile) -> bytes:
     return packed
 
 
-def encode_seal_head(checkpoint: bytes, signature: bytes, leaves: int) -> bytes:
+def encode_seal_head(checkpoint: bytes, signature: bytes | tuple[bytes, ...], leaves: int) -> bytes:
     """The bytes of ``encode_seal`` up to its first leaf: a seal is this, then each record in
     the framing of ``leaf_frame`` (the leaf section). Lets a sealer write the leaves as it
-    produces them."""
+    produces them. ``signature``: one, or (version 3) one per key line of ``checkpoint``."""
     packer = msgpack.Packer(use_bin_type=True)
     head: bytes = packer.pack_map_header(5)
-    for key, value in (("magic", SEAL_MAGIC), ("version", version_of(checkpoint)),
-                       ("checkpoint", checkpoint), ("signature", signature)):
+    version = version_of(checkpoint)
+    signatures = (signature,) if isinstance(signature, bytes) else signature
+    for key, value in (("magic", SEAL_MAGIC), ("version", version),
+                       ("checkpoint", checkpoint), _signature_field(version, signatures)):
         head += packer.pack(key) + packer.pack(value)
     tail: bytes = packer.pack("leaves") + packer.pack_array_header(leaves)
     return head + tail
@@ -156,6 +178,12 @@ class SealHead:
     # and trust.py hashes it first (check_framing reads it through when the hash differs).
     framing_checked: bool = True
     size: int = 0  # the seal file's size in bytes
+    co_signatures: tuple[bytes, ...] = ()  # version 3: the signatures after the first
+
+    @property
+    def signatures(self) -> tuple[bytes, ...]:
+        """Every signature, in the order of the checkpoint's key lines (one before version 3)."""
+        return (self.signature, *self.co_signatures)
 
 
 def _unpacker(f: BinaryIO) -> msgpack.Unpacker:
@@ -213,7 +241,7 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True, framing: bool = True) -> 
             leaves_at = unpacker.tell()
             fields[key] = None  # read by read_leaves
             last = len(fields) == entries
-            if not whole or (not framing and last and fields.get("version") == 2):
+            if not whole or (not framing and last and fields.get("version") in (2, 3)):
                 if not last:
                     raise FormatError("seal leaves are not its last field")
                 break
@@ -223,22 +251,31 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True, framing: bool = True) -> 
         raise
     except _MSGPACK_ERRORS as e:
         raise _invalid("seal file", e) from e
-    if fields.get("version") == 2 and not last:  # the leaf section runs to the end (§7.4)
-        raise FormatError("seal version 2: leaves are not its last field")
-    checked = whole and (framing or fields.get("version") != 2)
+    found = fields.get("version")
+    if found in (2, 3) and not last:  # the leaf section runs to the end (§7.4)
+        raise FormatError(f"seal version {found}: leaves are not its last field")
+    checked = whole and (framing or found not in (2, 3))
     if checked and unpacker.tell() != size:
         raise FormatError("seal file has trailing bytes after its content")
-    check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSIONS, keys=_KEYS)
-    checkpoint, signature = fields["checkpoint"], fields["signature"]
+    check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSIONS,
+                   keys=_KEYS_V3 if found == SEAL_VERSION_MULTI else _KEYS)
+    checkpoint = fields["checkpoint"]
     if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
         raise FormatError("seal checkpoint must be binary, at most 4096 bytes")
-    if type(signature) is not bytes or len(signature) != 64:
+    if found == SEAL_VERSION_MULTI:
+        signatures = fields["signatures"]
+        if type(signatures) is not list or not 2 <= len(signatures) <= MAX_SIGNATURES:
+            raise FormatError(f"seal signatures must be a list of 2 to {MAX_SIGNATURES}")
+    else:
+        signatures = [fields["signature"]]
+    if not all(type(sig) is bytes and len(sig) == 64 for sig in signatures):
         raise FormatError("seal signature must be 64 bytes of binary")
+    signature, co_signatures = signatures[0], tuple(signatures[1:])
     version = fields["version"]
     if version_of(checkpoint) != version:  # no downgrade or upgrade (docs/format.md §7.4)
         raise FormatError(f"seal version {version} holds a checkpoint of version "
                           f"{version_of(checkpoint)}")
-    return SealHead(checkpoint, signature, count, leaves_at, version, checked, size)
+    return SealHead(checkpoint, signature, count, leaves_at, version, checked, size, co_signatures)
 
 
 LEAF_ERRORS = _MSGPACK_ERRORS
@@ -323,4 +360,5 @@ def read_leaves(f: BinaryIO, head: SealHead) -> Iterator[bytes]:
 def decode_seal(data: bytes) -> SealFile:
     f = io.BytesIO(data)
     head = read_seal_head(f)
-    return SealFile(head.checkpoint, head.signature, list(read_leaves(f, head)))
+    return SealFile(head.checkpoint, head.signature, list(read_leaves(f, head)),
+                    co_signatures=head.co_signatures)

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from merkle_backup.core.checkpoint import CheckpointError, parse_checkpoint
 from merkle_backup.core.tree import verify_consistency, verify_inclusion
 from merkle_backup.errors import (
@@ -38,7 +36,7 @@ from merkle_backup.fleet.sweep import (
     AuditReport,
     BackupRow,
 )
-from merkle_backup.signing import PublicKey, public_key_of
+from merkle_backup.signing import PublicKey, SigningKey, public_key_of
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog.entries import (
     EXPIRY,
@@ -376,7 +374,7 @@ def _leaf(raw: bytes) -> bytes:
 
 
 def forget(
-    log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[], datetime]
+    log: Log, private: SigningKey, name: str, clock: Callable[[], datetime]
 ) -> tuple[int, Entry]:
     me = public_key_of(private)
     head = log.head()
@@ -395,7 +393,7 @@ def forget(
     return index, e
 
 
-def witness(log: Log, private: Ed25519PrivateKey, name: str, clock: Callable[[], datetime]) -> Head:
+def witness(log: Log, private: SigningKey, name: str, clock: Callable[[], datetime]) -> Head:
     """Check the head against the witness's own state (Log's state), cosign it, store it."""
     head = log.head()
     if head.size == 0:

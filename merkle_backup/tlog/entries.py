@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from merkle_backup.core.checkpoint import CONTEXTS, CheckpointError, parse_checkpoint
 from merkle_backup.errors import FormatError, NotAuthentic
+from merkle_backup.signing import SigningKey
 from merkle_backup.tlog.note import (
     ALG_ED25519,
     Note,
@@ -60,7 +59,7 @@ def seal_entry(checkpoint_body: bytes, signature: bytes, public_raw: bytes) -> b
     return Note(checkpoint_body, (sig,)).encode()
 
 
-def seal_entries(checkpoint_body: bytes, signature: bytes, private: Ed25519PrivateKey,
+def seal_entries(checkpoint_body: bytes, signature: bytes, private: SigningKey,
                  expiration: datetime | None) -> list[bytes]:
     """What logging a seal appends: its seal entry and, when Velero set
     ``status.expiration``, the expiry entry signed by the sealer's ``private`` key."""
@@ -82,14 +81,14 @@ def _body(context: str, fields: list[tuple[str, str]]) -> bytes:
     return ("\n".join([context] + [f"{k} {v}" for k, v in fields]) + "\n").encode()
 
 
-def expiry_entry(private: Ed25519PrivateKey, backup: str, uid: str, root: bytes,
+def expiry_entry(private: SigningKey, backup: str, uid: str, root: bytes,
                  expiration: datetime, key_id: bytes) -> bytes:
     body = _body(EXPIRY_CONTEXT, [("backup", backup), ("uid", uid), ("root", root.hex()),
                                   ("expiration", _fmt(expiration)), ("key", key_id.hex())])
     return Note(body, (sign_line(private, NOTE_NAME, body),)).encode()
 
 
-def tombstone_entry(private: Ed25519PrivateKey, backup: str, uid: str, root: bytes,
+def tombstone_entry(private: SigningKey, backup: str, uid: str, root: bytes,
                     created: datetime, key_id: bytes) -> bytes:
     body = _body(TOMBSTONE_CONTEXT, [("backup", backup), ("uid", uid), ("root", root.hex()),
                                      ("created", _fmt(created)), ("key", key_id.hex())])

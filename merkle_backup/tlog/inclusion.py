@@ -20,7 +20,7 @@ from merkle_backup.formats.proof import LogInclusion
 from merkle_backup.signing import PublicKey
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog.entries import seal_entry
-from merkle_backup.tlog.log import SHA256
+from merkle_backup.tlog.log import SHA256, check_size_bound
 from merkle_backup.tlog.tiles import leaf_hash
 
 
@@ -59,6 +59,7 @@ def check_inclusion(inclusion: LogInclusion | None, checkpoint: bytes, signature
         raise NotAuthentic(f"the log checkpoint in the proof file is not signed by a --log-key "
                            f"({e})") from e
     log_key = next(k for k in log_keys if k.raw == raw)
+    check_size_bound(cp, log_key, "the proof file's log checkpoint")
     # 2. The entry: this backup's seal entry, bytes exact.
     want = seal_entry(checkpoint, signature, signer.raw)
     if not hmac.compare_digest(inclusion.entry, want):

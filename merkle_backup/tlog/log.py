@@ -33,12 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from merkle_backup.core.tree import TreeHasher, verify_consistency
 from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, StorageError
 from merkle_backup.formats.strict import loads_json
-from merkle_backup.signing import PublicKey, public_key_of
+from merkle_backup.signing import PublicKey, SigningKey, public_key_of
 from merkle_backup.tlog import note as notes
 from merkle_backup.tlog import tiles
 from merkle_backup.tlog.entries import EXPIRY, SEAL, TOMBSTONE, Entry, parse_entry
@@ -57,7 +55,7 @@ def claim_body(origin: str, size: int, raws: Sequence[bytes]) -> bytes:
             f"sha256 {digest}\n").encode()
 
 
-def encode_claim(private: Ed25519PrivateKey, origin: str, size: int,
+def encode_claim(private: SigningKey, origin: str, size: int,
                  raws: Sequence[bytes]) -> bytes:
     """``pending/<size>``: a bundle of the signed claim note, then the entries."""
     body = claim_body(origin, size, raws)
@@ -191,6 +189,21 @@ def _name_step(names: dict[str, tuple[Entry | None, Entry]], e: Entry) -> None:
         names[e.backup] = (latest, e)
 
 
+def check_size_bound(cp: notes.LogCheckpoint, key: PublicKey | None, where: str) -> None:
+    """docs/format.md §6.3: a log key retired at tree size N signs no larger head."""
+    if key is not None and key.not_after_size is not None and cp.size > key.not_after_size:
+        raise NotAuthentic(f"{where}: the log head of {cp.size} entries is signed by {key.source}, "
+                           f"retired after {key.not_after_size} entries (not-after-size)")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    writes: list[tuple[str, bytes]]  # (path, bytes), in the order they are created
+    new: dict[tuple[int, int, int], list[bytes]]  # the new hash tiles
+    size: int
+    root: bytes
+
+
 class Log:
     """One log: its store, the keys trusted to sign its head and entries, the user's state."""
 
@@ -204,6 +217,7 @@ class Log:
             raise CannotCheck("no trusted key for the log")
         self.store = store
         self.trusted = {k.key_id: k.raw for k in trusted}
+        self._bounds = {k.raw: k for k in trusted if k.not_after_size is not None}
         self.state = state
         self._lock = threading.RLock()
         self._leaves: list[bytes] = []
@@ -241,11 +255,12 @@ class Log:
                 cp = None
             else:
                 try:
-                    cp, _, _ = notes.open_log_checkpoint(data, list(self.trusted.values()))
+                    cp, _, raw = notes.open_log_checkpoint(data, list(self.trusted.values()))
                 except FormatError as e:
                     raise NotAuthentic(
                         f"{self.describe()}: log checkpoint is malformed: {e}"
                     ) from e
+                check_size_bound(cp, self._bounds.get(raw), self.describe())
             if data is None or cp is None:
                 for raw in self.trusted.values():
                     origin = notes.origin_for(raw)
@@ -335,7 +350,7 @@ class Log:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, private: Ed25519PrivateKey, raws: Sequence[bytes],
+    def append(self, private: SigningKey, raws: Sequence[bytes],
                guard: Callable[[Sequence[Entry]], None] | None = None,
                crash: Callable[[str], None] | None = None) -> tuple[int, Head]:
         """Append ``raws`` (entries); return the index of the first and the new head.
@@ -354,6 +369,10 @@ class Log:
                     guard(self.entries(head))
                 origin = head.checkpoint.origin if head.size else notes.origin_for(me.raw)
                 claim = encode_claim(private, origin, head.size, raws)
+                # The new head is signed too before anything is written (docs/format.md §6.1):
+                # a signer that fails leaves no claim, tile or entry behind.
+                plan = self._plan(head, raws)
+                signed = (plan, notes.sign_log_checkpoint(private, plan.size, plan.root))
                 slot = f"pending/{head.size}"
                 try:
                     self.store.create(slot, claim)
@@ -362,7 +381,7 @@ class Log:
                 except Conflict:
                     mine = False
                 if mine:
-                    new = self._roll_forward(private, head, raws, hook)
+                    new = self._roll_forward(private, head, raws, hook, signed)
                     if new is not None:
                         if self.state is not None:
                             self.state.save(new)
@@ -464,9 +483,8 @@ class Log:
             if e.backup in step:
                 overlay[e.backup] = step[e.backup]
 
-    def _roll_forward(self, private: Ed25519PrivateKey, head: Head, raws: Sequence[bytes],
-                      hook: Callable[[str], None]) -> Head | None:
-        """Write what ``head`` + ``raws`` needs, then swap the head; None if another won."""
+    def _plan(self, head: Head, raws: Sequence[bytes]) -> _Plan:
+        """What ``head`` + ``raws`` needs written, and the new root; nothing is written."""
         n, m = head.size, head.size + len(raws)
         writes: list[tuple[str, bytes]] = []
         first = n >> tiles.TILE_HEIGHT
@@ -487,21 +505,31 @@ class Log:
         new = tiles.new_tiles(n, self._read_tile, leaves)
         for (level, index, width), hashes in sorted(new.items()):
             writes.append((tiles.tile_path(level, index, width), tiles.encode_hashes(hashes)))
-        for path, data in writes:
-            try:
-                self.store.create(path, data)
-            except Conflict as e:
-                raise CannotCheck(f"{self.describe()}: log object {path} exists with other bytes "
-                                  "(the log is corrupt)") from e
-            hook(path)
-        self._tiles.update(new)
 
         def overlay(level: int, index: int, width: int) -> list[bytes]:
             return new[(level, index, width)] if (level, index, width) in new else \
                 self._read_tile(level, index, width)
 
-        root = tiles.HashReader(m, overlay).root()
-        data = notes.sign_log_checkpoint(private, m, root)
+        return _Plan(writes, new, m, tiles.HashReader(m, overlay).root())
+
+    def _roll_forward(self, private: SigningKey, head: Head, raws: Sequence[bytes],
+                      hook: Callable[[str], None],
+                      signed: tuple[_Plan, bytes] | None = None) -> Head | None:
+        """Write what ``head`` + ``raws`` needs, then swap the head; None if another won.
+        ``signed``: the plan and its head, signed before anything was written (``append``)."""
+        if signed is None:
+            plan = self._plan(head, raws)
+            data = notes.sign_log_checkpoint(private, plan.size, plan.root)
+        else:
+            plan, data = signed
+        for path, blob in plan.writes:
+            try:
+                self.store.create(path, blob)
+            except Conflict as e:
+                raise CannotCheck(f"{self.describe()}: log object {path} exists with other bytes "
+                                  "(the log is corrupt)") from e
+            hook(path)
+        self._tiles.update(plan.new)
         try:
             self.store.swap_head(head.token, data)
         except Conflict:

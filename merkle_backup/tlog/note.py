@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from merkle_backup.errors import FormatError, NotAuthentic
+from merkle_backup.signing import SigningKey, public_key_of, sign
 
 ALG_ED25519 = 0x01
 ALG_COSIGNATURE_V1 = 0x04
@@ -62,11 +63,11 @@ class Note:
         return self.text + b"\n" + "".join(s.line() for s in self.signatures).encode()
 
 
-def sign_line(private: Ed25519PrivateKey, name: str, text: bytes) -> Signature:
-    from merkle_backup.signing import _raw_public
-
-    return Signature(name, key_hash(name, ALG_ED25519, _raw_public(private.public_key())),
-                     private.sign(text))
+def sign_line(private: SigningKey, name: str, text: bytes) -> Signature:
+    """``private``: a key in memory or any ``Signer`` (a file, ssh-agent, KMS, Vault, PKCS#11),
+    whose answer it has verified itself."""
+    return Signature(name, key_hash(name, ALG_ED25519, public_key_of(private).raw),
+                     sign(private, text))
 
 
 def parse_note(data: bytes) -> Note:
@@ -153,10 +154,8 @@ def origin_for(public_raw: bytes) -> str:
     return f"merkle-backup.log/{hashlib.sha256(public_raw).hexdigest()[:16]}"
 
 
-def sign_log_checkpoint(private: Ed25519PrivateKey, size: int, root: bytes) -> bytes:
-    from merkle_backup.signing import _raw_public
-
-    origin = origin_for(_raw_public(private.public_key()))
+def sign_log_checkpoint(private: SigningKey, size: int, root: bytes) -> bytes:
+    origin = origin_for(public_key_of(private).raw)
     body = LogCheckpoint(origin, size, root).body()
     return Note(body, (sign_line(private, origin, body),)).encode()
 
@@ -178,11 +177,9 @@ def cosigned_message(body: bytes, timestamp: int) -> bytes:
     return f"cosignature/v1\ntime {timestamp}\n".encode() + body
 
 
-def cosign(private: Ed25519PrivateKey, name: str, body: bytes, timestamp: int) -> Signature:
-    from merkle_backup.signing import _raw_public
-
-    raw = _raw_public(private.public_key())
-    sig = private.sign(cosigned_message(body, timestamp))
+def cosign(private: SigningKey, name: str, body: bytes, timestamp: int) -> Signature:
+    raw = public_key_of(private).raw
+    sig = sign(private, cosigned_message(body, timestamp))
     return Signature(name, key_hash(name, ALG_COSIGNATURE_V1, raw),
                      timestamp.to_bytes(8, "big") + sig)
 

@@ -85,8 +85,8 @@ def test_golden_encoding() -> None:
 
 def test_constants_match_spec() -> None:
     assert SEAL_MAGIC == "merkle-backup-seal"
-    assert SEAL_VERSION == 2  # written; 1 and 2 are read
-    assert seal_module.SEAL_VERSIONS == (1, 2)
+    assert SEAL_VERSION == 2  # written for one key (3 for several, §7.5); 1, 2 and 3 are read
+    assert seal_module.SEAL_VERSIONS == (1, 2, 3)
     assert seal_module.MAX_LEAVES == 10_000_000
     assert seal_module.MAX_CHECKPOINT_BYTES == 4096
 
