@@ -36,7 +36,7 @@ class PluginConfig:
     bucket: str
     prefix: str                      # "" or "a/b", no slashes at either end
     options: ConnectionOptions
-    signing_key: Path
+    signing_key: str                 # a key file's path or a key reference (docs/format.md §6.1)
     trusted_keys: tuple[Path, ...]   # empty: the signing key's own public key
     allow_unsealed: bool = False
     log: str | None = None           # a transparency log URL (docs/format.md §12)
@@ -65,7 +65,8 @@ def parse_config(config: dict[str, str]) -> PluginConfig:
     signing_key = config.get(SIGNING_KEY, "")
     if not signing_key:
         raise UsageError(f"{SIGNING_KEY} is required: the path of the private key file "
-                         "mounted from a Secret")
+                         "mounted from a Secret, or a key reference (awskms:///..., "
+                         "hashivault://..., pkcs11:...)")
     allow = config.get(ALLOW_UNSEALED, "").strip().lower()
     if allow not in _TRUE | _FALSE:
         raise UsageError(f"{ALLOW_UNSEALED} is {config[ALLOW_UNSEALED]!r}: \"true\" or \"false\"")
@@ -101,7 +102,7 @@ def parse_config(config: dict[str, str]) -> PluginConfig:
                              "log elsewhere (another bucket or prefix)")
     return PluginConfig(
         bucket=bsl.location.bucket, prefix=bsl.location.prefix, options=options,
-        signing_key=Path(signing_key), trusted_keys=trusted, allow_unsealed=allow in _TRUE,
+        signing_key=signing_key, trusted_keys=trusted, allow_unsealed=allow in _TRUE,
         log=log, public_url=config.get("publicUrl") or None, tagging=config.get("tagging") or None,
         notes=bsl.notes,
     )

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import blake3
 import msgpack
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.errors import FormatError, NotAuthentic
-from merkle_backup.signing import PublicKey
+from merkle_backup.signing import PublicKey, SigningKey
 from merkle_backup.tlog import note
 from merkle_backup.velero import is_backup_name
 
@@ -95,7 +94,7 @@ def parse_text(text: bytes) -> ObjectRecord:
                         int(fields["written"]), leaves, phase)
 
 
-def signed_record(record: ObjectRecord, private: Ed25519PrivateKey) -> bytes:
+def signed_record(record: ObjectRecord, private: SigningKey) -> bytes:
     """The record as a signed note, signed by the plugin's key."""
     text = record.text()
     return note.Note(text, (note.sign_line(private, KEY_NAME, text),)).encode()

@@ -52,7 +52,7 @@ from merkle_backup.plugin import records
 from merkle_backup.plugin.config import PluginConfig, parse_config
 from merkle_backup.plugin.protocol import NOT_FOUND, PluginError
 from merkle_backup.plugin.records import ObjectRecord
-from merkle_backup.signing import PublicKey, load_private_key, load_public_key, public_key_of
+from merkle_backup.signing import PublicKey, load_public_key
 from merkle_backup.storage.s3.stream import Pin
 from merkle_backup.velero import (
     BACKUP_OBJECT,
@@ -114,11 +114,14 @@ class VeleroObjectStore:
     # -- Init ------------------------------------------------------------------------------
 
     def init(self, config: dict[str, str]) -> None:
+        from merkle_backup.signers import open_signer
         from merkle_backup.storage.s3.connect import connect
 
         parsed = parse_config(config)
-        self._private = load_private_key(parsed.signing_key)
-        own = public_key_of(self._private, str(parsed.signing_key))
+        # A key file, or a key reference (awskms:///..., hashivault://..., pkcs11:..., an
+        # ssh-agent): every signature is verified by the signer before it is used.
+        self._private = open_signer(parsed.signing_key)
+        own = self._private.public_key
         self._trusted = [load_public_key(p) for p in parsed.trusted_keys] or [own]
         if not any(k.raw == own.raw for k in self._trusted):
             # Its own records must verify, or every backup it makes would be refused.
