@@ -26,7 +26,7 @@ from merkle_backup.archive.reader import SealSink
 from merkle_backup.consistency import (
     Inconsistency,
     check_manifest,
-    decode_manifest,
+    manifest_decoder,
     needs_manifest_check,
 )
 from merkle_backup.core import table
@@ -237,7 +237,7 @@ class _Checker:
         # the next entry the engine hands back. A manifest that disagrees is handed back, so
         # the loop below warns about it exactly as before.
         taken: list[bytes] = []
-        sink = SealSink(taken, decode_manifest)
+        sink = SealSink(taken, manifest_decoder())
         try:
             with source.open_tarball() as stream:
                 entry = self._entry

@@ -413,3 +413,57 @@ def test_native_record_pass_agrees(records: list[bytes]) -> None:
     invalid record, a root that does not match)."""
     native, pure = both(lambda: corpus.table_outcome(records))
     assert native == pure
+
+
+# -- the seal written in place (issue 23) -------------------------------------------------------
+
+class _WriteOnly:
+    """A stream that can only be written (as an upload may be): write_seal's scratch-file way."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, b: bytes) -> int:
+        self.data += b
+        return len(b)
+
+    def seekable(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("findings", [0, 9, 10, 120])
+def test_seal_written_in_place_equals_the_scratch_way(findings: int) -> None:
+    """builder.write_seal into a seekable file (records after a reserved head, the head written
+    last) gives the bytes of the scratch-file way, on both engines, also when forced findings
+    change the head's length (9 -> 10 -> 120 inconsistencies), and the seal opens."""
+    import io
+
+    from merkle_backup import trust
+    from merkle_backup.builder import write_seal
+    from merkle_backup.core import table
+    from merkle_backup.core.checkpoint import Checkpoint
+    from merkle_backup.signing import public_key_of
+
+    leaves = []
+    for i in range(150):
+        path = f"resources/configmaps/namespaces/ns-{i % 3}/cm-{i}.json"
+        leaves.append(table.tar_leaf_and_key(path, 10, bytes([i]) * 32)[0])
+        copy = path.replace("/namespaces/", "/v1-preferredversion/namespaces/")
+        leaves.append(table.tar_leaf_and_key(copy, 10, bytes([i + (i < findings)]) * 32)[0])
+    checkpoint = Checkpoint(backup="b", uid="-", tree_size=len(leaves), root=bytes(32),
+                            archive_digest=bytes(32), archive_size=0, created=corpus.WHEN,
+                            key_id=public_key_of(corpus.KEY).key_id)
+
+    def seals() -> tuple[bytes, bytes]:
+        in_place = io.BytesIO()
+        in_place.write(b"before")  # written from where the file stands
+        done = write_seal(list(leaves), checkpoint, corpus.KEY, [], True, in_place)
+        plain = _WriteOnly()
+        assert write_seal(list(leaves), checkpoint, corpus.KEY, [], True, plain) == done  # type: ignore[arg-type]
+        assert done.inconsistent == findings
+        return in_place.getvalue()[len(b"before"):], bytes(plain.data)
+
+    native, pure = both(seals) if engine.native is not None else (seals(), seals())
+    assert native[0] == native[1] == pure[0] == pure[1]
+    seal = trust.open_seal(native[0], [public_key_of(corpus.KEY)])
+    assert seal.checkpoint.inconsistent == findings and len(seal.leaves) == len(leaves)
