@@ -267,7 +267,7 @@ typedef struct {
     uint64_t max_size;
     long long max_entries;
     PyObject *leaves; /* list, or NULL: where seal() appends sortable leaves */
-    PyObject *hash;   /* blake3.blake3, or NULL */
+    PyObject *hash;   /* a blake3.blake3 object (reused: digest_of), or NULL */
     PyObject *decode; /* the manifest decoder, or None/NULL for no manifest check */
     /* The previous hashed entry's data (a strong reference to its buffer) and digest. */
     PyObject *prev_buf;
@@ -277,7 +277,7 @@ typedef struct {
     Key *keys; /* the keys of the slots, for seal() */
 } Walker;
 
-static PyObject *s_digest, *s_metadata, *s_name, *s_namespace;
+static PyObject *s_digest, *s_update, *s_reset, *s_metadata, *s_name, *s_namespace;
 
 static void Walker_dealloc(Walker *self) {
     Py_XDECREF(self->leaves);
@@ -317,8 +317,9 @@ static int Walker_init(Walker *self, PyObject *args, PyObject *kwds) {
     self->max_size = (uint64_t)max_size;
     Py_XINCREF(leaves);
     Py_XSETREF(self->leaves, leaves);
-    Py_XINCREF(hash);
-    Py_XSETREF(self->hash, hash);
+    PyObject *hasher = NULL; /* one blake3 object for the whole run (digest_of) */
+    if (hash != NULL && (hasher = PyObject_CallNoArgs(hash)) == NULL) return -1;
+    Py_XSETREF(self->hash, hasher);
     Py_XINCREF(decode);
     Py_XSETREF(self->decode, decode);
     Py_CLEAR(self->prev_buf);
@@ -426,14 +427,30 @@ static int drop_view(PyObject *view) {
     return 0;
 }
 
-/* BLAKE3-256 of `view` through `hash` (the blake3 package): hash(view).digest(), checked to be
-   32 bytes, copied to `out`; 0, or -1 with an exception. The one call into blake3. */
-static int digest_of(PyObject *hash, PyObject *view, unsigned char *out) {
-    PyObject *h = PyObject_CallOneArg(hash, view);
-    if (h == NULL) return -1;
-    PyObject *d = PyObject_CallMethodNoArgs(h, s_digest);
-    Py_DECREF(h);
-    if (d == NULL) return -1;
+/* BLAKE3-256 of `view` through `hasher`, one blake3 object (the blake3 package) made once
+   per run and reused: hasher.update(view), hasher.digest() (checked to be 32 bytes, copied to
+   `out`), hasher.reset(). A new object per input, hash(view).digest(), cost about 0.35 us more
+   (measured on 768-byte inputs: 1.36 against 0.98 us), most of hashing a small manifest, a
+   record or a tree node (issue 23). 0, or -1 with an exception. The one call into blake3. */
+static int digest_of(PyObject *hasher, PyObject *view, unsigned char *out) {
+    PyObject *r = PyObject_CallMethodOneArg(hasher, s_update, view);
+    PyObject *d = r != NULL ? PyObject_CallMethodNoArgs(hasher, s_digest) : NULL;
+    Py_XDECREF(r);
+    /* reset whatever happened: the next input starts from an empty state */
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *z = PyObject_CallMethodNoArgs(hasher, s_reset);
+    if (exc_type != NULL) {
+        Py_XDECREF(z);
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        Py_XDECREF(d);
+        return -1;
+    }
+    if (z == NULL) {
+        Py_XDECREF(d);
+        return -1;
+    }
+    Py_DECREF(z);
     if (!PyBytes_Check(d) || PyBytes_GET_SIZE(d) != DIGEST) {
         Py_DECREF(d);
         PyErr_SetString(PyExc_TypeError, "hash().digest() must be 32 bytes");
@@ -742,6 +759,8 @@ static PyObject *write_records(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "found must be a list or None");
         return NULL;
     }
+    hash = PyObject_CallNoArgs(hash); /* one blake3 object for the pass (digest_of) */
+    if (hash == NULL) return NULL;
     Root *root = PyMem_Calloc(1, sizeof(Root));
     unsigned char *out = PyMem_Malloc(OUT_CHUNK);
     /* one record behind its 0x00 prefix: at most a 65535-byte payload (the sort key's length
@@ -882,6 +901,7 @@ static PyObject *write_records(PyObject *module, PyObject *args) {
     if (value == NULL) goto done;
     result = Py_BuildValue("(NK)", value, (unsigned long long)root->size);
 done:
+    Py_DECREF(hash);
     Py_XDECREF(cur);
     Py_XDECREF(prev_key);
     Py_XDECREF(twin_key);
@@ -944,8 +964,9 @@ static int LeafPass_init(LeafPass *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"hash", NULL};
     PyObject *hash;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &hash)) return -1;
-    Py_INCREF(hash);
-    Py_XSETREF(self->hash, hash);
+    PyObject *hasher = PyObject_CallNoArgs(hash); /* one blake3 object (digest_of) */
+    if (hasher == NULL) return -1;
+    Py_XSETREF(self->hash, hasher);
     PyMem_Free(self->root);
     self->root = PyMem_Calloc(1, sizeof(Root));
     if (self->root == NULL) {
@@ -1200,6 +1221,9 @@ static struct PyModuleDef engine_module = {
 PyMODINIT_FUNC PyInit__engine(void) {
     if (PyType_Ready(&WalkerType) < 0 || PyType_Ready(&LeafPassType) < 0) return NULL;
     s_digest = PyUnicode_InternFromString("digest");
+    s_update = PyUnicode_InternFromString("update");
+    s_reset = PyUnicode_InternFromString("reset");
+    if (!s_update || !s_reset) return NULL;
     s_metadata = PyUnicode_InternFromString("metadata");
     s_name = PyUnicode_InternFromString("name");
     s_namespace = PyUnicode_InternFromString("namespace");
