@@ -32,6 +32,7 @@ from merkle_backup.tuning import bulk_pass
 from datetime import datetime, timezone
 from pathlib import Path
 out = {"imports": (time.perf_counter() - t0, time.thread_time() - c0)}
+print("tree:", os.path.dirname(os.path.dirname(builder.__file__)), file=sys.stderr)
 backup, changed, tmp = sys.argv[1], sys.argv[2], sys.argv[3]
 key = Path(tmp) / "k.key"
 if not key.exists():
@@ -89,10 +90,19 @@ def main(argv: list[str]) -> int:
                 env = dict(os.environ)
                 if path:
                     env["PYTHONPATH"] = path
-                done = subprocess.run([sys.executable, "-c", CHILD, backup, changed, tmp],
-                                      env=env, capture_output=True, text=True, check=True)
-                samples[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    stages = [k for k in samples[next(iter(trees))][0] if k != "failures"]
+                # cwd: `python -c` puts the working directory first on sys.path, before
+                # PYTHONPATH; run in the tree itself (or a neutral folder) so it is the one used
+                done = subprocess.run([sys.executable, "-c", CHILD, os.path.abspath(backup),
+                                       os.path.abspath(changed) if changed != "-" else "-",
+                                       tmp], env=env, capture_output=True, text=True,
+                                      check=True, cwd=path or tmp)
+                sample = json.loads(done.stdout.strip().splitlines()[-1])
+                sample["tree"] = done.stderr
+                samples[name].append(sample)
+                continue
+    stages = [k for k in samples[next(iter(trees))][0] if k not in ("failures", "tree")]
+    for t in trees:
+        print(f"{t}: {samples[t][0]['tree'].strip()}")
     print(f"load average {os.getloadavg()[0]:.2f}; medians of {rounds} interleaved rounds; "
           "wall s / main-thread CPU s")
     print("| stage | " + " | ".join(trees) + " |")

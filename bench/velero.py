@@ -230,16 +230,20 @@ def commands(info: dict, key: Path, seal: Path) -> dict[str, list[str]]:
     }
 
 
-def compile_bytecode() -> None:
-    """Write merkle_backup's .pyc files, as ``pip install`` does for a user. Without them (an
-    editable install run with PYTHONDONTWRITEBYTECODE, as on the development machine) every
-    process compiles ~90 modules first: measured 57 ms of a 0.27 s verify."""
+def compile_bytecode(*trees: str) -> None:
+    """Write merkle_backup's .pyc files (this one's and those of ``trees``), as ``pip install``
+    does for a user. Without them (an editable install run with PYTHONDONTWRITEBYTECODE, as on
+    the development machine) every process compiles ~90 modules first: measured 57 ms of a
+    0.27 s verify."""
     import importlib.util
 
     spec = importlib.util.find_spec("merkle_backup")
+    places = [str(Path(t) / "merkle_backup") for t in trees]
     if spec is not None and spec.origin:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(spec.origin).parent)],
-                       check=True, capture_output=True)
+        places.append(str(Path(spec.origin).parent))
+    for place in places:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", place], check=True,
+                       capture_output=True)
 
 
 def _check(name: str, info: dict, done: subprocess.CompletedProcess[str]) -> str | None:
@@ -263,11 +267,18 @@ def _check(name: str, info: dict, done: subprocess.CompletedProcess[str]) -> str
 
 
 def run_velero(work: Path, sizes: list[int], repeats: int, cache: Path,
-               log: Callable[[str], None], *, tarfile_rounds: int = 1) -> dict:
+               log: Callable[[str], None], *, tarfile_rounds: int = 1,
+               trees: dict[str, str] | None = None) -> dict:
     """Every size, every scenario ``repeats`` times interleaved (the tarfile loop, 10-20x
-    slower than the rest, ``tarfile_rounds`` times); medians, ratios and targets."""
+    slower than the rest, ``tarfile_rounds`` times); medians, ratios and targets.
+
+    ``trees`` (name -> source tree) adds, in the same rounds, ``seal@name``,
+    ``verify_unchanged@name`` and ``verify_changed@name``: the commands of that tree
+    (``python -c`` with PYTHONPATH=tree), for A/B comparisons against another checkout."""
+    work, cache = work.resolve(), cache.resolve()  # the trees' commands run in other folders
     work.mkdir(parents=True, exist_ok=True)
-    compile_bytecode()
+    trees = {name: os.path.abspath(tree) for name, tree in (trees or {}).items()}
+    compile_bytecode(*trees.values())
     key = work / "velero.key"
     subprocess.run([*_command(), "keygen", str(key)], check=True, capture_output=True)
     runs = []
@@ -275,23 +286,37 @@ def run_velero(work: Path, sizes: list[int], repeats: int, cache: Path,
         info = generate(entries, cache=cache, log=log)
         seal = work / f"{info['name']}.seal"
         cmds = commands(info, key, seal)
+        envs: dict[str, dict[str, str]] = {}
+        # `python -c` puts the working directory first on sys.path, before PYTHONPATH: each
+        # tree's commands run in that tree, so that they import it and no other
+        cwds: dict[str, str] = {}
+        entry = [sys.executable, "-c", "import sys; from merkle_backup._entry import main; "
+                 "sys.exit(main())"]
+        for tree_name, tree in trees.items():
+            other = commands(info, key, work / f"{info['name']}.{tree_name}.seal")
+            for s in ("seal", "verify_unchanged", "verify_changed"):
+                cmds[f"{s}@{tree_name}"] = entry + other[s][len(_command()):]
+                envs[f"{s}@{tree_name}"] = dict(os.environ, PYTHONPATH=tree)
+                cwds[f"{s}@{tree_name}"] = tree
+        scenarios = list(cmds)
         subprocess.run(cmds["seal"], check=True, capture_output=True)  # warm-up: page cache
-        samples: dict[str, list[float]] = {s: [] for s in SCENARIOS}
-        cpu: dict[str, list[float]] = {s: [] for s in SCENARIOS}
+        samples: dict[str, list[float]] = {s: [] for s in scenarios}
+        cpu: dict[str, list[float]] = {s: [] for s in scenarios}
         load = [os.getloadavg()[0]]
         sanity: list[str] = []
         for r in range(repeats):
-            for name in SCENARIOS:
+            for name in scenarios:
                 if name == "tarfile" and r >= tarfile_rounds:
                     continue
                 before = os.times()
                 start = time.perf_counter()
-                done = subprocess.run(cmds[name], capture_output=True, text=True, check=False)
+                done = subprocess.run(cmds[name], capture_output=True, text=True, check=False,
+                                      env=envs.get(name), cwd=cwds.get(name))
                 samples[name].append(time.perf_counter() - start)
                 after = os.times()
                 cpu[name].append((after.children_user - before.children_user)
                                  + (after.children_system - before.children_system))
-                problem = _check(name, info, done)
+                problem = _check(name.split("@")[0], info, done)
                 if problem and problem not in sanity:
                     sanity.append(problem)
             load.append(os.getloadavg()[0])
@@ -401,13 +426,21 @@ def main(argv: list[str] | None = None) -> int:  # python -m bench.velero [ENTRI
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=gen.CACHE)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "velero")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                        help="also run seal and verify of another source tree (A/B), in the "
+                        "same rounds")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_velero(args.out / "work", args.entries, args.repeats, args.cache,
-                        lambda m: print(m, flush=True))
+                        lambda m: print(m, flush=True),
+                        trees=dict(t.split("=", 1) for t in args.tree))
     result["load_average_end"] = os.getloadavg()
     (args.out / "velero.json").write_text(json.dumps(result, indent=1) + "\n")
     plot(result, args.out)
+    for run in result["runs"]:
+        d = run["median_wall"]["decompress"]
+        print(f"{run['entries']:,} entries, medians (x decompress-only {d:.3f}s): " + ", ".join(
+            f"{s} {v:.3f}s ({v / d:.2f}x)" for s, v in run["median_wall"].items()))
     for t in result["targets"]:
         print(f"  {'met          ' if t['met'] else 'target missed'}  {t['target']} [{t['where']}]: "
               f"{t['measured']:.3g} {t['unit']} (limit {t['limit']:.3g})")
