@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     velero_entries = [int(float(e)) for e in (args.velero_entries or (
         "100000" if args.quick else "100000,1000000")).split(",") if int(float(e))]
-    velero_repeats = args.repeats or (2 if args.quick else 5)
+    velero_repeats = args.repeats or (1 if args.quick else 5)
     tlog_entries = args.tlog_entries if args.tlog_entries is not None else (
         4000 if args.quick else 10**5)
     if args.tlog_only:
