@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tlog-work", type=Path, help="folder for the log benchmark's files "
                         "(default: under the results folder; e.g. /dev/shm to leave out fsync)")
     parser.add_argument("--velero-entries", help="tar entries of the Go-written, Velero-sized "
-                        "backups, bench/velero.py (default 100000,1000000; --quick: 100000; "
-                        "0 skips it)")
+                        "backups, bench/velero.py (default 100000,1000000; --quick: 100000, one "
+                        "round; 0 skips it)")
     parser.add_argument("--velero-only", action="store_true",
                         help="run only the Velero-sized scenario (issue 23)")
     args = parser.parse_args(argv)
