@@ -253,7 +253,7 @@ def test_engine_under_address_sanitizer(asan_engine: tuple[Path, str]) -> None:
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "asan run:" in done.stdout
+    assert "asan run:" in done.stdout and "record tables" in done.stdout
 
 
 # -- the sorted table: records, copies, root ---------------------------------------------------
@@ -467,3 +467,15 @@ def test_seal_written_in_place_equals_the_scratch_way(findings: int) -> None:
     assert native[0] == native[1] == pure[0] == pure[1]
     seal = trust.open_seal(native[0], [public_key_of(corpus.KEY)])
     assert seal.checkpoint.inconsistent == findings and len(seal.leaves) == len(leaves)
+
+
+@needs_native
+def test_native_record_pass_agrees_on_mutated_seals() -> None:
+    """The records of a real seal, and 200 mutations of them (the AddressSanitizer run's
+    record tables): the same outcome on both paths, and not all of them refused."""
+    outcomes = []
+    for records in corpus.record_mutations(corpus.gz(CRAFTED["velero-small"]), 200, seed=23):
+        native, pure = both(lambda r=records: corpus.table_outcome(r))
+        assert native == pure
+        outcomes.append(native[0])
+    assert outcomes[0] == "ok" and "error" in outcomes
