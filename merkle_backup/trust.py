@@ -290,11 +290,11 @@ class _ProvenTable:
                 in_scope[g.begin:g.end] = b"\x01" * (g.end - g.begin)
 
 
-# What _TablePass._records finds: the items, the scope marks, the bucket objects' indexes, the
-# namespaces and requested resources seen, the copy findings, the first path out of order.
 # Records per call into the native record pass: bounds what is held besides the items.
 _NATIVE_CHUNK = 1 << 16
 
+# What _TablePass._records finds: the items, the scope marks, the bucket objects' indexes, the
+# namespaces and requested resources seen, the copy findings, the first path out of order.
 _Found = tuple[list[bytes], bytearray, list[int], set[str], set[str],
                list[tuple[int, Inconsistency]], str | None]
 
