@@ -38,7 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tlog-only", action="store_true", help="run only the log benchmark")
     parser.add_argument("--tlog-work", type=Path, help="folder for the log benchmark's files "
                         "(default: under the results folder; e.g. /dev/shm to leave out fsync)")
+    parser.add_argument("--velero-entries", help="tar entries of the Go-written, Velero-sized "
+                        "backups, bench/velero.py (default 100000,1000000; --quick: 100000, one "
+                        "round; 0 skips it)")
+    parser.add_argument("--velero-only", action="store_true",
+                        help="run only the Velero-sized scenario (issue 23)")
     args = parser.parse_args(argv)
+    velero_entries = [int(float(e)) for e in (args.velero_entries or (
+        "100000" if args.quick else "100000,1000000")).split(",") if int(float(e))]
+    velero_repeats = args.repeats or (1 if args.quick else 5)
     tlog_entries = args.tlog_entries if args.tlog_entries is not None else (
         4000 if args.quick else 10**5)
     if args.tlog_only:
@@ -48,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return fleet_main(fleet_backups, 1 if args.quick else (args.repeats or 3), args.out)
 
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    if args.velero_only:
+        sizes, fleet_backups, tlog_entries = [], 0, 0
     if args.sizes:
         sizes = [int(float(s)) for s in args.sizes.split(",")]
     mixes = args.mixes.split(",")
@@ -65,11 +75,14 @@ def main(argv: list[str] | None = None) -> int:
                       cli_runs=3 if args.quick else 10, plots=not args.no_plots,
                       log=lambda m: print(m, flush=True), fleet_backups=fleet_backups,
                       fleet_repeats=1 if args.quick else 3, tlog_entries=tlog_entries,
-                      tlog_work=args.tlog_work, tlog_window=100 if args.quick else 500)
+                      tlog_work=args.tlog_work, tlog_window=100 if args.quick else 500,
+                      velero_entries=velero_entries, velero_repeats=velero_repeats)
     print()
     for line in target_lines(results["targets"]):
         print(line)
     insane = [(r["mix"], r["items"], r["sanity"]) for r in results["runs"] if r["sanity"]]
+    if results.get("velero") and results["velero"]["sanity"]:
+        insane.append(("velero", 0, results["velero"]["sanity"]))
     if results.get("fleet") and results["fleet"]["sanity"]:
         insane.append(("fleet", results["fleet"]["backups"], results["fleet"]["sanity"]))
     if results.get("tlog") and results["tlog"]["sanity"]:

@@ -9,12 +9,12 @@ on a machine as shared as this one: both trees see the same noise.
 """
 import os, statistics, subprocess, sys, tempfile, time
 trees = dict(a.split("=", 1) for a in sys.argv[1:3])
-archive = sys.argv[3]
+archive = os.path.abspath(sys.argv[3])
 rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 7
 tmp = tempfile.mkdtemp()
 key = os.path.join(tmp, "k.key")
 subprocess.run([sys.executable, "-m", "merkle_backup.cli", "keygen", key], check=True, capture_output=True,
-               env={**os.environ, "PYTHONPATH": list(trees.values())[0]})
+               env={**os.environ, "PYTHONPATH": list(trees.values())[0]}, cwd=list(trees.values())[0])
 name = os.path.basename(archive.rstrip("/"))
 times = {(t, op): [] for t in trees for op in ("seal", "verify")}
 for r in range(rounds):
@@ -24,7 +24,10 @@ for r in range(rounds):
         for op, args in (("seal", ["seal", archive, "--key", key, "--seal", seal, "--replace"]),
                          ("verify", ["verify", archive, "--trust", key + ".pub", "--seal", seal])):
             s = time.monotonic()
-            p = subprocess.run([sys.executable, "-m", "merkle_backup.cli", *args], env=env, capture_output=True)
+            # cwd=path: `python -m` puts the working directory first on sys.path, before
+            # PYTHONPATH (run from a checkout, both sides would otherwise import that one)
+            p = subprocess.run([sys.executable, "-m", "merkle_backup.cli", *args], env=env,
+                               capture_output=True, cwd=path)
             times[(t, op)].append(time.monotonic() - s)
             assert p.returncode == 0, (t, op, p.stderr[-500:])
 for op in ("seal", "verify"):

@@ -313,13 +313,19 @@ def write_csv(path: Path, runs: list[dict]) -> None:
 def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int], out: Path,
             cache: Path, cli_runs: int, plots: bool, log: Callable[[str], None],
             fleet_backups: int = 0, fleet_repeats: int = 1, tlog_entries: int = 0,
-            tlog_work: Path | None = None, tlog_window: int = 500) -> dict:
+            tlog_work: Path | None = None, tlog_window: int = 500,
+            velero_entries: list[int] | None = None, velero_repeats: int = 5) -> dict:
     from merkle_backup.signing import generate_keypair
+
+    from bench.velero import compile_bytecode
 
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
     work.mkdir(exist_ok=True)
     generate_keypair(work / "bench.key")
+    # Every scenario is a fresh interpreter: with .pyc written first, as pip install writes
+    # them for a user, none of them compiles our ~90 modules again (PYTHONDONTWRITEBYTECODE).
+    compile_bytecode()
     started = time.perf_counter()
     results: dict[str, Any] = {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -355,7 +361,9 @@ def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int]
         finally:
             shutil.rmtree(place, ignore_errors=True)
         log(tlog_line(results["tlog"]))
-    results["targets"] = evaluate(runs)
+    if velero_entries:  # bench/velero.py: Go-written, Velero-sized manifests (issue 23)
+        results["velero"] = velero_run(work / "velero", velero_entries, velero_repeats, cache, log)
+    results["targets"] = evaluate(runs) + results.get("velero", {}).get("targets", [])
     results["machine"]["load_average_end"] = os.getloadavg()
     results["seconds"] = round(time.perf_counter() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -363,9 +371,28 @@ def run_all(*, sizes: list[int], mixes: list[str], repeats: Callable[[int], int]
     if plots:
         from bench.plots import plot_all
 
-        plot_all(results, out)
+        if runs:
+            plot_all(results, out)
+        if results.get("velero", {}).get("runs"):
+            from bench.velero import plot as velero_plot
+
+            velero_plot(results["velero"], out, f"{results['machine']['cpu']}, "
+                        f"{results['machine']['cores']} cores")
     shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def velero_run(work: Path, entries: list[int], repeats: int, cache: Path,
+               log: Callable[[str], None]) -> dict:
+    """The Velero-sized scenario (bench/velero.py), or why it did not run (no Go)."""
+    import shutil as _shutil
+
+    from bench import velero
+
+    if _shutil.which("go") is None and not (cache / "bin" / "velerogen").exists():
+        log("velero-sized scenario skipped: it needs Go (apt-get install golang-go)")
+        return {"skipped": "go is not installed", "runs": [], "targets": [], "sanity": []}
+    return velero.run_velero(work, entries, repeats, cache, log)
 
 
 def summary_line(run: dict) -> str:

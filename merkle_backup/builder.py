@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import blake3
 
@@ -29,7 +29,7 @@ from merkle_backup.archive.reader import SealSink
 from merkle_backup.consistency import (
     Inconsistency,
     check_manifest,
-    decode_manifest,
+    manifest_decoder,
     needs_manifest_check,
 )
 from merkle_backup.core import table, tree
@@ -119,7 +119,7 @@ def hash_tarball_stream(
     check = inconsistencies is not None
     previous, digest = b"", hash_content(b"").digest()
     reader = ArchiveReader(stream, limits, progress)
-    sink = SealSink(leaves, decode_manifest if check else None)
+    sink = SealSink(leaves, manifest_decoder() if check else None)
     for path, data, problem in reader.tuples(sink):
         if problem is not None:
             raise ArchiveError(problem, path)
@@ -168,6 +168,8 @@ def write_seal(
     made the head one byte longer than its placeholder), so the records go to a scratch file
     first and ``out`` gets the head of the complete checkpoint, then the records.
     """
+    if _in_place(out):
+        return _write_seal_in_place(leaves, checkpoint, private_key, inconsistencies, force, out)
     with temporary_file("the seal's leaf records") as records:
         checkpoint, count = _write_records(leaves, checkpoint, inconsistencies, force, records)
         # Version 2 (docs/format.md §7.4): the framed records are the seal's leaf section.
@@ -183,6 +185,84 @@ def write_seal(
     return checkpoint
 
 
+def _in_place(out: BinaryIO) -> bool:
+    try:
+        return out.seekable() and out.readable()
+    except (AttributeError, ValueError):  # not an io object, or closed: the plain way
+        return False
+
+
+def _write_seal_in_place(
+    leaves: list[bytes], checkpoint: Checkpoint, private_key: SigningKey | Sequence[SigningKey],
+    inconsistencies: list[Inconsistency], force: bool, out: BinaryIO,
+) -> Checkpoint:
+    """``write_seal`` into a seekable, readable ``out`` without the scratch file (issue 23:
+    the records were written, read and written again). The records go where the head ends:
+    every field of the head but one has a fixed length (root, leaves-blake3, signature), and
+    the count of inconsistencies is taken as it stands before the pass; the complete head is
+    written over its place at the end. Only when the pass's findings change that count's
+    number of digits (a forced seal) are the records moved to the head's true end. The bytes
+    are those of the scratch-file way (tests/test_engine.py compares them)."""
+    start = out.tell()
+    placeholder = dataclasses.replace(checkpoint, root=bytes(32), leaves_digest=bytes(32),
+                                      inconsistent=len(inconsistencies))
+    keys = _keys(private_key)
+    blank: bytes | tuple[bytes, ...] = bytes(64) if len(keys) == 1 else (bytes(64),) * len(keys)
+    reserved = len(encode_seal_head(placeholder.body(), blank, len(leaves)))
+    out.seek(start + reserved)
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    writer = _HashingWriter(out, hasher)
+    checkpoint, count = _write_records(leaves, checkpoint, inconsistencies, force, writer)
+    writer.flush()
+    checkpoint = dataclasses.replace(checkpoint, leaves_digest=hasher.digest())
+    body = checkpoint.body()
+    # One signature per key, in the order of the checkpoint's key lines (§7.5), as write_seal.
+    signatures = tuple(sign(key, body) for key in keys)
+    head = encode_seal_head(body, signatures[0] if len(signatures) == 1 else signatures, count)
+    end = out.tell()
+    if len(head) != reserved:  # the records move by the difference
+        with temporary_file("the seal's leaf records") as records:
+            out.seek(start + reserved)
+            shutil.copyfileobj(out, records, 1 << 20)
+            out.seek(start)
+            out.truncate()
+            out.write(head)
+            records.seek(0)
+            shutil.copyfileobj(records, out, 1 << 20)
+        return checkpoint
+    out.seek(start)
+    out.write(head)
+    out.seek(end)
+    return checkpoint
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class _HashingWriter:
+    """``out.write`` that also hashes what it writes (the leaf section's leaves-blake3), in
+    pieces of 1 MiB: the pure path writes one record at a time, and a BLAKE3 update per
+    record would cost more than the write."""
+
+    def __init__(self, out: BinaryIO, hasher: blake3.blake3) -> None:
+        self._out = out
+        self._hasher = hasher
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._pending += data
+        if len(self._pending) >= 1 << 20:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._hasher.update(self._pending)
+            self._out.write(self._pending)
+            self._pending.clear()
+
+
 def _hash_from_start(f: BinaryIO) -> bytes:
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
     f.seek(0)
@@ -193,7 +273,7 @@ def _hash_from_start(f: BinaryIO) -> bytes:
 
 def _write_records(
     leaves: list[bytes], checkpoint: Checkpoint, inconsistencies: list[Inconsistency],
-    force: bool, out: BinaryIO,
+    force: bool, out: _Writable,
 ) -> tuple[Checkpoint, int]:
     """The leaf records, framed, into ``out``; the checkpoint completed, and the leaf count."""
     native = engine.native
@@ -222,7 +302,7 @@ def _write_records(
 
 def _write_records_native(
     leaves: list[bytes], checkpoint: Checkpoint, inconsistencies: list[Inconsistency],
-    force: bool, out: BinaryIO,
+    force: bool, out: _Writable,
 ) -> tuple[Checkpoint, int]:
     """``_write_records`` on the native engine: the same records, frames, findings and root
     (``_engine.write_records`` is the loop above in C; tests/test_engine.py compares them)."""

@@ -8,10 +8,9 @@ differently depending on flags: ``seal`` refuses it unless forced, ``verify`` re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import msgspec
 
 from merkle_backup.core.keys import SCOPE_CLUSTER, SCOPE_NAMESPACED, ResourceKey
 from merkle_backup.velero import PREFERRED_SUFFIX
@@ -30,36 +29,25 @@ def needs_manifest_check(key: ResourceKey) -> bool:
     )
 
 
-class _Metadata(msgspec.Struct):
-    name: Any = None
-    namespace: Any = None
+def manifest_decoder() -> Callable[[Any], Any]:
+    """The decoder of ``check_manifest`` (``_manifest.decode_manifest``: metadata.name and
+    metadata.namespace, every other member syntax-checked and skipped), imported on first use.
+    The native engine (archive/_engine.c) runs the same one, accepts an entry only when the
+    result plainly agrees with its path, and hands every other one to check_manifest."""
+    from merkle_backup import _manifest
 
-
-class _Manifest(msgspec.Struct):
-    metadata: _Metadata | None = None
-
-
-# Decodes metadata.name and metadata.namespace only; every other member is checked for JSON
-# syntax and skipped without building Python objects (6-10x faster than a full parse, which was
-# most of the sealing time). Its rules, as Go's encoding/json where restore parses (pinned by
-# tests/test_consistency.py against Go): member names compare after unescaping; a repeated
-# member name counts its last value; trailing data, a BOM, NaN, control characters in strings
-# are errors. It is stricter than Go (refuses, never passes) on unpaired surrogate escapes and
-# nesting over ~1000 levels; it accepts invalid UTF-8 inside skipped strings, which Go accepts
-# too, and numbers beyond float range, which Go refuses to restore at all.
-_decode_manifest = msgspec.json.Decoder(_Manifest).decode
-# The same decoder for the native engine (archive/_engine.c), which accepts an entry only when
-# the result plainly agrees with its path and hands every other one to check_manifest.
-decode_manifest = _decode_manifest
+    return _manifest.decode_manifest
 
 
 def check_manifest(key: ResourceKey, data: bytes) -> str | None:
     """Why the JSON disagrees with the path, or None when it agrees."""
+    from merkle_backup import _manifest
+
     try:
-        metadata = _decode_manifest(data).metadata
-    except msgspec.ValidationError:  # valid JSON so far, but not an object, or metadata is not
+        metadata = _manifest.decode_manifest(data).metadata
+    except _manifest.ValidationError:  # valid JSON so far, but not an object, or metadata is not
         return "manifest is not a JSON object with metadata"
-    except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: invalid UTF-8 in name/namespace
+    except (_manifest.DecodeError, UnicodeDecodeError):  # the latter: invalid UTF-8 in name/ns
         return "manifest is not valid JSON"
     except RecursionError:
         return "manifest nests too deeply to check"

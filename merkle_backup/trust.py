@@ -35,9 +35,10 @@ from __future__ import annotations
 import bisect
 import hmac
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any, BinaryIO, Protocol
 
 import blake3
@@ -57,6 +58,7 @@ from merkle_backup.formats.seal import (
 )
 from merkle_backup.selection import Scope, ScopeRule
 from merkle_backup.signing import PublicKey
+from merkle_backup.velero import PREFERRED_SUFFIX
 
 
 class Signed(Protocol):
@@ -173,9 +175,12 @@ def open_signed(f: BinaryIO, trusted: Sequence[PublicKey]) -> SignedSeal:
 
 
 def open_table(f: BinaryIO, signed: SignedSeal, scope: Scope = Scope(), *,
-               keep_tree: bool = False, archive: tuple[bytes, int] | None = None) -> TrustedSeal:
+               keep_tree: bool = False, archive: tuple[bytes, int] | None = None,
+               native: Any = None) -> TrustedSeal:
     """Steps 4-5 for a seal ``open_signed`` read from ``f``. ``archive``: (BLAKE3, size) of the
     tarball as the caller read it, if it did; when it is the signed one, ``archive_proven``.
+    ``native``: the native engine (``archive.engine.native``, passed in: this module imports
+    no archive code), which then takes the record pass of a whole verification.
     """
     head, checkpoint, signer = signed.head, signed.checkpoint, signed.signer
     archive_proven = archive is not None and archive[1] == checkpoint.archive_size and \
@@ -191,7 +196,7 @@ def open_table(f: BinaryIO, signed: SignedSeal, scope: Scope = Scope(), *,
                                table_proven=True)
     if not head.framing_checked:
         check_framing(f, head)
-    fields = _TablePass(head, checkpoint, scope, keep_tree).run(f)
+    fields = _TablePass(head, checkpoint, scope, keep_tree, native).run(f)
     return TrustedSeal(checkpoint, head, **fields, signer=signer, archive_proven=archive_proven)
 
 
@@ -309,6 +314,9 @@ class _ProvenTable:
                 in_scope[g.begin:g.end] = b"\x01" * (g.end - g.begin)
 
 
+# Records per call into the native record pass: bounds what is held besides the items.
+_NATIVE_CHUNK = 1 << 16
+
 # What _TablePass._records finds: the items, the scope marks, the bucket objects' indexes, the
 # namespaces and requested resources seen, the copy findings, the first path out of order.
 _Found = tuple[list[bytes], bytearray, list[int], set[str], set[str],
@@ -320,7 +328,8 @@ class _TablePass:
     marks what the scope covers; only the root is kept unless ``keep_tree`` (O(log n) memory)."""
 
     def __init__(
-        self, head: SealHead, checkpoint: Checkpoint, scope: Scope, keep_tree: bool
+        self, head: SealHead, checkpoint: Checkpoint, scope: Scope, keep_tree: bool,
+        native: Any = None,
     ) -> None:
         if head.leaf_count != checkpoint.tree_size:
             raise NotAuthentic(
@@ -329,13 +338,21 @@ class _TablePass:
         self.hashes: list[bytes] | None = [] if keep_tree else None
         self.root = tree.RootBuilder()
         self.rule = ScopeRule(scope, checkpoint.backup)
+        # The native record pass covers a whole verification (no scope to mark, no resources
+        # asked for, no tree to keep); _records stays the reference (tests/test_engine.py).
+        self.native = native if (native is not None and keep_tree is False and scope.whole
+                                 and not scope.resources) else None
 
     def run(self, f: BinaryIO) -> dict[str, Any]:
         leaves = read_leaves(f, self.head)
         add_leaf = self.hashes.append if self.hashes is not None else self.root.add_unchecked
+        native_root = None
         try:
-            found = self._records(leaves, add_leaf)
-            invalid = None
+            if self.native is not None:
+                found, invalid, native_root = self._records_native(leaves)
+            else:
+                found = self._records(leaves, add_leaf)
+                invalid = None
         except FormatError:
             raise  # the file is not a seal (any more): nothing to hash
         except ValueError as e:
@@ -343,7 +360,8 @@ class _TablePass:
             for leaf in leaves:  # the root first: a changed table is not authentic
                 add_leaf(blake3.blake3(tree.LEAF_PREFIX + leaf).digest())
         merkle = tree.MerkleTree(self.hashes) if self.hashes is not None else None
-        root = merkle.root if merkle is not None else self.root.root()
+        root = merkle.root if merkle is not None else (
+            native_root if native_root is not None else self.root.root())
         if not hmac.compare_digest(root, self.checkpoint.root):  # step 4
             raise NotAuthentic("the seal's leaf table does not hash to its signed root")
         if invalid is not None:  # step 5
@@ -399,6 +417,45 @@ class _TablePass:
             if problem is not None:
                 copies.append((i, Inconsistency(path, problem)))
         return items, in_scope, bucket, namespaces, resources, copies, out_of_order
+
+    def _records_native(self, leaves: Iterator[bytes]) -> tuple[Any, ValueError | None, bytes]:
+        """``_records`` for a whole verification on the native engine (_engine.LeafPass and
+        table_order): the same items, bucket indices, findings and order check, and the root.
+        Records the engine's fast path is not sure of are decoded here by the reference
+        (table.check_record); an invalid one stops the checking, never the hashing (the root
+        is compared first: a changed table is not authentic)."""
+        native = self.native
+        assert native is not None
+        count = self.head.leaf_count
+        records_pass = native.LeafPass(blake3.blake3)
+        check_record = table.check_record
+        items: list[bytes] = []
+        invalid: ValueError | None = None
+        while chunk := list(islice(leaves, _NATIVE_CHUNK)):
+            got, slow = records_pass.records(chunk, invalid is None)
+            if invalid is not None:
+                continue
+            try:
+                for j in slow:
+                    got[j] = check_record(chunk[j]).item
+            except ValueError as e:
+                invalid = e
+                continue
+            items.extend(got)
+        root, _ = records_pass.root()
+        if invalid is not None:
+            return None, invalid, root
+        bucket, found, out = native.table_order(
+            items, SCOPE_BUCKET.encode(), PREFERRED_SUFFIX.encode())
+        path = table.path_of
+        record = table.record_of
+        copies = [(i, Inconsistency(path(record(items[i])), table.NO_CLASSIC_COPY if twin < 0
+                                    else table.DIFFERS_FROM_CLASSIC.format(
+                                        path(record(items[twin])))))
+                  for i, twin in found]
+        out_of_order = path(record(items[out])) if out >= 0 else None
+        in_scope = bytearray(b"\x01") * count
+        return (items, in_scope, bucket, set(), set(), copies, out_of_order), None, root
 
     def _widen(self, leaves: table.LeafTable, in_scope: bytearray) -> None:
         """What Velero decides from the whole backup can widen the scope (selection.Matcher

@@ -247,6 +247,108 @@ def seal_outcome(blob: bytes, *, force: bool = False, check: bool = True,
                 [(i.path, i.problem) for i in result.inconsistencies])
 
 
+def verify_outcome(sealed: bytes, blob: bytes) -> tuple[object, ...]:
+    """Everything a verifier's caller sees when ``blob`` stands where the archive ``sealed``
+    was sealed (forced, so any archive seals): the whole report, or the error. A changed
+    archive takes the record-by-record table pass and the entry-by-entry pass."""
+    from merkle_backup.builder import seal_backup
+    from merkle_backup.errors import Error
+    from merkle_backup.signing import public_key_of
+    from merkle_backup.storage.local import LocalBackup
+    from merkle_backup.verifier import verify_backup
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "backup.tar.gz"
+        path.write_bytes(sealed)
+        source = LocalBackup(path)
+        try:
+            seal_backup(source, KEY, created_at=WHEN, force=True, replace=True)
+        except Error as e:
+            return ("not sealed", type(e).__name__, str(e))
+        path.write_bytes(blob)
+        try:
+            report = verify_backup(LocalBackup(path), [public_key_of(KEY)])
+        except Error as e:
+            return ("error", type(e).__name__, str(e))
+        return ("ok", json.dumps(report.to_json(), sort_keys=True).replace(tmp, "TMP"))
+
+
+def table_outcome(records: list[bytes]) -> tuple[object, ...]:
+    """trust.open_table over a validly signed seal that holds ``records``, whatever they are,
+    as a whole verification of a changed archive runs it (record by record): the leaf table,
+    scope, bucket objects and findings it returns, or the error."""
+    import dataclasses
+
+    import blake3
+
+    from merkle_backup import trust
+    from merkle_backup.archive import engine
+    from merkle_backup.core import tree
+    from merkle_backup.core.checkpoint import Checkpoint
+    from merkle_backup.errors import Error
+    from merkle_backup.formats.seal import encode_seal_head, leaf_frame
+    from merkle_backup.signing import public_key_of, sign
+
+    root = tree.RootBuilder()
+    for record in records:
+        root.add_unchecked(blake3.blake3(tree.LEAF_PREFIX + record).digest())
+    section = b"".join(leaf_frame(len(r)) + r for r in records)
+    checkpoint = Checkpoint(backup="b", uid="-", tree_size=len(records), root=root.root(),
+                            archive_digest=bytes(32), archive_size=0, created=WHEN,
+                            key_id=public_key_of(KEY).key_id,
+                            leaves_digest=blake3.blake3(section).digest())
+    body = checkpoint.body()
+    f = io.BytesIO(encode_seal_head(body, sign(KEY, body), len(records)) + section)
+    try:
+        seal = trust.open_table(f, trust.open_signed(f, [public_key_of(KEY)]),
+                                native=engine.native)
+    except Error as e:
+        return ("error", type(e).__name__, str(e))
+    leaves = seal.leaves
+    return ("ok", [leaves.items[i] for i in range(len(leaves))], bytes(seal.in_scope),
+            seal.bucket, sorted(seal.namespaces), sorted(seal.resources),
+            [dataclasses.astuple(c) for c in seal.copies])  # type: ignore[call-overload]
+
+
+def record_mutations(blob: bytes, count: int, seed: int) -> Iterator[list[bytes]]:
+    """The records of the seal of ``blob``, then ``count`` deterministic mutations of them (a
+    byte flipped or set, a record cut short, grown, repeated or two swapped): the record
+    tables of the AddressSanitizer run."""
+    from merkle_backup.builder import seal_backup
+    from merkle_backup.formats.seal import read_leaf_list, read_seal_head
+    from merkle_backup.storage.local import LocalBackup
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "backup.tar.gz"
+        path.write_bytes(blob)
+        source = LocalBackup(path)
+        seal_backup(source, KEY, created_at=WHEN, force=True, replace=True)
+        with open(source.seal_path, "rb") as f:
+            records = read_leaf_list(f, read_seal_head(f))
+    yield list(records)
+    rnd = random.Random(seed)
+    for _ in range(count):
+        table = list(records)
+        for _ in range(rnd.randint(1, 3)):
+            i = rnd.randrange(len(table))
+            r = bytearray(table[i])
+            kind = rnd.randrange(5)
+            if kind == 0 and r:
+                r[rnd.randrange(len(r))] ^= 1 << rnd.randrange(8)
+            elif kind == 1 and r:
+                r[rnd.randrange(len(r))] = rnd.choice((0, 1, 0x2F, 0x7F, 0x80, 0xFF))
+            elif kind == 2:
+                del r[rnd.randrange(len(r) + 1):]
+            elif kind == 3:
+                r += bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 40)))
+            else:
+                j = rnd.randrange(len(table))
+                table[i], table[j] = table[j], table[i]
+                continue
+            table[i] = bytes(r)
+        yield table
+
+
 def mutations(tar: bytes, count: int, seed: int) -> Iterator[bytes]:
     """Deterministic header-aimed mutations of a tar stream, half with the checksums fixed
     (so they reach the field checks): the corpus of the AddressSanitizer run."""
@@ -311,8 +413,13 @@ def _asan_main(so_path: str, count: int) -> None:
         read_outcome(gz(t), as_tuples=bool(i & 1))
         if i % 8 == 0:
             seal_outcome(gz(t), force=True)
+        if i % 8 == 4:  # the verifier's passes over a changed archive and its seal's records
+            verify_outcome(gz(base), gz(t))
         n += 1
-    print(f"asan run: {n} archives")
+    for records in record_mutations(gz(tars["velero-small"]), count // 4, seed=23):
+        table_outcome(records)  # the verifier's native record pass on hostile records
+        n += 1
+    print(f"asan run: {n} archives and record tables")
 
 
 if __name__ == "__main__":

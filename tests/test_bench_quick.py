@@ -107,3 +107,33 @@ def test_long_names_take_ustar_prefix_or_pax_as_go_writes_them() -> None:
     blocks = pax + gen._pad(b"hello") + bytes(1024)
     with tarfile.open(fileobj=io.BytesIO(blocks)) as tf:
         assert tf.getnames() == [long.decode()]
+
+
+def test_velero_sized_scenario_at_a_tiny_size(tmp_path: Path) -> None:
+    """bench/velero.py (issue 23) end to end at 41 entries: Go writes both archives, every
+    whole-process scenario runs once and is checked (sizes, member count, seal, verify of the
+    unchanged and changed archive), the targets are judged and the plot is written."""
+    import shutil
+
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed (the Velero-sized archives are written by Go)")
+    from bench import velero
+
+    found = velero.run_velero(tmp_path / "work", [41], 1, tmp_path / "cache", lambda m: None)
+    assert found["sanity"] == [], found["sanity"]
+    run = found["runs"][0]
+    info = run["info"]
+    assert run["entries"] == info["entries"] == 41 and info["median_entry_bytes"] < 1024
+    assert set(run["median_wall"]) == set(velero.SCENARIOS)
+    assert {t["target"] for t in found["targets"]} == {f"{t[0]} (issue 23)" for t in velero.TARGETS}
+    # Go wrote it: Go's gzip header, and the changed archive differs in one item's two copies.
+    tarball = Path(info["unchanged"]) / f"{info['name']}.tar.gz"
+    assert tarball.read_bytes()[:3] == b"\x1f\x8b\x08"
+    with open(tarball, "rb") as f:
+        entries = {e.path: e.data for e in ArchiveReader(f)}
+    with open(Path(info["changed"]) / tarball.name, "rb") as f:
+        changed = {e.path: e.data for e in ArchiveReader(f)}
+    assert sorted(p for p in entries if entries[p] != changed[p]) == sorted(
+        [info["flipped"], info["flipped_copy"]])
+    png = velero.plot(found, tmp_path)[0].read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000

@@ -4,11 +4,14 @@ fixtures and hypothesis mutations, both paths give the same entries or the same 
 message, path, limit), and seal byte-identical files or refuse with the same message. Then the
 build: the fallback to the pure path when the extension cannot be built or is switched off, and
 the engine built with AddressSanitizer and UndefinedBehaviorSanitizer running the corpus and
-1,000 mutations (docs/threat-model.md, the archive reader).
+1,000 mutations (docs/threat-model.md, the archive reader). The verifier's native passes (the
+entry pass over a changed archive and the seal's record pass, issue 23) are compared the same
+way: same report, or same error.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -250,7 +253,7 @@ def test_engine_under_address_sanitizer(asan_engine: tuple[Path, str]) -> None:
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "asan run:" in done.stdout
+    assert "asan run:" in done.stdout and "record tables" in done.stdout
 
 
 # -- the sorted table: records, copies, root ---------------------------------------------------
@@ -311,3 +314,168 @@ def test_records_copies_and_root_agree(leaves: list[bytes]) -> None:
     70,000 bytes, non-ASCII), duplicates, classic and -preferredversion copies alike or not."""
     native, pure = both(lambda: _records_outcome(leaves))
     assert native == pure
+
+
+# -- the verifier: a changed archive, entry by entry, and the seal's records (issue 23) --------
+
+@needs_native
+@pytest.mark.parametrize("name", list(CRAFTED), ids=str)
+def test_verify_agrees_on_crafted_archives(name: str) -> None:
+    """Each crafted archive verified against the seal of a Velero-shaped one and the other way
+    round: every failure (modified, missing, unexpected, duplicate, malformed), warning and
+    note the same on both paths."""
+    blob = corpus.gz(CRAFTED[name])
+    base = corpus.gz(CRAFTED["velero-small"])
+    for sealed, checked in ((base, blob), (blob, base), (blob, blob + b"")):
+        native, pure = both(lambda a=sealed, b=checked: corpus.verify_outcome(a, b))
+        assert native == pure
+
+
+@needs_native
+def test_verify_of_a_changed_archive_takes_the_native_passes() -> None:
+    """Not vacuous: a changed Velero-shaped archive is checked by the engine's entry pass
+    and the native record pass, and the failures are the expected ones."""
+    tar = bytearray(CRAFTED["velero-batches"])
+    at = tar.index(b'"pad": "x') + 8
+    tar[at] ^= 0x01  # one byte of one classic copy: that entry is modified, the rest verify
+    calls: list[str] = []
+    native = engine.native
+    assert native is not None
+
+    class Pass:
+        def __init__(self, *args: object) -> None:
+            self.inner = native.LeafPass(*args)
+
+        def records(self, *args: object) -> object:
+            calls.append("records")
+            return self.inner.records(*args)
+
+        def root(self) -> object:
+            return self.inner.root()
+
+    class Module:
+        Walker = native.Walker
+        write_records = native.write_records
+        LeafPass = Pass
+        table_order = native.table_order
+
+    engine.native = Module  # type: ignore[assignment]
+    try:
+        outcome = corpus.verify_outcome(corpus.gz(CRAFTED["velero-batches"]), corpus.gz(bytes(tar)))
+    finally:
+        engine.native = native
+    assert calls and outcome[0] == "ok"
+    report = json.loads(str(outcome[1]))
+    assert [f["problem"] for f in report["failures"]] == ["modified"]
+    assert report["checked"] > 3000
+
+
+@st.composite
+def record_tables(draw: st.DrawFn) -> list[bytes]:
+    """A seal's records: a valid table (compact and whole records, bucket objects, copies
+    alike and not), then perhaps one change: two records swapped or repeated, one byte
+    flipped, a record cut short or grown."""
+    from merkle_backup.core import table
+    from merkle_backup.core.keys import key_for_bucket_object
+    from merkle_backup.core.leaf import LeafRecord
+
+    leaves = draw(leaf_tables())
+    for name in draw(st.lists(st.sampled_from(["velero-backup.json", "b-logs.gz", "x"]),
+                              unique=True, max_size=2)):
+        leaves.append(table.sortable_leaf(LeafRecord(key_for_bucket_object(name), name, 1,
+                                                     bytes(32))))
+    records = [table.record_of(item) for item in sorted(set(leaves))]
+    change = draw(st.sampled_from(["none", "swap", "repeat", "flip", "cut", "grow"]))
+    if records and change != "none":
+        i = draw(st.integers(0, len(records) - 1))
+        j = draw(st.integers(0, len(records) - 1))
+        if change == "swap":
+            records[i], records[j] = records[j], records[i]
+        elif change == "repeat":
+            records.insert(i, records[j])
+        elif change == "flip":
+            r = bytearray(records[i])
+            r[draw(st.integers(0, len(r) - 1))] ^= 1 << draw(st.integers(0, 7))
+            records[i] = bytes(r)
+        elif change == "cut":
+            records[i] = records[i][: draw(st.integers(0, len(records[i]) - 1))]
+        else:
+            records[i] += b"\x00"
+    return records
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=record_tables())
+def test_native_record_pass_agrees(records: list[bytes]) -> None:
+    """The seal's record pass (LeafPass, table_order) against trust._TablePass._records: the
+    same leaf table, bucket objects and findings, or the same refusal (not in key order, an
+    invalid record, a root that does not match)."""
+    native, pure = both(lambda: corpus.table_outcome(records))
+    assert native == pure
+
+
+# -- the seal written in place (issue 23) -------------------------------------------------------
+
+class _WriteOnly:
+    """A stream that can only be written (as an upload may be): write_seal's scratch-file way."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, b: bytes) -> int:
+        self.data += b
+        return len(b)
+
+    def seekable(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("findings", [0, 9, 10, 120])
+def test_seal_written_in_place_equals_the_scratch_way(findings: int) -> None:
+    """builder.write_seal into a seekable file (records after a reserved head, the head written
+    last) gives the bytes of the scratch-file way, on both engines, also when forced findings
+    change the head's length (9 -> 10 -> 120 inconsistencies), and the seal opens."""
+    import io
+
+    from merkle_backup import trust
+    from merkle_backup.builder import write_seal
+    from merkle_backup.core import table
+    from merkle_backup.core.checkpoint import Checkpoint
+    from merkle_backup.signing import public_key_of
+
+    leaves = []
+    for i in range(150):
+        path = f"resources/configmaps/namespaces/ns-{i % 3}/cm-{i}.json"
+        leaves.append(table.tar_leaf_and_key(path, 10, bytes([i]) * 32)[0])
+        copy = path.replace("/namespaces/", "/v1-preferredversion/namespaces/")
+        leaves.append(table.tar_leaf_and_key(copy, 10, bytes([i + (i < findings)]) * 32)[0])
+    checkpoint = Checkpoint(backup="b", uid="-", tree_size=len(leaves), root=bytes(32),
+                            archive_digest=bytes(32), archive_size=0, created=corpus.WHEN,
+                            key_id=public_key_of(corpus.KEY).key_id)
+
+    def seals() -> tuple[bytes, bytes]:
+        in_place = io.BytesIO()
+        in_place.write(b"before")  # written from where the file stands
+        done = write_seal(list(leaves), checkpoint, corpus.KEY, [], True, in_place)
+        plain = _WriteOnly()
+        assert write_seal(list(leaves), checkpoint, corpus.KEY, [], True, plain) == done  # type: ignore[arg-type]
+        assert done.inconsistent == findings
+        return in_place.getvalue()[len(b"before"):], bytes(plain.data)
+
+    native, pure = both(seals) if engine.native is not None else (seals(), seals())
+    assert native[0] == native[1] == pure[0] == pure[1]
+    seal = trust.open_seal(native[0], [public_key_of(corpus.KEY)])
+    assert seal.checkpoint.inconsistent == findings and len(seal.leaves) == len(leaves)
+
+
+@needs_native
+def test_native_record_pass_agrees_on_mutated_seals() -> None:
+    """The records of a real seal, and 200 mutations of them (the AddressSanitizer run's
+    record tables): the same outcome on both paths, and not all of them refused."""
+    outcomes = []
+    for records in corpus.record_mutations(corpus.gz(CRAFTED["velero-small"]), 200, seed=23):
+        native, pure = both(lambda r=records: corpus.table_outcome(r))
+        assert native == pure
+        outcomes.append(native[0])
+    assert outcomes[0] == "ok" and "error" in outcomes
