@@ -14,6 +14,7 @@ from merkle_backup.cli.common import (
     open_log,
 )
 from merkle_backup.cli.options import (
+    log_name_option,
     storage_options_for,
     trust_option,
 )
@@ -27,6 +28,7 @@ from merkle_backup.display import shown
 )
 @click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
 @click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
+@log_name_option
 @storage_options_for("--log")
 @funnel
 def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
@@ -53,6 +55,7 @@ def forget(name: str, key_path: Path, log: str, log_state: Path | None) -> None:
               "merkle-backup-witness/<key id prefix>).")
 @click.option("--state", "log_state", type=click.Path(path_type=Path),
               help="The witness's own state: the last checkpoint it cosigned.")
+@log_name_option
 @storage_options_for("--log")
 @funnel
 def witness(log: str, trust: tuple[Path, ...], key_path: Path, name: str | None,

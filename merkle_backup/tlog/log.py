@@ -36,7 +36,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.core.tree import TreeHasher, verify_consistency
-from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, StorageError
+from merkle_backup.errors import (
+    CannotCheck,
+    FormatError,
+    NotAuthentic,
+    ProofError,
+    StorageError,
+    UsageError,
+)
 from merkle_backup.formats.strict import loads_json
 from merkle_backup.signing import PublicKey, public_key_of
 from merkle_backup.tlog import note as notes
@@ -199,9 +206,14 @@ class Log:
         store: LocalLogStore | S3LogStore,
         trusted: Sequence[PublicKey],
         state: LogState | None,
+        name: str | None = None,
     ) -> None:
         if not trusted:
             raise CannotCheck("no trusted key for the log")
+        if name is not None and not notes.valid_log_name(name):
+            raise UsageError(f"--log-name {name!r}: lowercase letters, digits, '-' and '.', at "
+                             "most 63")
+        self.name = name  # docs/format.md §12.2: part of the origin, so of every head
         self.store = store
         self.trusted = {k.key_id: k.raw for k in trusted}
         self.state = state
@@ -241,14 +253,15 @@ class Log:
                 cp = None
             else:
                 try:
-                    cp, _, _ = notes.open_log_checkpoint(data, list(self.trusted.values()))
+                    cp, _, _ = notes.open_log_checkpoint(data, list(self.trusted.values()),
+                                                         self.name)
                 except FormatError as e:
                     raise NotAuthentic(
                         f"{self.describe()}: log checkpoint is malformed: {e}"
                     ) from e
             if data is None or cp is None:
                 for raw in self.trusted.values():
-                    origin = notes.origin_for(raw)
+                    origin = notes.origin_for(raw, self.name)
                     prior = self.state.get(origin) if (self.state and check_state) else None
                     if prior and prior[0] > 0:
                         raise LogRollback(
@@ -352,7 +365,8 @@ class Log:
                 head = self.head()
                 if guard is not None:
                     guard(self.entries(head))
-                origin = head.checkpoint.origin if head.size else notes.origin_for(me.raw)
+                origin = head.checkpoint.origin if head.size else \
+                    notes.origin_for(me.raw, self.name)
                 claim = encode_claim(private, origin, head.size, raws)
                 slot = f"pending/{head.size}"
                 try:
@@ -407,7 +421,7 @@ class Log:
             lines[1].startswith("origin ") else ""
         want = head.checkpoint.origin if head.size else None
         signed = any(
-            notes.origin_for(raw) == origin and (want is None or origin == want)
+            notes.origin_for(raw, self.name) == origin and (want is None or origin == want)
             and notes.verify_ed25519(note, origin, raw) for raw in self.trusted.values()
         )
         if not signed:
@@ -501,7 +515,7 @@ class Log:
                 self._read_tile(level, index, width)
 
         root = tiles.HashReader(m, overlay).root()
-        data = notes.sign_log_checkpoint(private, m, root)
+        data = notes.sign_log_checkpoint(private, m, root, self.name)
         try:
             self.store.swap_head(head.token, data)
         except Conflict:
