@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from merkle_backup.cli.options import storage
+from merkle_backup.cli.options import log_name, storage
 from merkle_backup.display import redacted, shown
 from merkle_backup.errors import Error, ExitCode, Interrupted, NotAuthentic
 
@@ -132,7 +132,7 @@ def open_log(log: str, log_state: Path | None, keys: Sequence[PublicKey],
     if location is not None and inside(log, location):
         raise UsageError(f"--log {log} is inside the Velero location {location}: put the log "
                          "elsewhere (a new folder under Velero's prefix breaks its sync)")
-    return Log(open_log_store(log, storage(), warn=warn), keys, LogState(log_state))
+    return Log(open_log_store(log, storage(), warn=warn), keys, LogState(log_state), log_name())
 
 
 def inside(log: str, location: str) -> bool:

@@ -16,6 +16,7 @@ from merkle_backup.cli.common import (
 )
 from merkle_backup.cli.options import (
     key_option,
+    log_name_option,
     storage_options_for,
     trust_option,
 )
@@ -27,6 +28,7 @@ from merkle_backup.display import shown
 @key_option()
 @click.option("--log", "log", required=True, metavar="DIR|s3://BUCKET/PREFIX", help="The log.")
 @click.option("--log-state", "log_state", type=click.Path(path_type=Path), help="See seal-all.")
+@log_name_option
 @storage_options_for("--log")
 @funnel
 def forget(name: str, key_refs: str, pins: tuple[Path, ...], log: str,
@@ -52,6 +54,7 @@ def forget(name: str, key_refs: str, pins: tuple[Path, ...], log: str,
               "merkle-backup-witness/<key id prefix>).")
 @click.option("--state", "log_state", type=click.Path(path_type=Path),
               help="The witness's own state: the last checkpoint it cosigned.")
+@log_name_option
 @storage_options_for("--log")
 @funnel
 def witness(log: str, trust: tuple[Path, ...], key_refs: str, pins: tuple[Path, ...],

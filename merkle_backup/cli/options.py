@@ -187,12 +187,36 @@ def storage() -> ConnectionOptions:
 
 
 def log_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--log and --log-state (the transparency log, merkle_backup/tlog/)."""
+    """--log, --log-name and --log-state (the transparency log, merkle_backup/tlog/)."""
+    f = log_name_option(f)
     f = click.option("--log-state", "log_state", type=click.Path(path_type=Path),
                      help="The last log checkpoint trusted (default: "
                           "$XDG_STATE_HOME/merkle-backup/log-state.json).")(f)
     return click.option("--log", "log", metavar="DIR|s3://BUCKET/PREFIX",
                         help="The backup transparency log (never under Velero's prefix).")(f)
+
+
+LOG_NAME_KEY = "merkle_backup.log_name"
+
+
+def log_name_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--log-name, kept in the click context (read by open_log)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        click.get_current_context().meta[LOG_NAME_KEY] = kwargs.pop("log_name")
+        return f(*args, **kwargs)
+
+    wrapper.__click_params__ = list(getattr(f, "__click_params__", []))  # type: ignore[attr-defined]
+    return click.option("--log-name", "log_name", metavar="NAME",
+                        help="The log's name, when one key signs several logs (one per "
+                             "cluster): part of its signed origin. Default: none, the key's "
+                             "own log.")(wrapper)
+
+
+def log_name() -> str | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(LOG_NAME_KEY) if ctx is not None else None
 
 
 def max_age_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -149,6 +149,8 @@ def check_library_file(path: Path | str, cap: int, what: str) -> None:
     FIFO (the library would wait forever) nor a device (it would read without end)."""
     try:
         st = os.stat(path)
+    except FileNotFoundError as e:
+        raise StorageError(f"{what} {path}: no such file") from e
     except OSError as e:
         raise StorageError(f"cannot read {what} {path}: {e.strerror or e}") from e
     if not stat.S_ISREG(st.st_mode):

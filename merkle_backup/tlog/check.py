@@ -309,7 +309,7 @@ def verify_in_log(
         if data is None:
             raise NotAuthentic(f"log {log.describe()} has no cosignature by witness {w.source}")
         try:
-            cp, note, _ = notes.open_log_checkpoint(data, list(log.trusted.values()))
+            cp, note, _ = notes.open_log_checkpoint(data, list(log.trusted.values()), log.name)
         except FormatError as e:
             raise NotAuthentic(f"witness checkpoint of {w.source} is malformed: {e}") from e
         if notes.verify_cosignature(note, w.raw) is None:

@@ -52,7 +52,10 @@ def check_inclusion(inclusion: LogInclusion | None, checkpoint: bytes, signature
                            "without prove --log)")
     # 1. The head: a tlog-checkpoint signed by a log key under the origin that key fixes.
     try:
-        cp, note, raw = notes.open_log_checkpoint(inclusion.checkpoint, [k.raw for k in log_keys])
+        # Any log of the key (named or not, §12.2): a proof file has no reader state to roll
+        # back, and the origin it names is shown.
+        cp, note, raw = notes.open_log_checkpoint(inclusion.checkpoint, [k.raw for k in log_keys],
+                                                  any_name=True)
     except FormatError as e:
         raise NotAuthentic(f"the log checkpoint in the proof file is malformed: {e}") from e
     except NotAuthentic as e:

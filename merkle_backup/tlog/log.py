@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from merkle_backup.core.tree import TreeHasher, verify_consistency
-from merkle_backup.errors import CannotCheck, FormatError, NotAuthentic, ProofError, StorageError
+from merkle_backup.errors import (
+    CannotCheck,
+    FormatError,
+    NotAuthentic,
+    ProofError,
+    StorageError,
+    UsageError,
+)
 from merkle_backup.formats.strict import loads_json
 from merkle_backup.signing import PublicKey, SigningKey, public_key_of
 from merkle_backup.tlog import note as notes
@@ -212,9 +219,14 @@ class Log:
         store: LocalLogStore | S3LogStore,
         trusted: Sequence[PublicKey],
         state: LogState | None,
+        name: str | None = None,
     ) -> None:
         if not trusted:
             raise CannotCheck("no trusted key for the log")
+        if name is not None and not notes.valid_log_name(name):
+            raise UsageError(f"--log-name {name!r}: lowercase letters, digits, '-' and '.', at "
+                             "most 63")
+        self.name = name  # docs/format.md §12.2: part of the origin, so of every head
         self.store = store
         self.trusted = {k.key_id: k.raw for k in trusted}
         self._bounds = {k.raw: k for k in trusted if k.not_after_size is not None}
@@ -255,7 +267,8 @@ class Log:
                 cp = None
             else:
                 try:
-                    cp, _, raw = notes.open_log_checkpoint(data, list(self.trusted.values()))
+                    cp, _, raw = notes.open_log_checkpoint(data, list(self.trusted.values()),
+                                                           self.name)
                 except FormatError as e:
                     raise NotAuthentic(
                         f"{self.describe()}: log checkpoint is malformed: {e}"
@@ -263,7 +276,7 @@ class Log:
                 check_size_bound(cp, self._bounds.get(raw), self.describe())
             if data is None or cp is None:
                 for raw in self.trusted.values():
-                    origin = notes.origin_for(raw)
+                    origin = notes.origin_for(raw, self.name)
                     prior = self.state.get(origin) if (self.state and check_state) else None
                     if prior and prior[0] > 0:
                         raise LogRollback(
@@ -367,12 +380,13 @@ class Log:
                 head = self.head()
                 if guard is not None:
                     guard(self.entries(head))
-                origin = head.checkpoint.origin if head.size else notes.origin_for(me.raw)
+                origin = head.checkpoint.origin if head.size else \
+                    notes.origin_for(me.raw, self.name)
                 claim = encode_claim(private, origin, head.size, raws)
                 # The new head is signed too before anything is written (docs/format.md §6.1):
                 # a signer that fails leaves no claim, tile or entry behind.
                 plan = self._plan(head, raws)
-                signed = (plan, notes.sign_log_checkpoint(private, plan.size, plan.root))
+                signed = (plan, notes.sign_log_checkpoint(private, plan.size, plan.root, self.name))
                 slot = f"pending/{head.size}"
                 try:
                     self.store.create(slot, claim)
@@ -426,7 +440,7 @@ class Log:
             lines[1].startswith("origin ") else ""
         want = head.checkpoint.origin if head.size else None
         signed = any(
-            notes.origin_for(raw) == origin and (want is None or origin == want)
+            notes.origin_for(raw, self.name) == origin and (want is None or origin == want)
             and notes.verify_ed25519(note, origin, raw) for raw in self.trusted.values()
         )
         if not signed:
@@ -519,7 +533,7 @@ class Log:
         ``signed``: the plan and its head, signed before anything was written (``append``)."""
         if signed is None:
             plan = self._plan(head, raws)
-            data = notes.sign_log_checkpoint(private, plan.size, plan.root)
+            data = notes.sign_log_checkpoint(private, plan.size, plan.root, self.name)
         else:
             plan, data = signed
         for path, blob in plan.writes:

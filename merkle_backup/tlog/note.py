@@ -149,26 +149,51 @@ def parse_log_checkpoint(text: bytes) -> LogCheckpoint:
     return cp
 
 
-def origin_for(public_raw: bytes) -> str:
-    """docs/format.md §12.2: the log's origin, fixed by its key."""
-    return f"merkle-backup.log/{hashlib.sha256(public_raw).hexdigest()[:16]}"
+# A log's name (docs/format.md §12.2): one key may sign several logs, one per name.
+LOG_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?\Z")
 
 
-def sign_log_checkpoint(private: SigningKey, size: int, root: bytes) -> bytes:
-    origin = origin_for(public_key_of(private).raw)
+def valid_log_name(name: str) -> bool:
+    return bool(LOG_NAME.match(name))
+
+
+def origin_for(public_raw: bytes, name: str | None = None) -> str:
+    """docs/format.md §12.2: the log's origin, fixed by its key and, for a named log, its
+    name (``merkle-backup.log/<key hash>/<name>``)."""
+    base = f"merkle-backup.log/{hashlib.sha256(public_raw).hexdigest()[:16]}"
+    return base if name is None else f"{base}/{name}"
+
+
+def origin_of(public_raw: bytes, origin: str, name: str | None, *, any_name: bool) -> bool:
+    """Whether ``origin`` is the log ``name``'s of this key (with ``any_name``: any log of
+    this key, named or not)."""
+    if not any_name:
+        return origin == origin_for(public_raw, name)
+    base = origin_for(public_raw)
+    return origin == base or (origin.startswith(base + "/")
+                              and valid_log_name(origin[len(base) + 1:]))
+
+
+def sign_log_checkpoint(private: SigningKey, size: int, root: bytes,
+                        name: str | None = None) -> bytes:
+    origin = origin_for(public_key_of(private).raw, name)
     body = LogCheckpoint(origin, size, root).body()
     return Note(body, (sign_line(private, origin, body),)).encode()
 
 
-def open_log_checkpoint(data: bytes, trusted_raw: list[bytes]) -> tuple[LogCheckpoint, Note, bytes]:
+def open_log_checkpoint(data: bytes, trusted_raw: list[bytes], name: str | None = None, *,
+                        any_name: bool = False) -> tuple[LogCheckpoint, Note, bytes]:
     """The checkpoint, its note and the raw key that signed it; NotAuthentic unless a trusted
-    key's origin names it and that key signed it."""
+    key's origin for the log ``name`` (any of its logs, with ``any_name``) names it and that
+    key signed it."""
     note = parse_note(data)
     cp = parse_log_checkpoint(note.text)
     for raw in trusted_raw:
-        if origin_for(raw) == cp.origin and verify_ed25519(note, cp.origin, raw):
+        if origin_of(raw, cp.origin, name, any_name=any_name) and \
+                verify_ed25519(note, cp.origin, raw):
             return cp, note, raw
-    raise NotAuthentic(f"log checkpoint of {cp.origin} is not signed by a trusted key")
+    what = "a trusted key" if name is None or any_name else f"a trusted key for log {name}"
+    raise NotAuthentic(f"log checkpoint of {cp.origin} is not signed by {what}")
 
 
 # --- tlog-cosignature/v1 ----------------------------------------------------------------------
