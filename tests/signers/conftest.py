@@ -245,3 +245,87 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
         yield bao
     finally:
         stop(proc)
+
+
+# --- a TLS front for the KMS emulator (awskms://HOST:PORT/ is HTTPS) ---------------------------
+
+@pytest.fixture
+def kms_over_tls(ministack: KMS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """HOST:PORT of a TLS front for ministack (which speaks plain HTTP): a thread that
+    terminates TLS with a certificate for 127.0.0.1 made here and forwards the bytes; its CA is
+    AWS_CA_BUNDLE. A test helper, not a KMS: what it shows is that `awskms://HOST:PORT/` goes
+    over HTTPS and honours AWS_CA_BUNDLE."""
+    import datetime
+    import ipaddress
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "tls.pem", tmp_path / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    backend_port = int(ministack.endpoint.rsplit(":", 1)[1])
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop_event = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop_event.is_set():
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                client = context.wrap_socket(raw, server_side=True)
+            except (OSError, ssl.SSLError):
+                raw.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", backend_port))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_path))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_KMS", raising=False)
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop_event.set()
+        thread.join(5)
+        listener.close()

@@ -156,3 +156,14 @@ def test_openbao_refusals(backup: Path, openbao, monkeypatch) -> None:
     refused(backup, "--key", "openbao://mb-rsa", says="HTTP 403")
     monkeypatch.setenv("BAO_ADDR", "http://192.0.2.1:8200")
     refused(backup, "--key", "openbao://mb-rsa", says="plain HTTP to 192.0.2.1")
+
+
+def test_awskms_host_port_is_https_with_aws_ca_bundle(backup: Path, ministack, kms_over_tls,
+                                                      tmp_path: Path, monkeypatch) -> None:
+    """`awskms://HOST:PORT/KEY` reaches that endpoint over HTTPS, trusting AWS_CA_BUNDLE (here
+    a TLS front for the emulator); without the CA the certificate is refused: one line."""
+    kms_key(ministack, "mb-tls")
+    seal_and_verify(backup, f"awskms://{kms_over_tls}/alias/mb-tls", tmp_path)
+    (backup / SEAL).unlink()
+    monkeypatch.delenv("AWS_CA_BUNDLE")
+    refused(backup, "--key", f"awskms://{kms_over_tls}/alias/mb-tls", says="cannot reach KMS")

@@ -209,14 +209,17 @@ def test_log_head_signer_failing_writes_no_log_object(tmp_path: Path) -> None:
         def close(self) -> None:
             pass
 
-    signer = Checked(FailsAfter(2))
+    backend = FailsAfter(100)
+    signer = Checked(backend)
     pub = signer.public_key
     log = Log(LocalLogStore(tmp_path / "log"), [pub], LogState(tmp_path / "s.json"))
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
     log.append(signer, [tombstone_entry(signer, "b0", "-", bytes(32), now, pub.key_id)])
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "log").rglob("*"))
     raw = tombstone_entry(key, "b1", "-", bytes(32), now, pub.key_id)  # the entry is fine
-    with pytest.raises(SignerError, match="ThrottlingException"):
-        log.append(signer, [raw])
-    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "log").rglob("*")) == before
+    for budget in (1, 0):  # the claim is signed, then the head fails; or the claim fails
+        backend.budget = budget
+        with pytest.raises(SignerError, match="ThrottlingException"):
+            log.append(signer, [raw])
+        assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "log").rglob("*")) == before
     assert log.head().size == 1
