@@ -155,6 +155,30 @@ def object_request(data: bytes) -> ObjectRequest:
     return ObjectRequest(_str_of(f, 1), _str_of(f, 2), _str_of(f, 3), _bytes_of(f, 4))
 
 
+def object_header(req: ObjectRequest) -> bytes:
+    """The canonical bytes of ``req``'s fields 1-3 (plugin, bucket, key), in field order, as
+    Go's protobuf writes them."""
+    return _str_field(1, req.plugin) + _str_field(2, req.bucket) + _str_field(3, req.key)
+
+
+def chunk_body(data: bytes, header: bytes) -> bytes | None:
+    """PutObject's fast path for every chunk after the first: when ``data`` is exactly
+    ``header`` followed by one body field (4) that ends the message, the body; else None (the
+    caller then decodes the whole message). Exactly what ``object_request`` would return for
+    such bytes, at a fraction of its cost (a 2 GB tarball is 131,072 chunks)."""
+    if not data.startswith(header):
+        return None
+    pos = len(header)
+    if pos == len(data):
+        return b""  # no body field: an empty body
+    if data[pos] != 0x22:  # field 4, wire type 2
+        return None
+    size, start = _read_varint(data, pos + 1)
+    if start + size != len(data):
+        return None
+    return data[start:]
+
+
 @dataclass(frozen=True)
 class ListCommonPrefixesRequest:
     """ObjectStore.proto: plugin 1, bucket 2, delimiter 3, prefix 4."""

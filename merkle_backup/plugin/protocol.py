@@ -167,7 +167,7 @@ def set_log_level(name: str) -> None:
         _log_threshold[0] = LEVELS.index(level)
 
 
-def log(level: str, message: str, **fields: object) -> None:
+def log(level: str, message: str, /, **fields: object) -> None:
     """One log line that Velero's server log shows, at ``level`` (trace, debug, info, warn,
     error), with ``fields`` as its fields (values written as JSON; anything else as text).
 
@@ -199,7 +199,7 @@ def _write(level: str, message: str, depth: int, fields: dict[str, object]) -> N
             pass  # Velero closed our stderr: nowhere left to say it
 
 
-def log_exception(message: str, exc: BaseException, **fields: object) -> None:
+def log_exception(message: str, exc: BaseException, /, **fields: object) -> None:
     """An unexpected exception: one error line with the whole traceback as a field (only in
     the plugin's log, never in the status Velero shows)."""
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

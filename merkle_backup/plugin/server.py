@@ -351,8 +351,13 @@ class _Services:
         (Velero's client repeats them: object_store_client.go:97); a stream that breaks
         raises rather than ends, so the backend never takes a prefix for the object."""
         yield first.body
+        header = _wire.object_header(first)
         try:
             for raw in requests:
+                body = _wire.chunk_body(raw, header)
+                if body is not None:
+                    yield body
+                    continue
                 chunk = _wire.object_request(raw)
                 if (chunk.plugin, chunk.bucket, chunk.key) != (first.plugin, first.bucket,
                                                                first.key):

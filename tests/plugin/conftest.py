@@ -25,6 +25,12 @@ def memory_plugin() -> list[str]:
     return [sys.executable, str(MEMORY_PLUGIN)]
 
 
+@pytest.fixture(scope="session")
+def velero_plugin() -> list[str]:
+    """The real plugin (server.main with the sealing store), as a command for Standin.run."""
+    return [sys.executable, "-m", "merkle_backup.plugin.server"]
+
+
 @dataclass
 class S3Location:
     """A fresh bucket on the session's moto server and the BSL config that reaches it with the

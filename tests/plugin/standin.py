@@ -12,7 +12,15 @@ its own arguments) the way Velero's plugin manager does; ``config`` is the BSL's
 (bucket and prefix are added to it by the stand-in, as Velero adds them). The plugin inherits
 the stand-in's environment: the process environment with the S3 test settings
 (tests/storage/server.TEST_ENV), then ``env`` (a value of None removes a variable: e.g.
-``env={"PATH": "/nonexistent"}``). ``calls(done)`` parses its JSON lines.
+``env={"PATH": "/nonexistent"}``). ``calls(done)`` parses its JSON lines; ``object_calls(done)`` gives the (method, key) of
+the ObjectStore calls after Init. ``extra`` adds global flags: ``--kill-plugin-after N``
+(SIGKILL the plugin once N body bytes have passed: a crash mid-upload or mid-download),
+``--request-name X`` (requests name another plugin), ``--skip-init``.
+
+Fixtures (tests/plugin/conftest.py): ``standin`` (a ``Standin``), ``memory_plugin`` (the
+test-only folder store), ``velero_plugin`` (the real plugin: ``python -m
+merkle_backup.plugin.server``), ``moto_server`` (the session's, shared with tests/storage) and
+``s3_location`` (a fresh bucket and the BSL config keys that reach it).
 
 The stand-in is built offline in GOPATH mode from Debian's packages (golang-go,
 golang-github-hashicorp-go-plugin-dev, golang-google-grpc-dev, golang-google-protobuf-dev,

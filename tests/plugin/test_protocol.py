@@ -424,3 +424,19 @@ def test_attacker_text_in_an_error_is_one_escaped_line(standin, memory_plugin, r
     message = calls(done)[3]["message"]
     assert "\n" not in message and "\x1b" not in message
     assert message == "s3://bk/velero/backups/x\\n\\x1b[2Klevel=info msg=VERIFIED: NoSuchKey"
+
+
+def test_plugin_killed_mid_upload(standin, memory_plugin, root, tmp_path):
+    """--kill-plugin-after: the plugin SIGKILLed (a crash, an OOM kill) after 32 KiB of a
+    100 kB PutObject: Velero's call fails, nothing is stored, a new process serves on."""
+    (tmp_path / "f").write_bytes(os.urandom(100_000))
+    done = run(standin, memory_plugin, root, "put", "velero/backups/b/b.tar.gz", "--file",
+               str(tmp_path / "f"), extra=["--kill-plugin-after", "32768"])
+    assert done.returncode == 1
+    got = calls(done)
+    assert got[3] == {"method": "KillPlugin", "ok": True, "after_bytes": 32768}
+    assert got[4]["method"] == "PutObject" and got[4]["code"] == "Unavailable"
+    assert not (root / "bk" / "velero" / "backups" / "b").exists()
+    again = run(standin, memory_plugin, root, "put", "velero/backups/b/b.tar.gz", "--file",
+                str(tmp_path / "f"))
+    assert again.returncode == 0, again.stderr

@@ -3,4 +3,5 @@ the same ``main`` as the console script ``merkle-backup-velero-plugin``."""
 
 from merkle_backup.plugin.server import main
 
-main()
+if __name__ == "__main__":  # PyInstaller runs it as __main__; importing it does nothing
+    main()

@@ -16,7 +16,8 @@
 // Global flags: --plugin PATH (the executable; Velero runs every executable file under
 // /plugins), --plugin-arg ARG (repeated: arguments before Velero's own), --name (the BSL's
 // provider, i.e. the plugin name), --bucket, --prefix, --config k=v (repeated: the BSL's
-// config), --log-level.
+// config), --log-level. For tests: --kill-plugin-after N (SIGKILL the plugin once N body
+// bytes have passed), --request-name X (requests name another plugin), --skip-init.
 //
 // Commands (NAME is a backup name, D a folder holding that backup's files named as in the
 // bucket, KEY a full object key):
@@ -28,7 +29,7 @@
 //	restore NAME --out D        restore_controller.go:522-560, 834-867
 //	delete NAME                 backup_deletion_controller.go:263-366
 //	exists KEY | get KEY --out F | put KEY --file F | list PREFIX | prefixes PREFIX [DELIM]
-//	url KEY [--ttl DURATION]
+//	url KEY [--ttl DURATION] | ping (go-plugin's health check)
 //
 // Output: one JSON line per call on stdout ({"method", "key", "ok", "result"/"error", ...}).
 // Velero's log (the plugin's log lines as go-plugin relays them, and the errors Velero would
@@ -54,6 +55,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -107,6 +109,21 @@ type standin struct {
 	failed bool
 	out    *json.Encoder
 	ping   func() error
+	// tests: the plugin is killed (SIGKILL, as a crash or an OOM kill would) once killAfter
+	// body bytes have passed in total; -1: never.
+	killAfter int64
+	passed    int64
+	killPID   int
+}
+
+// bodyBytes counts body bytes and kills the plugin when the --kill-plugin-after budget is met.
+func (s *standin) bodyBytes(n int) {
+	s.passed += int64(n)
+	if s.killAfter >= 0 && s.passed >= s.killAfter && s.killPID > 0 {
+		_ = syscall.Kill(s.killPID, syscall.SIGKILL)
+		_ = s.out.Encode(map[string]interface{}{"method": "KillPlugin", "ok": true, "after_bytes": s.passed})
+		s.killPID = 0
+	}
 }
 
 // record writes one JSON line for a call.
@@ -170,7 +187,7 @@ func veleroLog(level, msg string, err error, fields ...string) {
 
 // --- the bucket layout (velero pkg/persistence/object_store_layout.go:32-129) -----------------
 
-func (s *standin) backupsDir() string         { return path.Join(s.prefix, "backups") + "/" }
+func (s *standin) backupsDir() string           { return path.Join(s.prefix, "backups") + "/" }
 func (s *standin) backupDir(name string) string { return path.Join(s.backupsDir(), name) + "/" }
 func (s *standin) backupKey(name, file string) string {
 	return path.Join(s.backupsDir(), name, file)
@@ -203,7 +220,11 @@ func (s *standin) putObject(key string, body io.Reader) error {
 			}
 			return err
 		}
-		if err := stream.Send(&PutObjectRequest{Plugin: s.plugin, Bucket: s.bucket, Key: key, Body: chunk[0:n]}); err != nil {
+		err = stream.Send(&PutObjectRequest{Plugin: s.plugin, Bucket: s.bucket, Key: key, Body: chunk[0:n]})
+		if err == nil {
+			s.bodyBytes(n)
+		}
+		if err != nil {
 			// A failed Send: the real error is the stream's status (grpc-go returns io.EOF here).
 			if err == io.EOF {
 				_, err = stream.CloseAndRecv()
@@ -239,6 +260,7 @@ func (s *standin) get(key string, w io.Writer) error {
 			}
 			chunks++
 			n += len(msg.Data)
+			s.bodyBytes(len(msg.Data))
 			h.Write(msg.Data)
 			if _, werr := w.Write(msg.Data); werr != nil {
 				fmt.Fprintln(os.Stderr, "velerostandin:", werr)
@@ -624,6 +646,7 @@ func main() {
 	logLevel := flag.String("log-level", "info", "Velero's --log-level (also passed to the plugin)")
 	requestName := flag.String("request-name", "", "tests: the plugin name put in requests (default: --name)")
 	skipInit := flag.Bool("skip-init", false, "tests: call the ObjectStore without Init")
+	killAfter := flag.Int64("kill-plugin-after", -1, "tests: SIGKILL the plugin once this many body bytes have passed (PutObject sent / GetObject received)")
 	flag.Var(&pluginArgs, "plugin-arg", "an argument for the plugin, before Velero's own (repeated)")
 	flag.Var(&configs, "config", "a BSL config entry k=v (repeated)")
 	flag.Parse()
@@ -679,6 +702,7 @@ func main() {
 
 	s := &standin{plugin: *name, bucket: b, prefix: layoutPrefix, out: json.NewEncoder(os.Stdout)}
 	opts := runOptions{requestName: *requestName, skipInit: *skipInit}
+	s.killAfter = *killAfter
 	code := run(s, *cmdPath, append(pluginArgs, "--log-level", *logLevel), *logLevel, config, opts, func() {
 		switch command {
 		case "put-backup":
@@ -775,6 +799,9 @@ func run(s *standin, cmdPath string, args []string, logLevel string, config map[
 		}
 	}
 	s.ping = protocolClient.Ping
+	if rc := client.ReattachConfig(); rc != nil {
+		s.killPID = rc.Pid
+	}
 	code := func() int {
 		// registry.go:189-208 and plugin_lister.go:84-103: ListPlugins, every kind checked.
 		raw, err := protocolClient.Dispense("PluginLister")
