@@ -453,12 +453,13 @@ class VeleroObjectStore:
         pin = self._store.pin_if_exists(key)
         if pin is None:
             return None
+        tarball = name == f"{backup}.tar.gz"
         cached = self._seals.get(backup)
-        if cached is not None and cached[0] == pin.etag:
+        if cached is not None and cached[0] == pin.etag and (tarball or cached[1].objects):
             seal = cached[1]
         else:
             with self._store.open_seal_copy(key) as f:
-                seal = _open_seal_view(f, self._trusted)
+                seal = _open_seal_view(f, self._trusted, objects=not tarball)
             if self._tlog is not None:
                 # An older backup of this name replayed with its own valid seal: only the log
                 # knows it is not the latest (T42; the log's findings of docs/format.md §12.7).
@@ -470,9 +471,9 @@ class VeleroObjectStore:
         if seal.checkpoint.backup != backup:
             raise NotAuthentic(f"{where}: the seal in its folder is backup "
                                f"{seal.checkpoint.backup}'s")
-        if name == f"{backup}.tar.gz":
+        if tarball:
             return seal.checkpoint.archive_size, seal.checkpoint.archive_digest
-        found = seal.objects.get(name)
+        found = (seal.objects or {}).get(name)
         if found is None:
             raise NotAuthentic(f"{where}: not in backup {backup}'s seal")
         return found
@@ -539,38 +540,42 @@ class _SealView:
 
     checkpoint: Checkpoint
     checkpoint_text: bytes
-    objects: dict[str, tuple[int, bytes]]
+    objects: dict[str, tuple[int, bytes]] | None  # None: not read (the tarball's GET)
 
 
-def _open_seal_view(f: BinaryIO, trusted: list[PublicKey]) -> _SealView:
+def _open_seal_view(f: BinaryIO, trusted: list[PublicKey], *, objects: bool) -> _SealView:
     """The seal in ``f`` checked as far as GetObject needs (docs/format.md §13.6 step 2): the
-    signature; then, in version 2, the leaf section by its signed BLAKE3 (one hash, T60) and
-    only the bucket objects' records decoded (they sort first); a version-1 seal's table is
-    checked record by record (trust.open_table)."""
+    signature, which covers the tarball's size and BLAKE3; with ``objects``, in version 2 the
+    leaf section by its signed BLAKE3 (one hash, T60) and only the bucket objects' records
+    decoded (they sort first); a version-1 seal's table is checked record by record
+    (trust.open_table)."""
     from merkle_backup.core import table
     from merkle_backup.core.leaf import decode_record
-    from merkle_backup.formats.seal import hash_leaf_section, read_leaf_list
+    from merkle_backup.formats.seal import hash_leaf_section, read_leaves
     from merkle_backup.trust import open_signed, open_table
 
     signed = open_signed(f, trusted)
     checkpoint = signed.checkpoint
+    if not objects:
+        return _SealView(checkpoint, signed.head.checkpoint, None)
     if checkpoint.leaves_digest is None:
         seal = open_table(f, signed)
-        objects = {seal.leaves.path(i): _size_and_digest(seal.leaves.tail(i))
-                   for i in seal.bucket}
-        return _SealView(checkpoint, signed.head.checkpoint, objects)
+        return _SealView(checkpoint, signed.head.checkpoint,
+                         {seal.leaves.path(i): _size_and_digest(seal.leaves.tail(i))
+                          for i in seal.bucket})
     if signed.head.leaf_count != checkpoint.tree_size or \
             hash_leaf_section(f, signed.head) != checkpoint.leaves_digest:
         raise NotAuthentic("the seal's leaf section is not the one its checkpoint signs")
-    records = read_leaf_list(f, signed.head)
-    objects = {}
-    for record in records[:table.bucket_prefix_length(records)]:
+    found = {}
+    for record in read_leaves(f, signed.head):
+        if not record.startswith(table.BUCKET_RECORD_PREFIX):
+            break  # bucket objects sort first (§3.2): the rest are tar entries
         try:
             leaf = decode_record(record)
         except ValueError as e:  # signed, so the sealer wrote it: refuse, never guess
             raise NotAuthentic(f"the seal holds a malformed bucket-object record: {e}") from e
-        objects[leaf.path] = (leaf.size, leaf.digest)
-    return _SealView(checkpoint, signed.head.checkpoint, objects)
+        found[leaf.path] = (leaf.size, leaf.digest)
+    return _SealView(checkpoint, signed.head.checkpoint, found)
 
 
 def _size_and_digest(tail: bytes) -> tuple[int, bytes]:
