@@ -26,7 +26,8 @@ AWS_KEYS = frozenset({
 # NewObjectBackupStoreGetter: bucket, prefix, caCert; credentialsFile from spec.credential).
 VELERO_KEYS = frozenset({"bucket", "prefix", "caCert"})
 SIGNING_KEY, TRUSTED_KEYS, ALLOW_UNSEALED, LOG = "signingKey", "trustedKeys", "allowUnsealed", "log"
-OUR_KEYS = frozenset({SIGNING_KEY, TRUSTED_KEYS, ALLOW_UNSEALED, LOG})
+LOG_NAME = "logName"
+OUR_KEYS = frozenset({SIGNING_KEY, TRUSTED_KEYS, ALLOW_UNSEALED, LOG, LOG_NAME})
 _TRUE, _FALSE = frozenset({"true"}), frozenset({"false", ""})
 PLUGIN_TIMEOUT = 900.0  # seconds one storage operation may take, its retries included
 
@@ -40,6 +41,7 @@ class PluginConfig:
     trusted_keys: tuple[Path, ...]   # empty: the signing key's own public key
     allow_unsealed: bool = False
     log: str | None = None           # a transparency log URL (docs/format.md §12)
+    log_name: str | None = None      # its name, when one key signs several logs (§12.2)
     public_url: str | None = None
     tagging: str | None = None
     notes: tuple[str, ...] = field(default=())
@@ -100,9 +102,13 @@ def parse_config(config: dict[str, str]) -> PluginConfig:
             # A new top-level folder under Velero's prefix marks the location Unavailable.
             raise UsageError(f"{LOG} {log} is inside the storage location {location}: put the "
                              "log elsewhere (another bucket or prefix)")
+    log_name = config.get(LOG_NAME, "").strip() or None
+    if log_name is not None and log is None:
+        raise UsageError(f"{LOG_NAME} is set but {LOG} is not")
     return PluginConfig(
         bucket=bsl.location.bucket, prefix=bsl.location.prefix, options=options,
         signing_key=signing_key, trusted_keys=trusted, allow_unsealed=allow in _TRUE,
-        log=log, public_url=config.get("publicUrl") or None, tagging=config.get("tagging") or None,
+        log=log, log_name=log_name, public_url=config.get("publicUrl") or None,
+        tagging=config.get("tagging") or None,
         notes=bsl.notes,
     )

@@ -140,7 +140,7 @@ class VeleroObjectStore:
 
             self._tlog = Log(open_log_store(parsed.log, parsed.options,
                                             warn=lambda m: self._log("warn", m)),
-                             self._trusted, LogState(None))
+                             self._trusted, LogState(None), name=parsed.log_name)
         self._config = parsed
         self._log("info", f"merkle-backup plugin ready: bucket {parsed.bucket}, prefix "
                           f"{parsed.prefix or '(none)'}, {len(self._trusted)} trusted key(s)"

@@ -334,6 +334,7 @@ def test_transparency_log_gets_the_seal_and_velero_deletion_tombstone(
         velero: Velero, backup: Path, moto_server, tmp_path: Path) -> None:
     log = f"s3://{velero.bucket}/merkle-log"
     velero.config["log"] = log
+    velero.config["logName"] = "cluster-a"  # one key may sign several clusters' logs
     velero.put_backup(backup)
     velero.finalize(backup)
     store = velero.process()
@@ -347,7 +348,7 @@ def test_transparency_log_gets_the_seal_and_velero_deletion_tombstone(
 
     reader = Log(open_log_store(log, ConnectionOptions(endpoint_url=moto_server.endpoint,
                                                        path_style=True)),
-                 [load_public_key(Path(pub))], LogState(None))
+                 [load_public_key(Path(pub))], LogState(None), name="cluster-a")
     kinds = [(e.kind, e.backup) for e in reader.entries(reader.head())]
     assert ("seal", "nightly") in kinds and kinds[-1] == ("tombstone", "nightly")
     assert sum(1 for k in kinds if k[0] == "tombstone") == 1
