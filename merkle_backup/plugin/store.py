@@ -206,8 +206,8 @@ class VeleroObjectStore:
         with self._lock:
             known = self._uids.setdefault(backup, info.uid)
         if known != info.uid:
-            raise NotAuthentic(f"{key}: Backup UID {info.uid}, but this process put backup "
-                               f"{backup} with UID {known}")
+            raise NotAuthentic(f"{key}: Backup UID {info.uid}, but this process saw backup "
+                               f"{backup} with UID {known} (put by Velero, or recorded)")
         stored = _Stored(None, len(data), blake3.blake3(data).digest())
         sealing = info.phase in SEALING_PHASES
         if sealing and backup not in self._read_tarball:
@@ -240,7 +240,6 @@ class VeleroObjectStore:
         worker.start()
 
         whole = blake3.blake3()
-
         uploaded = [0]
 
         def tee() -> Iterator[bytes]:
