@@ -43,7 +43,16 @@ def main(argv: list[str] | None = None) -> int:
                         "round; 0 skips it)")
     parser.add_argument("--velero-only", action="store_true",
                         help="run only the Velero-sized scenario (issue 23)")
+    parser.add_argument("--plugin-items", type=int, help="Kubernetes objects (two tar entries "
+                        "each) of the Velero plugin's PutObject/GetObject benchmark, "
+                        "bench/plugin.py (default 50000; --quick: 1000; 0 skips it)")
+    parser.add_argument("--plugin-only", action="store_true",
+                        help="run only the Velero plugin's benchmark (issue 20)")
     args = parser.parse_args(argv)
+    plugin_items = args.plugin_items if args.plugin_items is not None else (
+        1000 if args.quick else 50000)
+    if args.plugin_only:
+        return plugin_main(plugin_items, args.repeats or 3, args.out)
     velero_entries = [int(float(e)) for e in (args.velero_entries or (
         "100000" if args.quick else "100000,1000000")).split(",") if int(float(e))]
     velero_repeats = args.repeats or (1 if args.quick else 5)
@@ -89,8 +98,25 @@ def main(argv: list[str] | None = None) -> int:
         insane.append(("tlog", results["tlog"]["entries"], results["tlog"]["sanity"]))
     for mix, items, problems in insane:
         print(f"INSANE {mix} {items}: {problems}", file=sys.stderr)
+    if plugin_items:
+        plugin_main(plugin_items, 1 if args.quick else (args.repeats or 3), out)
     print(f"\nresults in {out} ({results['seconds']} s)")
     return 1 if insane else 0
+
+
+def plugin_main(items: int, repeats: int, out: Path | None) -> int:
+    """bench/plugin.py: what the Velero plugin adds to Velero's PutObject and GetObject."""
+    import json
+
+    from bench.plugin import run_plugin_bench, summary_line
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = out or Path(__file__).parent / "results" / f"plugin-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    report = run_plugin_bench(items, repeats, out, log=lambda m: print(m, flush=True))
+    (out / "plugin.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(summary_line(report), flush=True)
+    return 0
 
 
 def target_lines(targets: list[dict]) -> list[str]:

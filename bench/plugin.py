@@ -115,7 +115,10 @@ class PluginClient:
         if len(parts) < 5 or parts[2] != "unix":
             raise RuntimeError(f"plugin handshake: {line!r}")
         self.channel = grpc.insecure_channel(f"unix:{parts[3]}")
-        ident = lambda b: b  # noqa: E731: messages are encoded by hand
+
+        def ident(message: bytes) -> bytes:  # messages are encoded by hand
+            return message
+
         self._init = self.channel.unary_unary("/generated.ObjectStore/Init", ident, ident)
         self._put = self.channel.stream_unary("/generated.ObjectStore/PutObject", ident, ident)
         self._get = self.channel.unary_stream("/generated.ObjectStore/GetObject", ident, ident)
@@ -158,24 +161,6 @@ class PluginClient:
 
 
 # --- the measurements ---------------------------------------------------------------------------
-
-def startup(command: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        client = PluginClient(command, env)
-        times.append(client.startup)
-        client.close()
-    return statistics.median(times)
-
-
-def python_startup(runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
 
 def run_plugin_bench(items: int, repeats: int, out: Path, frozen: Path | None = None,
                      log: Any = print) -> dict[str, Any]:
@@ -252,11 +237,17 @@ def run_plugin_bench(items: int, repeats: int, out: Path, frozen: Path | None = 
                              / (2 * items) * 1e6},
             "load": os.getloadavg(),
         }
-        runs = max(3, repeats)
-        report["startup"] = {"plugin_python": startup(PLUGIN, ENV, runs),
-                             "python_pass": python_startup(runs)}
-        if frozen is not None:
-            report["startup"]["plugin_frozen"] = startup([str(frozen)], ENV, runs)
+        from bench.plugin_startup import to_exit, to_handshake
+
+        runs = range(max(3, repeats))
+        with tempfile.TemporaryDirectory() as sockets:
+            report["startup"] = {
+                "plugin_python": statistics.median(to_handshake(PLUGIN, sockets) for _ in runs),
+                "python_pass": statistics.median(to_exit([sys.executable, "-c", "pass"])
+                                                 for _ in runs)}
+            if frozen is not None:
+                report["startup"]["plugin_frozen"] = statistics.median(
+                    to_handshake([str(frozen)], sockets) for _ in runs)
         report["targets"] = {k: {"target": t, "ratio": report["ratios"][k],
                                  "met": report["ratios"][k] <= t} for k, t in TARGETS.items()}
         return report
