@@ -390,6 +390,12 @@ def plot(result: dict, out: Path, machine: str = "") -> list[Path]:
     for name, (label, color, line) in style.items():
         ax.plot(xs, [r["median_wall"][name] for r in runs], line, marker="o", color=color,
                 label=label, markersize=4)
+    others = sorted({k for r in runs for k in r["median_wall"] if "@" in k})
+    for name in others:  # another tree's seal and verify, run in the same rounds (--tree)
+        scenario, tree = name.split("@", 1)
+        label, color, _ = style[scenario]
+        ax.plot(xs, [r["median_wall"].get(name, float("nan")) for r in runs], ":", marker="x",
+                color=color, label=f"{label} ({tree})", markersize=5)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("tar entries (Go-written, median entry < 1 KB)")

@@ -93,6 +93,7 @@ def test_the_engine_takes_the_common_entries_itself() -> None:
     class Module:
         Walker = Counting
         write_records = native.write_records
+        take_equal = native.take_equal
 
     engine.native = Module  # type: ignore[assignment]
     try:
@@ -358,6 +359,7 @@ def test_verify_of_a_changed_archive_takes_the_native_passes() -> None:
         write_records = native.write_records
         LeafPass = Pass
         table_order = native.table_order
+        take_equal = native.take_equal
 
     engine.native = Module  # type: ignore[assignment]
     try:
@@ -479,3 +481,27 @@ def test_native_record_pass_agrees_on_mutated_seals() -> None:
         assert native == pure
         outcomes.append(native[0])
     assert outcomes[0] == "ok" and "error" in outcomes
+
+
+@needs_native
+@pytest.mark.parametrize("order", ["modified, then as sealed", "as sealed, then modified",
+                                   "as sealed twice", "modified twice", "unsealed between"])
+def test_verify_repeated_entries_in_stream_order(order: str) -> None:
+    """Which copy of a repeated entry is `modified` and which `duplicate` follows the stream's
+    order (restore keeps the last): the engine's equal-leaf fast path (take_equal) stops at the
+    first entry it does not take, so both paths name the same ones."""
+    a = corpus.item("configmaps", "a", "ns")
+    b = corpus.item("configmaps", "b", "ns")
+    changed = (a[0], corpus.manifest("a", "ns", extra="x"))
+    extra = corpus.item("configmaps", "new", "ns")
+    entries = {"modified, then as sealed": [changed, a, b],
+               "as sealed, then modified": [a, changed, b],
+               "as sealed twice": [a, a, b],
+               "modified twice": [changed, changed, b],
+               "unsealed between": [a, extra, a, b]}[order]
+    sealed = corpus.gz(tc.tar(*[tc.entry(p, d) for p, d in (a, b)]))
+    checked = corpus.gz(tc.tar(*[tc.entry(p, d) for p, d in entries]))
+    native, pure = both(lambda: corpus.verify_outcome(sealed, checked))
+    assert native == pure and native[0] == "ok"
+    problems = [f["problem"] for f in json.loads(str(native[1]))["failures"]]
+    assert "duplicate" in problems or order == "modified twice" and problems

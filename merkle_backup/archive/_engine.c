@@ -1081,6 +1081,66 @@ static PyTypeObject LeafPassType = {
     .tp_methods = LeafPass_methods,
 };
 
+/* Compare two byte strings as Python compares bytes: -1, 0 or 1. */
+static int bytes_cmp(const char *a, Py_ssize_t an, const char *b, Py_ssize_t bn) {
+    int c = memcmp(a, b, (size_t)(an < bn ? an : bn));
+    if (c != 0) return c < 0 ? -1 : 1;
+    return an < bn ? -1 : (an > bn ? 1 : 0);
+}
+
+/* take_equal(items, taken, start, seen) -> index
+ *
+ * table.LeafTable.take_equal: from taken[start] on, in order, while a sortable leaf is equal,
+ * byte for byte, to an item of `items` (the sorted, checked table) whose seen[] is 0, set it
+ * to 1; return the index of the first leaf that is not (len(taken) when none). The verifier
+ * takes that one in Python (modified, unsealed or repeated: the order of the stream decides
+ * which copy is a duplicate, so nothing past it is taken here). */
+static PyObject *take_equal(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *items, *taken, *seen;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!O!nO!", &PyList_Type, &items, &PyList_Type, &taken, &start,
+                          &PyByteArray_Type, &seen))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (PyByteArray_GET_SIZE(seen) != n) {
+        PyErr_SetString(PyExc_ValueError, "seen must have one byte per item");
+        return NULL;
+    }
+    if (start < 0) start = 0;
+    char *marks = PyByteArray_AS_STRING(seen);
+    Py_ssize_t j = start;
+    for (; j < PyList_GET_SIZE(taken); j++) {
+        PyObject *leaf = PyList_GET_ITEM(taken, j);
+        if (!PyBytes_Check(leaf)) {
+            PyErr_SetString(PyExc_TypeError, "taken must hold bytes");
+            return NULL;
+        }
+        const char *lp = PyBytes_AS_STRING(leaf);
+        Py_ssize_t ln = PyBytes_GET_SIZE(leaf);
+        Py_ssize_t lo = 0, hi = n; /* bisect_left(items, leaf) */
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            PyObject *it = PyList_GET_ITEM(items, mid);
+            if (!PyBytes_Check(it)) {
+                PyErr_SetString(PyExc_TypeError, "items must be bytes");
+                return NULL;
+            }
+            if (bytes_cmp(PyBytes_AS_STRING(it), PyBytes_GET_SIZE(it), lp, ln) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo >= n) break;
+        PyObject *it = PyList_GET_ITEM(items, lo);
+        if (!PyBytes_Check(it) || PyBytes_GET_SIZE(it) != ln ||
+            memcmp(PyBytes_AS_STRING(it), lp, (size_t)ln) != 0 || marks[lo] != 0)
+            break;
+        marks[lo] = 1;
+    }
+    return PyLong_FromSsize_t(j);
+}
+
 /* The sort key of a sortable leaf (NUL-ended), or -1 when it is not one. */
 static Py_ssize_t item_key(PyObject *item, const unsigned char **p) {
     if (!PyBytes_Check(item)) return -1;
@@ -1205,6 +1265,8 @@ static PyTypeObject WalkerType = {
 static PyMethodDef module_methods[] = {
     {"write_records", write_records, METH_VARARGS,
      "write_records(items, found, write, hash) -> (root, count) | (None, duplicate record)"},
+    {"take_equal", take_equal, METH_VARARGS,
+     "take_equal(items, taken, start, seen) -> index of the first leaf not taken"},
     {"table_order", table_order, METH_VARARGS,
      "table_order(items, bucket_scope, preferred_suffix) -> (bucket, copies, out_of_order)"},
     {NULL, NULL, 0, NULL},

@@ -30,3 +30,7 @@ class LeafPass:
 def table_order(
     items: list[bytes], bucket_scope: bytes, preferred_suffix: bytes, /,
 ) -> tuple[list[int], list[tuple[int, int]], int]: ...
+
+def take_equal(
+    items: list[bytes], taken: list[bytes], start: int, seen: bytearray, /,
+) -> int: ...

@@ -339,6 +339,17 @@ class LeafTable:
         """The index of the leaf with the key of the sortable leaf ``item`` and this path."""
         return self.find(sort_key_of(item), path, item)
 
+    def take_equal(self, taken: list[bytes], start: int, seen: bytearray, native: Any) -> int:
+        """From ``taken[start]`` on, in order: while a sortable leaf is byte-identical to a
+        leaf of this table not yet ``seen``, mark that one seen; returns the index of the first
+        that is not (``len(taken)`` when none), which the caller takes through ``find_item``.
+        The verifier's hot path for a changed archive, in C (``native``: the engine's
+        ``take_equal``; with None nothing is taken here). Equal leaves have equal keys, and
+        keys are unique in a checked table, so this is find_item's first case."""
+        if native is None:
+            return start
+        return int(native.take_equal(self.items, taken, start, seen))
+
     def index_of(self, path: str) -> int | None:
         """The leaf of a tar path or bucket object name, or None."""
         for key_of in (key_for_tar_path, key_for_bucket_object):
@@ -402,6 +413,9 @@ class RecordTable(LeafTable):
     """
 
     __slots__ = ()
+
+    def take_equal(self, taken: list[bytes], start: int, seen: bytearray, native: Any) -> int:
+        return start  # its items are records, not sortable leaves: find_item decides
 
     def record(self, index: int) -> bytes:
         return self.items[index]
@@ -477,6 +491,9 @@ class LeafPrefix(LeafTable):
     searching, is a bug and fails loudly rather than answering "not sealed"."""
 
     __slots__ = ("count",)
+
+    def take_equal(self, taken: list[bytes], start: int, seen: bytearray, native: Any) -> int:
+        return start  # only a prefix of the table is held: find_item decides
 
     def __init__(self, items: list[bytes], count: int) -> None:
         super().__init__(items)
