@@ -3,8 +3,8 @@ Python on PATH, under the Go Velero stand-in, and leaves exactly one executable 
 
 Built once per session (about 30 s): the test ObjectStore (memory_plugin.py) frozen with the
 same build script, flags and server as the real plugin, so that the protocol is checked
-without the sealing store; the real entry point is frozen too when the sealing store is in the
-tree (merkle_backup.plugin.store)."""
+without the sealing store; and the real entry point, which seals and verifies a backup under
+the stand-in against moto."""
 
 from __future__ import annotations
 
@@ -89,8 +89,6 @@ def test_frozen_plugin_refuses_to_run_by_hand(frozen_test_plugin):
 
 @pytest.fixture(scope="session")
 def frozen_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if importlib.util.find_spec("merkle_backup.plugin.store") is None:
-        pytest.skip("merkle_backup.plugin.store (the sealing ObjectStore) is not in this tree")
     return freeze(tmp_path_factory.mktemp("frozen-real"), ROOT / "merkle_backup" / "plugin" /
                   "image" / "entry.py")
 
@@ -104,3 +102,22 @@ def test_real_frozen_plugin_handshake_and_init(standin, frozen_plugin, tmp_path)
     assert got[0]["ok"] and got[1]["result"][0]["command_is_executed_path"] == "true"
     assert got[2]["method"] == "Init"
     assert "ModuleNotFoundError" not in done.stdout + done.stderr
+
+
+def test_real_frozen_plugin_seals_and_verifies_a_backup(standin, frozen_plugin, s3_location,
+                                                        tmp_path):
+    """The frozen build as Velero runs it, no Python anywhere on PATH: PutBackup, the
+    finalizer (the seal), a restore, and a tampered tarball refused before its last byte."""
+    from tests.plugin.test_velero_standin import Cluster, failed_call
+
+    cluster = Cluster(standin, s3_location, tmp_path, plugin=[str(frozen_plugin)], env=BARE)
+    _, final = cluster.backup()
+    assert cluster.verify("nightly").returncode == 0
+    out = tmp_path / "restored"
+    done = cluster.run("restore", "nightly", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (out / "nightly.tar.gz").read_bytes() == (final / "nightly.tar.gz").read_bytes()
+    genuine = cluster.stored("nightly", "nightly.tar.gz")
+    cluster.tamper("nightly", "nightly.tar.gz", bytes([genuine[0] ^ 1]) + genuine[1:])
+    done = cluster.run("restore", "nightly", "--out", str(tmp_path / "again"))
+    assert done.returncode == 1 and failed_call(done)["code"] == "DataLoss"

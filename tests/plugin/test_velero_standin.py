@@ -37,16 +37,18 @@ PREFIX = "velero"
 class Cluster:
     """One storage location on moto, one plugin key, and the stand-in that plays Velero."""
 
-    def __init__(self, standin, location, tmp_path: Path) -> None:
+    def __init__(self, standin, location, tmp_path: Path, plugin: list[str] | None = None,
+                 env: dict[str, str | None] | None = None) -> None:
         self.standin, self.location, self.tmp = standin, location, tmp_path
+        self.plugin, self.env = plugin or PLUGIN, PLUGIN_ENV if env is None else env
         (tmp_path / "keys").mkdir()
         self.key, self.pub = generate_keypair(tmp_path / "keys" / "plugin.key")
         self.config = {**location.config, "signingKey": str(self.key)}
         self.staged = 0
 
     def run(self, *args: str, **config: str) -> subprocess.CompletedProcess[str]:
-        return self.standin.run(PLUGIN, {**self.config, **config}, *args,
-                                bucket=self.location.bucket, prefix=PREFIX, env=PLUGIN_ENV)
+        return self.standin.run(self.plugin, {**self.config, **config}, *args,
+                                bucket=self.location.bucket, prefix=PREFIX, env=self.env)
 
     def stage(self, fixture: str, name: str, phase: str) -> Path:
         self.staged += 1
