@@ -98,10 +98,13 @@ def open_regular(path: Path | str, *, follow: bool, error: type[Error] = Storage
         if not stat.S_ISREG(st.st_mode):
             raise _not_regular(error, label, st.st_mode)
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-        return os.fdopen(fd, "rb")
-    except BaseException:
+        # The file object owns a duplicate, and ``fd`` is closed here exactly once: a SIGINT
+        # (Interrupted) that lands inside fdopen, after it made the object, must not close the
+        # descriptor twice (EBADF, or worse, another file's descriptor reused meanwhile: seen in
+        # tests/test_signals.py under load).
+        return os.fdopen(os.dup(fd), "rb")
+    finally:
         os.close(fd)
-        raise
 
 
 def _not_regular(error: type[Error], label: str, mode: int) -> Error:
