@@ -132,6 +132,7 @@ def test_list_plugins_init_health_and_shutdown(standin, memory_plugin, root):
                                  "name": "merkle-backup.io/aws",
                                  "command_is_executed_path": "false"}]  # python runs the script
     # Velero adds bucket and prefix to the BSL's config (persistence/object_store.go:170-171).
+    assert isinstance(got[2].pop("ms"), int)
     assert got[2] == {"method": "Init", "ok": True, "config_keys": ["bucket", "prefix", "root"]}
     assert got[3]["ok"] and got[4]["graceful"]
     # The store's log line reached Velero's log at its level, with the plugin's file:line.
