@@ -431,8 +431,11 @@ def test_plugin_killed_mid_upload(standin, memory_plugin, root, tmp_path):
     """--kill-plugin-after: the plugin SIGKILLed (a crash, an OOM kill) after 32 KiB of a
     100 kB PutObject: Velero's call fails, nothing is stored, a new process serves on."""
     (tmp_path / "f").write_bytes(os.urandom(100_000))
+    sockets = tmp_path / "sockets"  # a killed plugin cannot remove its socket: keep it here
+    sockets.mkdir()
     done = run(standin, memory_plugin, root, "put", "velero/backups/b/b.tar.gz", "--file",
-               str(tmp_path / "f"), extra=["--kill-plugin-after", "32768"])
+               str(tmp_path / "f"), extra=["--kill-plugin-after", "32768"],
+               env={"PLUGIN_UNIX_SOCKET_DIR": str(sockets)})
     assert done.returncode == 1
     got = calls(done)
     assert got[3] == {"method": "KillPlugin", "ok": True, "after_bytes": 32768}
