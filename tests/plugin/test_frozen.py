@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
 from tests.plugin.conftest import MEMORY_PLUGIN
 from tests.plugin.standin import calls, object_calls
-from tests.storage.server import clone_backup
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "merkle_backup" / "plugin" / "image" / "build.sh"
@@ -106,38 +104,3 @@ def test_real_frozen_plugin_handshake_and_init(standin, frozen_plugin, tmp_path)
     assert got[0]["ok"] and got[1]["result"][0]["command_is_executed_path"] == "true"
     assert got[2]["method"] == "Init"
     assert "ModuleNotFoundError" not in done.stdout + done.stderr
-
-
-def test_real_frozen_plugin_seals_and_verifies_with_no_python(standin, frozen_plugin,
-                                                              s3_location, tmp_path):
-    """The frozen plugin as Velero would run it from its image: PutBackup and the finalizer
-    seal a backup on S3 (moto), a restore reads it back verified, and a tampered tarball fails
-    the restore with DataLoss; no Python on PATH."""
-    from merkle_backup.signing import generate_keypair
-
-    key, _ = generate_keypair(tmp_path / "plugin.key")
-    config = {**s3_location.config, "signingKey": str(key)}
-
-    def velero(*args: str):
-        return standin.run([frozen_plugin], config, *args, bucket=s3_location.bucket,
-                           prefix="velero", env=BARE)
-
-    put = clone_backup(FIXTURES / "demo-small", tmp_path / "put", "nightly", phase="Finalizing")
-    final = clone_backup(FIXTURES / "demo-small", tmp_path / "final", "nightly",
-                         phase="Completed")
-    for done in (velero("put-backup", "nightly", "--dir", str(put)),
-                 velero("finalize", "nightly", "--dir", str(final))):
-        assert done.returncode == 0, done.stdout + done.stderr
-    restored = velero("restore", "nightly", "--out", str(tmp_path / "out"))
-    assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert (tmp_path / "out" / "nightly.tar.gz").read_bytes() == \
-        (final / "nightly.tar.gz").read_bytes()
-    client, bucket = s3_location.client(), s3_location.bucket
-    tarball = "velero/backups/nightly/nightly.tar.gz"
-    genuine = client.get_object(Bucket=bucket, Key=tarball)["Body"].read()
-    client.put_object(Bucket=bucket, Key=tarball, Body=genuine[:-1] + bytes([genuine[-1] ^ 1]))
-    tampered = velero("restore", "nightly", "--out", str(tmp_path / "out2"))
-    assert tampered.returncode == 1
-    bad = [c for c in calls(tampered) if c.get("ok") is False]
-    assert bad[0]["method"] == "GetObject" and bad[0]["code"] == "DataLoss"
-    assert not (tmp_path / "out2").exists()
