@@ -132,6 +132,7 @@ def test_list_plugins_init_health_and_shutdown(standin, memory_plugin, root):
                                  "name": "merkle-backup.io/aws",
                                  "command_is_executed_path": "false"}]  # python runs the script
     # Velero adds bucket and prefix to the BSL's config (persistence/object_store.go:170-171).
+    assert isinstance(got[2].pop("ms"), int)
     assert got[2] == {"method": "Init", "ok": True, "config_keys": ["bucket", "prefix", "root"]}
     assert got[3]["ok"] and got[4]["graceful"]
     # The store's log line reached Velero's log at its level, with the plugin's file:line.
@@ -430,8 +431,11 @@ def test_plugin_killed_mid_upload(standin, memory_plugin, root, tmp_path):
     """--kill-plugin-after: the plugin SIGKILLed (a crash, an OOM kill) after 32 KiB of a
     100 kB PutObject: Velero's call fails, nothing is stored, a new process serves on."""
     (tmp_path / "f").write_bytes(os.urandom(100_000))
+    sockets = tmp_path / "sockets"  # a killed plugin cannot remove its socket: keep it here
+    sockets.mkdir()
     done = run(standin, memory_plugin, root, "put", "velero/backups/b/b.tar.gz", "--file",
-               str(tmp_path / "f"), extra=["--kill-plugin-after", "32768"])
+               str(tmp_path / "f"), extra=["--kill-plugin-after", "32768"],
+               env={"PLUGIN_UNIX_SOCKET_DIR": str(sockets)})
     assert done.returncode == 1
     got = calls(done)
     assert got[3] == {"method": "KillPlugin", "ok": True, "after_bytes": 32768}

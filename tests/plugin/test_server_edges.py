@@ -48,7 +48,11 @@ class Plugin:
     def close(self) -> None:
         self.channel.close()
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()  # SIGTERM: a clean exit that removes the socket's folder
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait()
 
 

@@ -849,13 +849,15 @@ func run(s *standin, cmdPath string, args []string, logLevel string, config map[
 			return 0
 		}
 		// object_store.go:203: Init with the BSL's config.
+		initStart := time.Now()
 		_, err = s.store.Init(context.Background(), &ObjectStoreInitRequest{Plugin: s.plugin, Config: config})
+		initMs := time.Since(initStart).Milliseconds()
 		keys := make([]string, 0, len(config))
 		for k := range config {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		s.record("Init", "", err, map[string]interface{}{"config_keys": keys})
+		s.record("Init", "", err, map[string]interface{}{"config_keys": keys, "ms": initMs})
 		if err != nil {
 			veleroLog("error", "error initializing object store", err)
 			return 1
