@@ -263,8 +263,8 @@ def _yaml_blocks() -> list[dict]:
 
 def _cronjob() -> tuple[dict, dict]:
     docs = _yaml_blocks()
-    cronjob = next(d for d in docs if d["kind"] == "CronJob")
-    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+    cronjob = next(d for d in docs if d.get("kind") == "CronJob")
+    account = next(d for d in docs if d.get("kind") == "ServiceAccount")
     return cronjob, account
 
 
@@ -372,3 +372,25 @@ def test_t70_seal_all_without_the_log_never_launders_an_old_backup(store, stagin
     code, out, err = run("seal-all", store.location, "--key", keypair[0], "--backfill", *store.opts)
     assert rows(out)["aged"] == "sealed" and "backfilled" in out, out + err
     assert rows(out)["old"] == "ERROR" and code == 3
+
+
+def test_plugin_config_in_the_docs_is_one_the_plugin_accepts() -> None:
+    """docs/velero.md §0.3: the BackupStorageLocation and the Helm chart's values name the
+    plugin's provider and only config keys its Init accepts (an unknown key is refused there)."""
+    from merkle_backup.plugin.config import parse_config
+    from merkle_backup.plugin.protocol import PLUGIN_NAME
+
+    docs = _yaml_blocks()
+    bsl = next(d for d in docs if d.get("kind") == "BackupStorageLocation"
+               and d["spec"]["provider"] == PLUGIN_NAME)
+    storage = bsl["spec"]["objectStorage"]
+    parsed = parse_config({"bucket": storage["bucket"], "prefix": storage["prefix"],
+                           **bsl["spec"]["config"]})
+    assert parsed.signing_key.startswith("/credentials/merkle-backup/")
+    values = next(d for d in docs if "configuration" in d)
+    (location,) = values["configuration"]["backupStorageLocation"]
+    assert location["provider"] == PLUGIN_NAME
+    parse_config({"bucket": location["bucket"], "prefix": location["prefix"],
+                  **location["config"]})
+    mounts = {m["mountPath"] for m in values["extraVolumeMounts"]}
+    assert any(location["config"]["signingKey"].startswith(m + "/") for m in mounts)

@@ -29,6 +29,7 @@ import queue
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -75,6 +76,7 @@ MAX_RECORD = 16 << 10
 MAX_LEAVES_OBJECT = 1 << 30     # 10^6 entries take ~150 MB
 GET_CHUNK = 1 << 20
 PIPE_CHUNK = 1 << 20
+GZIP_CHECK_WINDOW = 1 << 20  # bytes of a side file's inflated data held at once (then dropped)
 Log = Callable[[str, str], None]  # (level, message): lands in Velero's log
 
 
@@ -188,13 +190,27 @@ class VeleroObjectStore:
                 self._seal(backup, self._terminal.pop(backup))
         else:
             hasher = blake3.blake3()
+            # Velero's side files are gzip (-logs.gz, -results.gz, *.json.gz): one that ends
+            # before its gzip trailer is refused, not stored, since a read error on Velero's
+            # side ends the stream as if it were complete (object_store_client.go:90-95).
+            gzip = zlib.decompressobj(31) if name.endswith(".gz") else None
 
             def hashed() -> Iterator[bytes]:
                 for chunk in body:
                     hasher.update(chunk)
+                    if gzip is not None and not gzip.eof:
+                        gzip.decompress(chunk, GZIP_CHECK_WINDOW)
+                        while gzip.unconsumed_tail and not gzip.eof:
+                            gzip.decompress(gzip.unconsumed_tail, GZIP_CHECK_WINDOW)
                     yield chunk
 
-            size = self._store.upload_stream(key, hashed(), tagging=config.tagging)
+            def complete() -> None:
+                if gzip is not None and not gzip.eof:
+                    raise CannotCheck(f"{key}: the gzip stream Velero sent ends before its "
+                                      "trailer (truncated): not stored")
+
+            size = self._store.upload_stream(key, hashed(), before_commit=complete,
+                                             tagging=config.tagging)
             self._remember(backup, name, _Stored(None, size, hasher.digest()))
 
     def _put_backup_object(self, config: PluginConfig, backup: str, key: str,

@@ -461,3 +461,21 @@ def test_signed_url_uses_public_url_as_the_aws_plugin_does(velero: Velero, backu
     url = velero.process().create_signed_url(velero.bucket,
                                              velero.key("nightly", "nightly.tar.gz"), 600)
     assert url.startswith("https://velero-downloads.example.com/")
+
+
+def test_stream_that_ends_early_is_never_stored(velero: Velero, backup: Path) -> None:
+    """Velero's client ends the PutObject stream on a read error of its own as if the object
+    were complete (object_store_client.go:90-95): a truncated tarball or gzip side file is
+    refused, not stored (P10)."""
+    store = velero.process()
+    velero.put(store, "nightly", "velero-backup.json", with_phase(backup, "Finalizing"))
+    tarball = (backup / "nightly.tar.gz").read_bytes()
+    with pytest.raises(CannotCheck, match="refusing Velero's tarball"):
+        velero.put(store, "nightly", "nightly.tar.gz", tarball[: len(tarball) - 9])
+    side = (backup / "nightly-resource-list.json.gz").read_bytes()
+    with pytest.raises(CannotCheck, match="truncated"):
+        velero.put(store, "nightly", "nightly-resource-list.json.gz", side[:-4])
+    for name in ("nightly.tar.gz", "nightly-resource-list.json.gz"):
+        assert not store.object_exists(velero.bucket, velero.key("nightly", name))
+    velero.put(store, "nightly", "nightly-resource-list.json.gz", side)  # whole: stored
+    assert store.object_exists(velero.bucket, velero.key("nightly", "nightly-resource-list.json.gz"))
