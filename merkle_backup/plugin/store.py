@@ -25,6 +25,7 @@ rules this module keeps (docs/format.md §13, docs/threat-model.md P1-P13):
 
 from __future__ import annotations
 
+import io
 import queue
 import re
 import threading
@@ -45,6 +46,7 @@ from merkle_backup.errors import (
     ArchiveError,
     CannotCheck,
     Error,
+    FormatError,
     NotAuthentic,
     StorageError,
     UsageError,
@@ -473,8 +475,12 @@ class VeleroObjectStore:
         if cached is not None and cached[0] == pin.etag and (tarball or cached[1].objects):
             seal = cached[1]
         else:
-            with self._store.open_seal_copy(key) as f:
-                seal = _open_seal_view(f, self._trusted, objects=not tarball)
+            head = self._seal_head(key) if tarball else None
+            if head is not None:
+                seal = head
+            else:
+                with self._store.open_seal_copy(key) as f:
+                    seal = _open_seal_view(f, self._trusted, objects=not tarball)
             if self._tlog is not None:
                 # An older backup of this name replayed with its own valid seal: only the log
                 # knows it is not the latest (T42; the log's findings of docs/format.md §12.7).
@@ -492,6 +498,24 @@ class VeleroObjectStore:
         if found is None:
             raise NotAuthentic(f"{where}: not in backup {backup}'s seal")
         return found
+
+    def _seal_head(self, key: str) -> _SealView | None:
+        """The seal's signed checkpoint from one ranged GET of its head (what a tarball's GET
+        needs: the signed size and BLAKE3), not a copy of the whole seal (~200 bytes a leaf);
+        None when the head does not fit that prefix (then the whole seal is read)."""
+        from merkle_backup.formats.seal import SEAL_HEAD_PREFIX_BYTES, read_seal_head
+        from merkle_backup.trust import check_signature
+
+        data, size = self._store.get_prefix(key, SEAL_HEAD_PREFIX_BYTES)
+        try:
+            head = read_seal_head(io.BytesIO(data), whole=len(data) == size)
+        except FormatError:
+            return None
+        checkpoint, _ = check_signature(head, self._trusted)
+        if checkpoint.version != head.version:
+            raise FormatError(f"seal version {head.version} holds a checkpoint of version "
+                              f"{checkpoint.version}")
+        return _SealView(checkpoint, head.checkpoint, None)
 
     def _stream(self, key: str, pin: Pin, expected: tuple[int, bytes] | None) -> Iterator[bytes]:
         """The object's bytes; with ``expected``, the last chunk only once they all match."""
