@@ -318,13 +318,9 @@ def cache_dir(items: int, mix: str, cache: Path = CACHE) -> Path:
     return cache / f"{mix}-{items}"
 
 
-def generate(items: int, mix: str, *, cache: Path = CACHE, seed: int = SEED,
-             log: Any = None) -> dict:
-    """Generate (or reuse from the cache) one backup of ``items`` Kubernetes objects."""
-    if mix not in MIXES:
-        raise ValueError(f"unknown mix {mix!r}")
-    out = cache_dir(items, mix, cache)
-    want = {"generator_version": GENERATOR_VERSION, "items": items, "mix": mix, "seed": seed}
+def cached(out: Path, want: dict) -> dict | None:
+    """The info of the cached backup in ``out`` when it was generated with ``want``; else None,
+    and ``out`` is cleared for a new one."""
     info_path = out / "info.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
@@ -332,6 +328,20 @@ def generate(items: int, mix: str, *, cache: Path = CACHE, seed: int = SEED,
             return info
     if out.exists():
         shutil.rmtree(out)
+    return None
+
+
+def generate(items: int, mix: str, *, cache: Path = CACHE, seed: int = SEED,
+             log: Any = None) -> dict:
+    """Generate (or reuse from the cache) one backup of ``items`` Kubernetes objects."""
+    if mix not in MIXES:
+        raise ValueError(f"unknown mix {mix!r}")
+    out = cache_dir(items, mix, cache)
+    want = {"generator_version": GENERATOR_VERSION, "items": items, "mix": mix, "seed": seed}
+    info = cached(out, want)
+    if info is not None:
+        return info
+    info_path = out / "info.json"
     import time
 
     started = time.perf_counter()
