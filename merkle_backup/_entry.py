@@ -64,6 +64,27 @@ _install()  # as early as possible: on import, before click and the rest
 
 from merkle_backup.errors import Interrupted  # noqa: E402 - after the handler; no imports of its own
 
+_default_unraisable = sys.unraisablehook
+
+
+def _unraisable(hook: sys.UnraisableHookArgs) -> None:
+    """A first SIGINT that lands in a callback or a destructor (an import lock's weakref
+    callback, seen in tests/test_signals.py) is not raised but "ignored": CPython prints its
+    traceback and the run goes on. Deliver it again instead, at the next point where it can be
+    raised, as the same first interrupt: one line and exit 130, no traceback."""
+    if isinstance(hook.exc_value, Interrupted):
+        import threading
+
+        _state["interrupts"] -= 1
+        # Sent from another thread, a moment later: raised here, in the hook, it would be
+        # ignored again.
+        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    _default_unraisable(hook)
+
+
+sys.unraisablehook = _unraisable
+
 
 class _PipeSafe:
     """A text stream that, on EPIPE, points its file descriptor at /dev/null and carries on."""

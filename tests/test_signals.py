@@ -260,3 +260,31 @@ def test_the_entry_point_exit_code_is_the_error_classes_one() -> None:
     from merkle_backup.errors import ExitCode, Interrupted
 
     assert _entry.EXIT_INTERRUPTED == ExitCode.INTERRUPTED == Interrupted.exit_code
+
+
+def test_interrupt_raised_where_python_ignores_it_is_delivered_again() -> None:
+    """A first SIGINT that lands in a destructor or a callback (an import lock's weakref
+    callback, seen once under load in test_sigint_soon_after_spawn) would be printed as
+    "Exception ignored" with its traceback while the run went on: _entry's unraisable hook
+    delivers it again at the next point where it can be raised."""
+    code = (
+        "import time\n"
+        "from merkle_backup import _entry\n"
+        "from merkle_backup.errors import Interrupted\n"
+        "_entry._state['armed'] = True\n"
+        "_entry._state['interrupts'] = 1  # as _on_sigint counted it before raising\n"
+        "class Dropped:\n"
+        "    def __del__(self):\n"
+        "        raise Interrupted()\n"
+        "try:\n"
+        "    Dropped()\n"
+        "    for _ in range(2000):\n"
+        "        time.sleep(0.001)\n"
+        "    print('went on')\n"
+        "except Interrupted:\n"
+        "    print('interrupted', _entry._state['interrupts'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout == b"interrupted 1\n", done.stdout + done.stderr
+    assert b"Traceback" not in done.stderr and b"ignored" not in done.stderr, done.stderr
