@@ -14,13 +14,12 @@ from typing import Any
 import msgpack
 
 from merkle_backup.errors import FormatError
-from merkle_backup.formats.seal import MAX_CHECKPOINT_BYTES, check_envelope, unpack_strict
+from merkle_backup.formats.seal import check_envelope, signed_fields, unpack_strict
 
 PROOF_MAGIC = "merkle-backup-proof"
 PROOF_VERSION = 1
 PROOF_VERSION_LOG = 2           # version 1 plus the ``log`` key (§11.6)
 PROOF_VERSION_MULTI = 3         # version 1 with ``signatures`` for ``signature`` (§11.1)
-MAX_SIGNATURES = 8
 MAX_PROOF_BYTES = 1 * 2**30
 MAX_ITEMS = 10_000_000
 MAX_PROOF_HASHES = 128          # a range proof has at most two hashes per level of a 2**64 tree
@@ -122,18 +121,8 @@ def decode_proof(data: bytes) -> ProofFile:
     version = found if found in (PROOF_VERSION_LOG, PROOF_VERSION_MULTI) else PROOF_VERSION
     keys = {PROOF_VERSION_LOG: _KEYS_LOG, PROOF_VERSION_MULTI: _KEYS_MULTI}.get(version, _KEYS)
     obj = check_envelope(raw, what="proof file", magic=PROOF_MAGIC, version=version, keys=keys)
-    checkpoint = obj["checkpoint"]
-    if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
-        raise FormatError("proof checkpoint must be binary, at most 4096 bytes")
-    if version == PROOF_VERSION_MULTI:
-        signatures = obj["signatures"]
-        if type(signatures) is not list or not 2 <= len(signatures) <= MAX_SIGNATURES:
-            raise FormatError(f"proof signatures must be a list of 2 to {MAX_SIGNATURES}")
-    else:
-        signatures = [obj["signature"]]
-    if not all(type(sig) is bytes and len(sig) == 64 for sig in signatures):
-        raise FormatError("proof signature must be 64 bytes of binary")
-    signature, co_signatures = signatures[0], tuple(signatures[1:])
+    checkpoint, signature, co_signatures = signed_fields(
+        obj, multi=version == PROOF_VERSION_MULTI, what="proof")
     resources = [_resource(item) for item in _list(obj["resources"], "resources")]
     namespaces = [_namespace(item) for item in _list(obj["namespaces"], "namespaces")]
     contents = obj["contents"]

@@ -142,6 +142,25 @@ _STRICT: dict[str, Any] = {
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
 
+def signed_fields(obj: dict[str, Any], *, multi: bool, what: str
+                  ) -> tuple[bytes, bytes, tuple[bytes, ...]]:
+    """The checkpoint and its signatures of a seal or proof file's envelope, checked (§7.1,
+    §7.5, §11.1): the checkpoint binary, at most 4096 bytes; one 64-byte ``signature``, or, in
+    the several-keys versions, a ``signatures`` list of 2 to MAX_SIGNATURES of them."""
+    checkpoint = obj["checkpoint"]
+    if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
+        raise FormatError(f"{what} checkpoint must be binary, at most 4096 bytes")
+    if multi:
+        signatures = obj["signatures"]
+        if type(signatures) is not list or not 2 <= len(signatures) <= MAX_SIGNATURES:
+            raise FormatError(f"{what} signatures must be a list of 2 to {MAX_SIGNATURES}")
+    else:
+        signatures = [obj["signature"]]
+    if not all(type(sig) is bytes and len(sig) == 64 for sig in signatures):
+        raise FormatError(f"{what} signature must be 64 bytes of binary")
+    return checkpoint, signatures[0], tuple(signatures[1:])
+
+
 def check_envelope(obj: Any, *, what: str, magic: str, version: int | tuple[int, ...],
                    keys: frozenset[str]) -> dict[str, Any]:
     """The shared magic/version/exact-keys checks of our msgpack files."""
@@ -259,18 +278,8 @@ def read_seal_head(f: BinaryIO, *, whole: bool = True, framing: bool = True) -> 
         raise FormatError("seal file has trailing bytes after its content")
     check_envelope(fields, what="seal file", magic=SEAL_MAGIC, version=SEAL_VERSIONS,
                    keys=_KEYS_V3 if found == SEAL_VERSION_MULTI else _KEYS)
-    checkpoint = fields["checkpoint"]
-    if type(checkpoint) is not bytes or len(checkpoint) > MAX_CHECKPOINT_BYTES:
-        raise FormatError("seal checkpoint must be binary, at most 4096 bytes")
-    if found == SEAL_VERSION_MULTI:
-        signatures = fields["signatures"]
-        if type(signatures) is not list or not 2 <= len(signatures) <= MAX_SIGNATURES:
-            raise FormatError(f"seal signatures must be a list of 2 to {MAX_SIGNATURES}")
-    else:
-        signatures = [fields["signature"]]
-    if not all(type(sig) is bytes and len(sig) == 64 for sig in signatures):
-        raise FormatError("seal signature must be 64 bytes of binary")
-    signature, co_signatures = signatures[0], tuple(signatures[1:])
+    checkpoint, signature, co_signatures = signed_fields(
+        fields, multi=found == SEAL_VERSION_MULTI, what="seal")
     version = fields["version"]
     if version_of(checkpoint) != version:  # no downgrade or upgrade (docs/format.md §7.4)
         raise FormatError(f"seal version {version} holds a checkpoint of version "
