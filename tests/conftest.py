@@ -14,6 +14,25 @@ FIXTURES = Path(__file__).parent / "fixtures" / "bucket" / "backups"
 VECTORS = Path(__file__).parent / "vectors"
 
 
+# pytest puts a test's id in PYTEST_CURRENT_TEST, which every subprocess a test starts inherits;
+# Linux refuses an exec whose one environment string passes 128 KiB (E2BIG), and a 200 KB
+# parameter used as its own id did exactly that in CI. Ids stay short: ``short_id`` for values.
+MAX_NODEID = 300
+
+
+def short_id(value: object) -> str:
+    """A parameter's id: its repr, or the start of it and its length when that is long."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}...[{len(text)} chars]"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    long = [item.nodeid[:120] for item in items if len(item.nodeid) > MAX_NODEID]
+    if long:
+        raise pytest.UsageError(f"test ids longer than {MAX_NODEID} characters (use ids=): "
+                                + "; ".join(long))
+
+
 def copy_backup(name: str, dest: Path) -> Path:
     """A writable copy of fixture backup ``name`` in Velero's bucket layout under ``dest``."""
     folder = dest / "bucket" / "backups" / name

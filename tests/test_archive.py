@@ -35,6 +35,7 @@ from merkle_backup.errors import ArchiveError, LimitExceeded, NotGzip
 from tests import tarcraft as tc
 from tests.attacks import golist
 from tests.attacks.golist import GoListing, build_tarlist, parse_lines
+from tests.conftest import short_id
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bucket" / "backups"
 FIXTURE_TARBALLS = [
@@ -777,7 +778,7 @@ PROBLEM_TYPES = {
 }
 
 
-@pytest.mark.parametrize("typeflag", PROBLEM_TYPES, ids=repr)
+@pytest.mark.parametrize("typeflag", PROBLEM_TYPES, ids=short_id)
 def test_non_regular_types_are_problems(typeflag: bytes) -> None:
     data = b"payload" * 100
     # Go ignores the size of header-only types (1-6): no data follows them.

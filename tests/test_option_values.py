@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli import run
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, short_id
 from tests.storage.server import clone_backup
 
 BAD_NUMBERS = ["nan", "NaN", "-nan", "inf", "-inf", "1e400"]
@@ -40,7 +40,8 @@ def test_t74_max_age_and_timeout_must_be_finite(value, location, keypair):
         usage_error(run(*command, f"--timeout={value}"), "--timeout")
 
 
-@pytest.mark.parametrize("value", ["99999999999999999999999d", "9" * 400, "0s", "1s" * 9])
+@pytest.mark.parametrize("value", ["99999999999999999999999d", "9" * 400, "0s", "1s" * 9],
+                         ids=short_id)
 def test_t74_recheck_after_is_a_bounded_duration(value, location, keypair, tmp_path):
     code, out, err = run("audit", location, "--trust", keypair[1], "--state",
                          tmp_path / "state.json", "--recheck-after", value)

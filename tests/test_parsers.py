@@ -44,13 +44,12 @@ def backup(tmp_path, keypair):
     return folder
 
 
-@pytest.mark.parametrize("text", [DEEP_JSON, DEEP_OBJECT])
+@pytest.mark.parametrize("text", [DEEP_JSON, DEEP_OBJECT], ids=["deep-array", "deep-object"])
 def test_t73_deep_json_everywhere(text, backup, keypair, tmp_path):
     named = tmp_path / "deep.json"
     named.write_text(text)
     # (a manifest not starting with "{" is read as YAML: PyYAML's own nesting limit)
-    one_line(cli("verify", backup, "--trust", keypair[1], "--restore", named), 2, "nested",
-             "while increasing flow level")
+    one_line(cli("verify", backup, "--trust", keypair[1], "--restore", named), 2, "nested")
     one_line(cli("audit", "--bsl", named, "--trust", keypair[1]), 3, "nested",
              "not valid JSON")
     one_line(cli("audit", backup.parent.parent, "--trust", keypair[1], "--state", named),
@@ -64,6 +63,18 @@ def test_t73_deep_yaml(backup, keypair, tmp_path):
     named.write_text(DEEP_YAML)
     one_line(cli("audit", "--bsl", named, "--trust", keypair[1]), 3, "nested more than")
     one_line(cli("verify", backup, "--trust", keypair[1], "--restore", named), 2, "nested more than")
+
+
+@pytest.mark.parametrize("text", ["- " * 100_000 + "x\n", "a: " + "[" * 100_000 + "]" * 100_000,
+                                  "a: " + "{b: " * 50_000 + "1" + "}" * 50_000],
+                         ids=["block-sequences", "flow-sequences", "flow-maps"])
+def test_t73_deep_yaml_is_refused_before_it_is_composed(text, backup, keypair, tmp_path):
+    """PyYAML composes recursively: over libyaml, 10^5 levels were a segmentation fault (exit
+    -11, nothing printed). The depth is counted on the parser's events first."""
+    named = tmp_path / "deep.yaml"
+    named.write_text(text)
+    one_line(cli("verify", backup, "--trust", keypair[1], "--restore", named), 2,
+             f"{named}: nested more than 64 levels deep")
 
 
 def test_t73_a_long_line_without_a_colon_is_read_in_linear_time(keypair, tmp_path):

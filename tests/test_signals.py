@@ -175,8 +175,8 @@ def test_sigint_mid_audit_prints_the_rows_it_has(
 def test_fleet_interrupt_keeps_finished_rows_in_process(many: Path, keypair: tuple[Path, Path]) -> None:
     """The library: an interrupt (here KeyboardInterrupt from a job's caller) raises
     Interrupted with the rows done; pending backups are cancelled."""
-    from merkle_backup.fleet import sweep as fleet
     from merkle_backup.errors import Interrupted
+    from merkle_backup.fleet import sweep as fleet
     from merkle_backup.signing import load_public_key
     from merkle_backup.storage.options import ConnectionOptions
     from merkle_backup.storage.resolve import open_location

@@ -3,7 +3,7 @@ parsed (JSON or YAML) and turned into the Selection it restores."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from merkle_backup.errors import UsageError
@@ -79,6 +79,7 @@ def parse_restore_manifest(data: bytes, source: str) -> Any:
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
+        _check_yaml_depth(yaml.parse(text, Loader=loader), source)
         documents = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except yaml.YAMLError as e:
         raise UsageError(f"{source}: not valid YAML or JSON ({str(e).splitlines()[0]})") from e
@@ -90,6 +91,23 @@ def parse_restore_manifest(data: bytes, source: str) -> Any:
 
 
 MAX_DEPTH = 64
+
+
+def _check_yaml_depth(events: Iterable[Any], source: str) -> None:
+    """Refuse YAML nested deeper than MAX_DEPTH from its event stream, before anything composes
+    it: PyYAML's composer and constructor recurse once per level, and over libyaml a document of
+    10^5 nested brackets overflowed the C stack (a segmentation fault, not an exception). The
+    event parsers (libyaml's and PyYAML's) keep their state on a heap stack."""
+    import yaml
+
+    depth = 0
+    for event in events:
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise UsageError(f"{source}: nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _depth(obj: Any) -> int:

@@ -20,6 +20,7 @@ from merkle_backup.core.checkpoint import (
     CheckpointError,
     parse_checkpoint,
 )
+from tests.conftest import short_id
 
 ROOT = bytes(range(32))
 ARCHIVE = bytes.fromhex("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")
@@ -102,6 +103,7 @@ def test_parse_round_trip() -> None:
         ({"created": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(0), "GMT"))}, 7,
          b"created 2024-05-06T07:08:09Z"),
     ],
+    ids=short_id,
 )
 def test_edge_values_render_and_round_trip(changes: dict, line_index: int, line: bytes) -> None:
     checkpoint = make(**changes)
@@ -126,7 +128,7 @@ def test_edge_values_render_and_round_trip(changes: dict, line_index: int, line:
         {"created": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))},
         {"created": datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(seconds=-1)))},
     ],
-    ids=repr,
+    ids=short_id,
 )
 def test_invalid_fields_are_refused(changes: dict) -> None:
     with pytest.raises(CheckpointError):

@@ -28,6 +28,7 @@ from merkle_backup.core.keys import (
     key_for_bucket_object,
     key_for_tar_path,
 )
+from tests.conftest import short_id
 
 
 def tar_path_for_key(key: ResourceKey) -> str:
@@ -202,7 +203,8 @@ def test_bucket_objects_of_fixture() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["velero-backup.json", "a", "A.b_c-d", "a.b.c", "0", "x" * 255, "a-.gz", "Z_"]
+    "name", ["velero-backup.json", "a", "A.b_c-d", "a.b.c", "0", "x" * 255, "a-.gz", "Z_"],
+    ids=short_id,
 )
 def test_bucket_object_accepted(name: str) -> None:
     assert key_for_bucket_object(name) == ResourceKey("", "", "bucket", name, "")
@@ -212,6 +214,7 @@ def test_bucket_object_accepted(name: str) -> None:
     "name",
     ["", ".velero", "-x", "_x", ".", "..", "a..b", "a/b", "a b", "ü.json", "x" * 256, "a\x00",
      "a\n", "a\\b", "a:b", "demo/velero-backup.json"],
+    ids=short_id,
 )
 def test_bucket_object_rejected(name: str) -> None:
     with pytest.raises(PathError):
@@ -268,7 +271,7 @@ READER_REFUSES = [
 ]
 
 
-@pytest.mark.parametrize("path", READER_REFUSES, ids=repr)
+@pytest.mark.parametrize("path", READER_REFUSES, ids=short_id)
 def test_paths_left_to_the_reader_invert_if_accepted(path: str) -> None:
     assert reference_key(path) is None
     try:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from merkle_backup.core.keys import ResourceKey, key_for_bucket_object, key_for_tar_path
 from merkle_backup.core.leaf import LeafRecord, content_digest, decode_record
 from merkle_backup.core.tree import BLAKE3
+from tests.conftest import short_id
 
 FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "bucket" / "backups" / "demo-small"
 
@@ -157,7 +158,8 @@ def test_truncation_at_every_length_is_refused(record: LeafRecord) -> None:
 
 
 @pytest.mark.parametrize("record", SAMPLES, ids=lambda r: r.path)
-@pytest.mark.parametrize("extra", [b"\x00", b"\xff", b"\x00" * 32, bytes.fromhex(GOLDEN_HEX)])
+@pytest.mark.parametrize("extra", [b"\x00", b"\xff", b"\x00" * 32, bytes.fromhex(GOLDEN_HEX)],
+                         ids=short_id)
 def test_trailing_bytes_are_refused(record: LeafRecord, extra: bytes) -> None:
     with pytest.raises(ValueError):
         decode_record(record.encode() + extra)

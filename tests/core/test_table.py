@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from merkle_backup.core import table
 from merkle_backup.core.keys import PathError, key_for_bucket_object, key_for_tar_path
 from merkle_backup.core.leaf import LeafRecord, decode_record
+from tests.conftest import short_id
 
 
 def sortable_tar_leaf(path: str, size: int, digest: bytes) -> bytes:
@@ -99,7 +100,7 @@ def _check_path(path: str) -> None:
     assert table.path_of(reference.encode()) == path
 
 
-@pytest.mark.parametrize("path", EXAMPLES)
+@pytest.mark.parametrize("path", EXAMPLES, ids=short_id)
 def test_examples_match_the_reference(path: str) -> None:
     _check_path(path)
 

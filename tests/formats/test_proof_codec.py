@@ -27,6 +27,7 @@ from merkle_backup.formats.proof import (
     decode_proof,
     encode_proof,
 )
+from tests.conftest import short_id
 from tests.mutate import mutate
 
 H1, H2 = b"\x11" * 32, b"\x22" * 32
@@ -148,12 +149,12 @@ def test_contents_are_written_sorted() -> None:
 # --- Strict rejections -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("magic", ["merkle-backup-seal", "merkle-backup-proof2", "", None,
-                                   b"merkle-backup-proof", "Merkle-backup-proof"], ids=repr)
+                                   b"merkle-backup-proof", "Merkle-backup-proof"], ids=short_id)
 def test_wrong_magic(magic: object) -> None:
     assert_format_error(pack(fields(magic=magic)))
 
 
-@pytest.mark.parametrize("version", [0, 2, -1, 2**64 - 1, True, 1.0, "1", b"\x01", None], ids=repr)
+@pytest.mark.parametrize("version", [0, 2, -1, 2**64 - 1, True, 1.0, "1", b"\x01", None], ids=short_id)
 def test_wrong_version(version: object) -> None:
     assert_format_error(pack(fields(version=version)))
 
@@ -171,7 +172,7 @@ def test_missing_top_level_key(key: str) -> None:
 
 
 @pytest.mark.parametrize("extra", [("extra", 1), ("Contents", {}), (b"magic", PROOF_MAGIC), (1, 1)],
-                         ids=repr)
+                         ids=short_id)
 def test_extra_top_level_key(extra: tuple[object, object]) -> None:
     assert_format_error(raw_map(list(fields().items()) + [extra]))
 
@@ -186,7 +187,7 @@ def test_missing_key_in_namespace_entry(key: str) -> None:
     assert_format_error(pack(fields(namespaces=[without(namespace_fields(), key)])))
 
 
-@pytest.mark.parametrize("extra", [("size", 1), ("Index", 3), (b"index", 3)], ids=repr)
+@pytest.mark.parametrize("extra", [("size", 1), ("Index", 3), (b"index", 3)], ids=short_id)
 def test_extra_key_in_entries(extra: tuple[object, object]) -> None:
     entry = raw_map(list(resource_fields().items()) + [extra])
     assert_format_error(raw_map(list(fields(resources=raw_array([entry])).items())))
@@ -262,13 +263,13 @@ def test_ext_types_are_refused() -> None:
 
 
 @pytest.mark.parametrize("trailing", [b"\x00", b"\xc0", b"\x90", bytes.fromhex(GOLDEN_HEX)],
-                         ids=repr)
+                         ids=short_id)
 def test_trailing_bytes(trailing: bytes) -> None:
     assert_format_error(bytes.fromhex(GOLDEN_HEX) + trailing)
 
 
 @pytest.mark.parametrize("obj", [list(fields().values()), b"proof", PROOF_MAGIC, 1, None, {}],
-                         ids=repr)
+                         ids=short_id)
 def test_not_a_proof_map(obj: object) -> None:
     assert_format_error(pack(obj))
 

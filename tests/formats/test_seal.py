@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from merkle_backup.errors import CannotCheck, FormatError
 from merkle_backup.formats import seal as seal_module
 from merkle_backup.formats.seal import SEAL_MAGIC, SEAL_VERSION, SealFile, decode_seal, encode_seal
+from tests.conftest import short_id
 from tests.mutate import mutate
 
 SIGNATURE = bytes(range(64))
@@ -125,14 +126,14 @@ def test_key_order_is_free() -> None:
     "magic",
     ["", "merkle-backup-seal2", "Merkle-backup-seal", "merkle-backup-seal ", "merkle-backup-proof",
      b"merkle-backup-seal", None, 1, ["merkle-backup-seal"]],
-    ids=repr,
+    ids=short_id,
 )
 def test_wrong_magic(magic: object) -> None:
     assert_format_error(seal_with(magic=magic))
 
 
 @pytest.mark.parametrize("version", [2, 3, 0, -1, 2**64 - 1, True, "1", b"\x01", 1.0, None, [1]],
-                         ids=repr)
+                         ids=short_id)
 def test_wrong_version(version: object) -> None:
     assert_format_error(seal_with(version=version))
 
@@ -146,7 +147,7 @@ def test_missing_key(key: str) -> None:
     "extra",
     [("extra", 1), ("Magic", SEAL_MAGIC), ("leaves2", []), ("", None), (b"extra", b""),
      (b"magic", SEAL_MAGIC), (1, 1), (None, 1), (True, 1)],
-    ids=repr,
+    ids=short_id,
 )
 def test_extra_key(extra: tuple[object, object]) -> None:
     assert_format_error(raw_map(list(fields().items()) + [extra]))
@@ -224,7 +225,7 @@ def test_invalid_utf8_in_a_key_is_refused() -> None:
 @pytest.mark.parametrize(
     "trailing",
     [b"\x00", b"\xc0", b"\x90", b"\x80", b"\n", bytes.fromhex(GOLDEN_HEX), b"\x00" * 1000],
-    ids=repr,
+    ids=short_id,
 )
 def test_trailing_bytes(trailing: bytes) -> None:
     assert_format_error(bytes.fromhex(GOLDEN_HEX) + trailing)
@@ -234,7 +235,7 @@ def test_trailing_bytes(trailing: bytes) -> None:
     "obj",
     [list(fields().values()), list(fields().items()), b"seal", SEAL_MAGIC, 1, None, True, 1.5, {},
      {"magic": SEAL_MAGIC}],
-    ids=repr,
+    ids=short_id,
 )
 def test_not_a_seal_map(obj: object) -> None:
     assert_format_error(pack(obj))

@@ -342,9 +342,9 @@ def test_transparency_log_gets_the_seal_and_velero_deletion_tombstone(
         store.delete_object(velero.bucket, key)
     pub = str(tmp_path / "keys" / "plugin.key.pub")
     from merkle_backup.signing import load_public_key
+    from merkle_backup.storage.options import ConnectionOptions
     from merkle_backup.tlog.log import Log, LogState
     from merkle_backup.tlog.store import open_log_store
-    from merkle_backup.storage.options import ConnectionOptions
 
     reader = Log(open_log_store(log, ConnectionOptions(endpoint_url=moto_server.endpoint,
                                                        path_style=True)),

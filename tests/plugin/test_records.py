@@ -10,6 +10,7 @@ from merkle_backup.errors import FormatError, NotAuthentic
 from merkle_backup.plugin import records
 from merkle_backup.plugin.records import ObjectRecord
 from merkle_backup.signing import public_key_of
+from tests.conftest import short_id
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
@@ -43,7 +44,7 @@ def test_text_is_exactly_the_spec_and_parses_back() -> None:
     TEXT.replace(b"leaves 322 ", b"leaves x "),
     TEXT[:-1],                                              # no final newline
     TEXT.replace(b"nightly\n", "nightl\u00ff\n".encode()),  # not ASCII
-])
+], ids=short_id)
 def test_anything_else_is_refused(bad: bytes) -> None:
     with pytest.raises(FormatError):
         records.parse_text(bad)
