@@ -100,3 +100,22 @@ def bsl_help(command: str) -> str:
 def test_bsl_help_speaks_of_what_the_command_takes(command: str, says: str, never: str) -> None:
     text = bsl_help(command)
     assert says in text and never not in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["verify", "x", "--jsn"],                        # an unknown option
+    ["seal-all", ".", "--key", "k", "--jobs", "abc"],  # a malformed number
+    ["seal-all", ".", "--key", "k", "--jobs", "\x1b[31m"],  # and one that paints a terminal
+    ["verify"],                                      # a missing argument
+    ["verify", "x", "--trust"],                      # an option without its value
+    ["nope"],                                        # an unknown command
+    ["prove", "x", "--namespace", "a", "--resource", "b"],  # checked in the command itself
+])
+def test_a_usage_error_is_one_escaped_line_and_exit_2(argv: list[str]) -> None:
+    """Like every other error: one line, exit 2, nothing a terminal would act on; click's own
+    form was three lines (Usage:, Try ..., Error: ...)."""
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("merkle-backup: error: "), result.stderr
+    assert "\x1b" not in result.stderr and result.stdout == ""

@@ -43,11 +43,32 @@ def exit_code_table(formatter: click.HelpFormatter) -> None:
 
 
 class Group(click.Group):
-    """The ``merkle-backup`` group: its help ends with the exit-code table too."""
+    """The ``merkle-backup`` group: its help ends with the exit-code table too, and a usage
+    error (an unknown option, a malformed value, a missing argument) is one line and exit 2,
+    like every other error, instead of click's three (``Usage:``, ``Try ...``, ``Error:``)."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
         exit_code_table(formatter)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "merkle-backup"
+            said = " ".join(e.format_message().split())
+            click.echo(f"merkle-backup: error: {shown(said)} (see '{shown(where)} --help')",
+                       err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"merkle-backup: error: {shown(' '.join(e.format_message().split()))}",
+                       err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 class Command(click.Command):
