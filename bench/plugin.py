@@ -10,6 +10,10 @@ read, against the same transfer without merkle-backup, measured in one run on on
   velero-plugin-for-aws uploads them (5 MiB parts, 5 at a time). Target <= 1.3x.
 * **get**: GetObject of the sealed tarball through the plugin (verified against the seal) vs a
   straight boto3 GET read to the end. Target <= 1.15x.
+* **hop**: the same bytes put and got through the plugin under ``restores/``, which it passes
+  through unsealed and unchecked: the cost of being an ObjectStore plugin at all (the gRPC
+  stream and our S3 client), which velero-plugin-for-aws pays too, in Go. The put and get above
+  minus the hop are what sealing and verifying add. Reported, no target.
 * **startup**: exec to the handshake line of the plugin (``python -c`` of its entry point, and
   the frozen build when one is given with ``--frozen``), against ``python -c pass``: Velero pays
   it per backup, restore and reconcile. Reported, no target.
@@ -188,8 +192,9 @@ def run_plugin_bench(items: int, repeats: int, out: Path, frozen: Path | None = 
         aws_like = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20,
                                   max_concurrency=5)
         key_of = f"velero/backups/{name}/{name}.tar.gz"
-        results: dict[str, list[float]] = {"put_plugin": [], "put_boto3": [],
-                                           "get_plugin": [], "get_boto3": []}
+        hop_key = f"velero/restores/{name}/hop.tar.gz"
+        results: dict[str, list[float]] = {"put_plugin": [], "put_boto3": [], "put_hop": [],
+                                           "get_plugin": [], "get_boto3": [], "get_hop": []}
         for _ in range(repeats):
             # Through the plugin, as PutBackup: velero-backup.json, then the tarball.
             client = PluginClient(PLUGIN, ENV)
@@ -203,6 +208,9 @@ def run_plugin_bench(items: int, repeats: int, out: Path, frozen: Path | None = 
                 # The finalizer's terminal velero-backup.json: the seal is written.
                 client.put(bucket, f"velero/backups/{name}/velero-backup.json",
                            json.dumps(completed).encode())
+                started = time.perf_counter()
+                client.put(bucket, hop_key, tarball)
+                results["put_hop"].append(time.perf_counter() - started)
             finally:
                 client.close()
             import io
@@ -217,11 +225,14 @@ def run_plugin_bench(items: int, repeats: int, out: Path, frozen: Path | None = 
                 started = time.perf_counter()
                 got = client.get(bucket, key_of)
                 results["get_plugin"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                hop = client.get(bucket, hop_key)
+                results["get_hop"].append(time.perf_counter() - started)
             finally:
                 client.close()
-            if got != len(tarball):
+            if got != len(tarball) or hop != len(tarball):
                 raise RuntimeError(f"GetObject through the plugin gave {got} bytes, "
-                                   f"not {len(tarball)}")
+                                   f"and {hop} passed through, not {len(tarball)}")
             started = time.perf_counter()
             body = s3.get_object(Bucket=bucket, Key="straight/" + key_of)["Body"]
             while body.read(1 << 20):
@@ -232,7 +243,9 @@ def run_plugin_bench(items: int, repeats: int, out: Path, frozen: Path | None = 
             "items": items, "entries": 2 * items, "tarball_bytes": len(tarball),
             "repeats": repeats, "seconds": results, "medians": medians,
             "ratios": {"put": medians["put_plugin"] / medians["put_boto3"],
-                       "get": medians["get_plugin"] / medians["get_boto3"]},
+                       "get": medians["get_plugin"] / medians["get_boto3"],
+                       "put_vs_hop": medians["put_plugin"] / medians["put_hop"],
+                       "get_vs_hop": medians["get_plugin"] / medians["get_hop"]},
             "per_entry_us": {"put": (medians["put_plugin"] - medians["put_boto3"])
                              / (2 * items) * 1e6},
             "load": os.getloadavg(),
@@ -263,6 +276,9 @@ def summary_line(report: dict[str, Any]) -> str:
             f"(target 1.3x: {'met' if report['targets']['put']['met'] else 'target missed'}); "
             f"get {m['get_plugin']:.2f} s vs {m['get_boto3']:.2f} s = {r['get']:.2f}x (target "
             f"1.15x: {'met' if report['targets']['get']['met'] else 'target missed'}); "
+            f"the hop alone (restores/, passed through): put {m['put_hop']:.2f} s, get "
+            f"{m['get_hop']:.2f} s, so sealing {r['put_vs_hop']:.2f}x and verifying "
+            f"{r['get_vs_hop']:.2f}x of it; "
             f"start-up to handshake {s['plugin_python'] * 1e3:.0f} ms{frozen} vs python -c pass "
             f"{s['python_pass'] * 1e3:.0f} ms; load {report['load'][0]:.1f}")
 

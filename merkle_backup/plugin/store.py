@@ -475,11 +475,11 @@ class VeleroObjectStore:
         if cached is not None and cached[0] == pin.etag and (tarball or cached[1].objects):
             seal = cached[1]
         else:
-            head = self._seal_head(key) if tarball else None
+            head = self._seal_head(key, pin) if tarball else None
             if head is not None:
                 seal = head
             else:
-                with self._store.open_seal_copy(key) as f:
+                with self._store.open_seal_copy(key, pin) as f:
                     seal = _open_seal_view(f, self._trusted, objects=not tarball)
             if self._tlog is not None:
                 # An older backup of this name replayed with its own valid seal: only the log
@@ -499,14 +499,14 @@ class VeleroObjectStore:
             raise NotAuthentic(f"{where}: not in backup {backup}'s seal")
         return found
 
-    def _seal_head(self, key: str) -> _SealView | None:
+    def _seal_head(self, key: str, pin: Pin) -> _SealView | None:
         """The seal's signed checkpoint from one ranged GET of its head (what a tarball's GET
         needs: the signed size and BLAKE3), not a copy of the whole seal (~200 bytes a leaf);
         None when the head does not fit that prefix (then the whole seal is read)."""
         from merkle_backup.formats.seal import SEAL_HEAD_PREFIX_BYTES, read_seal_head
         from merkle_backup.trust import check_signature
 
-        data, size = self._store.get_prefix(key, SEAL_HEAD_PREFIX_BYTES)
+        data, size = self._store.get_prefix(key, SEAL_HEAD_PREFIX_BYTES, pin)
         try:
             head = read_seal_head(io.BytesIO(data), whole=len(data) == size)
         except FormatError:

@@ -118,11 +118,10 @@ class S3Store:
             raise StorageError(f"{url}: read {len(data)} bytes, the storage announced {length}")
         return data
 
-    def get_prefix(self, key: str, n: int) -> tuple[bytes, int]:
-        """(the first ``n`` bytes of an object, or all of a smaller one; its whole size)."""
-        pin = self.pin_if_exists(key)
-        if pin is None:
-            raise StorageError(f"{self.url(key)}: no such object")
+    def get_prefix(self, key: str, n: int, pin: Pin | None = None) -> tuple[bytes, int]:
+        """(the first ``n`` bytes of an object, or all of a smaller one; its whole size), of
+        the version ``pin`` names when the caller has pinned it already (no second HEAD)."""
+        pin = pin or self.pin(key)
         stream = self.open_stream(key, Pin(min(n, pin.size), pin.etag, pin.version_id),
                                   range_end=min(n, pin.size))
         try:
@@ -149,13 +148,13 @@ class S3Store:
         return ObjectStream(self, key, pin, range_end)
 
     @contextmanager
-    def open_seal_copy(self, key: str) -> Iterator[BinaryIO]:
+    def open_seal_copy(self, key: str, pin: Pin | None = None) -> Iterator[BinaryIO]:
         """The seal object ``key`` copied to an unnamed temporary file by a pinned stream (a
         seal is ~200 bytes per leaf: never held in memory). Its size, known from the HEAD, is
         checked against the seal limit before anything is copied; a full temporary folder is
-        one StorageError naming it."""
+        one StorageError naming it. ``pin``: the version, when the caller has its HEAD."""
         url = self.url(key)
-        pin = self.pin_if_exists(key)
+        pin = pin or self.pin_if_exists(key)
         if pin is None:
             raise StorageError(f"no seal at {url} (seal the backup first, or pass --seal)")
         if pin.size > MAX_SEAL_BYTES:
