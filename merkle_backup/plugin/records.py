@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import blake3
 import msgpack
+from isal import isal_zlib
 
 from merkle_backup.errors import FormatError, NotAuthentic
 from merkle_backup.signing import PublicKey, SigningKey
@@ -34,7 +35,11 @@ _HEX32 = re.compile(r"[0-9a-f]{64}\Z")
 _DECIMAL = re.compile(r"(0|[1-9][0-9]{0,18})\Z")
 _PHASE = re.compile(r"[A-Za-z]{1,64}\Z")
 NONE = "-"
-LEAVES_MAGIC = b"merkle-backup/plugin-leaves/v1\n"
+# v2: the msgpack array in one gzip member (a tarball's leaves are ~110 bytes each, 3.8x smaller
+# gzipped: at 10^5 entries 2.9 MB to upload beside a 9 MB tarball instead of 11 MB). v1, the
+# array as it is, is still read (a backup put by an earlier plugin and finalized by this one).
+LEAVES_MAGIC = b"merkle-backup/plugin-leaves/v2\n"
+LEAVES_MAGIC_V1 = b"merkle-backup/plugin-leaves/v1\n"
 MAX_LEAF = 1 << 16
 
 
@@ -117,10 +122,24 @@ def open_record(data: bytes, trusted: Sequence[PublicKey], *, backup: str,
 
 
 def encode_leaves(leaves: Sequence[bytes]) -> bytes:
-    """The tarball's sortable leaves (core/table.py), in order: a magic line, then one msgpack
-    array of bin (docs/format.md §13.1)."""
+    """The tarball's sortable leaves (core/table.py), in order: a magic line, then one gzip
+    member of one msgpack array of bin (docs/format.md §13.1)."""
     packed: bytes = msgpack.packb(list(leaves), use_bin_type=True)
-    return LEAVES_MAGIC + packed
+    return LEAVES_MAGIC + isal_zlib.compress(packed, 1, 16 + isal_zlib.MAX_WBITS)
+
+
+def _inflated(body: bytes, limit: int, obj: str) -> bytes:
+    """The one gzip member ``body`` is, at most ``limit`` bytes of it, nothing after it."""
+    inflater = isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)
+    try:
+        packed = inflater.decompress(body, limit + 1)
+    except isal_zlib.error as e:  # type: ignore[misc]  # (its stub types it as an instance)
+        raise FormatError(f"the leaves of {obj} do not inflate: {e}") from e
+    if len(packed) > limit:
+        raise FormatError(f"the leaves of {obj} inflate to more than {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise FormatError(f"the leaves of {obj}: not exactly one whole gzip member")
+    return packed
 
 
 def decode_leaves(data: bytes, record: ObjectRecord) -> list[bytes]:
@@ -130,10 +149,16 @@ def decode_leaves(data: bytes, record: ObjectRecord) -> list[bytes]:
     count, digest = record.leaves
     if blake3.blake3(data).digest() != digest:
         raise NotAuthentic(f"the leaves of {record.object} are not the ones its record signs")
-    if not data.startswith(LEAVES_MAGIC):  # signed, so written by us: a bug if it fails
+    # Signed, so written by a plugin: a failure below is a bug, or a key that signed junk.
+    if data.startswith(LEAVES_MAGIC):
+        # A bin of n bytes packs to at most n + 5, the array header to at most 5.
+        packed = _inflated(data[len(LEAVES_MAGIC):], 5 + count * (MAX_LEAF + 5), record.object)
+    elif data.startswith(LEAVES_MAGIC_V1):
+        packed = data[len(LEAVES_MAGIC_V1):]
+    else:
         raise FormatError(f"the leaves of {record.object} lack their magic line")
     try:
-        leaves = msgpack.unpackb(data[len(LEAVES_MAGIC):], raw=True, use_list=True,
+        leaves = msgpack.unpackb(packed, raw=True, use_list=True,
                                  max_bin_len=MAX_LEAF, max_str_len=0, max_map_len=0,
                                  max_ext_len=0, max_array_len=count)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:

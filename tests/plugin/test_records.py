@@ -79,3 +79,56 @@ def test_leaves_object_round_trip_and_tamper() -> None:
     short = ObjectRecord("n", "u", "n.tar.gz", 1, bytes(32), 1, (2, blake3.blake3(data).digest()))
     with pytest.raises(FormatError):
         records.decode_leaves(data, short)
+
+
+def _leaves_record(data: bytes, count: int) -> ObjectRecord:
+    import blake3
+
+    return ObjectRecord("n", "u", "n.tar.gz", 1, bytes(32), 1,
+                        (count, blake3.blake3(data).digest()))
+
+
+def test_leaves_object_is_gzipped_and_v1_is_still_read() -> None:
+    """v2 (what the plugin writes) is a gzip member, read by any gzip reader; v1, the plain
+    array an earlier plugin wrote, decodes to the same leaves."""
+    import gzip
+
+    import msgpack
+
+    leaves = [bytes([i % 7]) * 100 + i.to_bytes(4, "big") for i in range(1000)]
+    data = records.encode_leaves(leaves)
+    assert data.startswith(b"merkle-backup/plugin-leaves/v2\n")
+    packed = msgpack.packb(leaves, use_bin_type=True)
+    assert gzip.decompress(data[len(records.LEAVES_MAGIC):]) == packed
+    assert len(data) < len(packed) / 3
+    assert records.decode_leaves(data, _leaves_record(data, 1000)) == leaves
+    v1 = b"merkle-backup/plugin-leaves/v1\n" + packed
+    assert records.decode_leaves(v1, _leaves_record(v1, 1000)) == leaves
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b"not gzip", "not exactly one whole gzip member"),
+    (b"\x1f\x8b\x08\x00garbage garbage", "do not inflate"),
+    (lambda g: g + g, "not exactly one whole gzip member"),
+    (lambda g: g[:-4], "not exactly one whole gzip member"),
+    (lambda g: g + b"x", "not exactly one whole gzip member"),
+], ids=["not-gzip", "bad-deflate", "two-members", "truncated", "trailing-byte"])
+def test_leaves_object_that_is_not_one_gzip_member_is_refused(body, says) -> None:
+    import gzip
+
+    import msgpack
+
+    member = gzip.compress(msgpack.packb([b"x"], use_bin_type=True))
+    data = records.LEAVES_MAGIC + (body(member) if callable(body) else body)
+    with pytest.raises(FormatError, match=says):
+        records.decode_leaves(data, _leaves_record(data, 1))
+
+
+def test_leaves_object_inflating_past_its_count_is_refused() -> None:
+    """The inflated size is bounded by the signed count before msgpack sees it (a bomb of zeros
+    signed by a key that signs junk stops at the bound, not at memory's end)."""
+    import gzip
+
+    data = records.LEAVES_MAGIC + gzip.compress(b"\x00" * (2 * (records.MAX_LEAF + 5) + 6))
+    with pytest.raises(FormatError, match="inflate to more than"):
+        records.decode_leaves(data, _leaves_record(data, 2))
