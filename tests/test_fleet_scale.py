@@ -501,7 +501,7 @@ def test_a_tampered_attestation_is_refused(store, staging, keypair, other_keypai
     from merkle_backup.fleet.attest import envelope as make_envelope
     from merkle_backup.signing import load_private_key
 
-    code, err = check(make_envelope(lie, load_private_key(other_keypair[0])))
+    code, err = check(make_envelope(lie, [load_private_key(other_keypair[0])]))
     assert code == 1 and "not signed by any trusted key" in err
     code, err = check({**env, "payloadType": "application/json"})
     assert code == 3 and "payloadType" in err
@@ -709,3 +709,33 @@ def test_fleet_benchmark_runs_and_is_sane(tmp_path: Path) -> None:
     assert set(fleet["scenarios"]) == {"unsharded", "sharded_2", "incremental"}
     assert all(s["median_wall"] > 0 for s in fleet["scenarios"].values())
     assert "12 small backups" in summary_line(fleet)
+
+
+def test_attestation_signed_by_two_keys_verifies_with_either(fleet, keypair, other_keypair,
+                                                              tmp_path: Path) -> None:
+    """Overlap rotation, as for seals: `--key` twice gives one DSSE signature per key, each
+    checked by securesystemslib; a verifier trusting either key accepts the envelope, one
+    trusting neither refuses it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import SSlibKey
+
+    att = tmp_path / "audit.intoto.json"
+    code, out, err = run("audit", fleet.location, "--trust", keypair[1], *fleet.opts,
+                         "--attest", att, "--key", keypair[0], "--key", other_keypair[0])
+    assert code == 1 and "wrote attestation" in out, err
+    env = json.loads(att.read_text())
+    assert len(env["signatures"]) == 2
+    keys = [SSlibKey.from_crypto(serialization.load_pem_public_key(Path(pub).read_bytes()),
+                                 keyid=sig["keyid"])
+            for pub, sig in zip((keypair[1], other_keypair[1]), env["signatures"])]
+    assert set(Envelope.from_dict(env).verify(keys, 2)) == {k.keyid for k in keys}
+    for pub in (keypair[1], other_keypair[1]):
+        code, out, err = run("verify-attestation", att, "--trust", pub)
+        assert code == 0 and out.startswith("AUTHENTIC attestation"), err
+    third = tmp_path / "third.pub"
+    third.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    code, _, err = run("verify-attestation", att, "--trust", third)
+    assert code == 1 and "not signed by any trusted key" in one_line(err)

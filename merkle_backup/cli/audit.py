@@ -58,7 +58,7 @@ def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         names = ("shard", "results", "run_id", "state", "full", "recheck_after", "metrics",
-                 "attest", "attest_key", "pins")
+                 "attest", "attest_keys", "pins")
         raw = {n: kwargs.pop(n) for n in names}
         click.get_current_context().meta[_KEY] = raw
         return f(*args, **kwargs)
@@ -114,7 +114,8 @@ def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ]
     ):
         wrapper = option(wrapper)
-    signing: Any = key_option(required=False, name="attest_key", extra=" It signs --attest.")
+    signing: Any = key_option(multiple=True, required=False, name="attest_keys",
+                              extra=" It signs --attest.")
     return signing(wrapper)  # type: ignore[no-any-return]
 
 
@@ -145,13 +146,13 @@ def fleet_options_given(connection: ConnectionOptions) -> FleetOptions | None:
     o.recheck_after = parse_duration(raw.get("recheck_after") or "7d")
     o.metrics = raw.get("metrics")
     o.attest = raw.get("attest")
-    key = raw.get("attest_key")
-    if (o.attest is None) != (key is None):
+    keys = raw.get("attest_keys") or ()
+    if (o.attest is None) != (not keys):
         raise UsageError("--attest FILE and --key KEY go together")
-    if key is not None:
+    if keys:
         from merkle_backup.cli.common import open_signing_keys
 
-        [o.key] = open_signing_keys([key], raw.get("pins") or ())
+        o.keys = open_signing_keys(keys, raw.get("pins") or ())
     return o if o.any else None
 
 

@@ -43,16 +43,20 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(t), t, len(payload), payload)
 
 
-def envelope(statement: dict[str, Any], private: SigningKey) -> bytes:
+def envelope(statement: dict[str, Any], privates: Sequence[SigningKey]) -> bytes:
+    """The DSSE envelope of ``statement`` with one signature per key, in the order given (DSSE
+    allows several; a verifier accepts the envelope when one it trusts verifies: overlap
+    rotation, as a seal signed by two keys)."""
     payload = json.dumps(
         statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True
     ).encode()
-    signature = sign(private, pae(PAYLOAD_TYPE, payload))
-    key = public_key_of(private)
+    message = pae(PAYLOAD_TYPE, payload)
     env = {
         "payload": base64.b64encode(payload).decode(),
         "payloadType": PAYLOAD_TYPE,
-        "signatures": [{"keyid": key.key_id.hex(), "sig": base64.b64encode(signature).decode()}],
+        "signatures": [{"keyid": public_key_of(private).key_id.hex(),
+                        "sig": base64.b64encode(sign(private, message)).decode()}
+                       for private in privates],
     }
     return (json.dumps(env, indent=1) + "\n").encode()
 

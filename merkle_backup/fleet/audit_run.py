@@ -47,7 +47,7 @@ class FleetOptions:
     recheck_after: float = 7 * 86400.0
     metrics: Path | None = None
     attest: Path | None = None
-    key: Any = None  # Ed25519PrivateKey for --attest
+    keys: list[Any] = field(default_factory=list)  # the signing keys of --attest
     connection: Any = None  # storage.options.ConnectionOptions, for an s3:// --results
 
     @property
@@ -102,7 +102,7 @@ class AuditRun:
             from merkle_backup.fleet.attest import envelope
             from merkle_backup.storage.local import write_atomic
 
-            write_atomic(o.attest, envelope(self.statement(), o.key))
+            write_atomic(o.attest, envelope(self.statement(), o.keys))
             say(f"wrote attestation {o.attest} ({len(self.report.backups)} backup(s))")
 
     def statement(self) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def run_audit(
     progress: Any = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> AuditRun:
-    if options.attest is not None and options.key is None:
+    if options.attest is not None and not options.keys:
         raise UsageError("--attest needs --key (the private key that signs the attestation)")
     if options.results is not None:
         check_results_place(location, options.results)
