@@ -50,13 +50,10 @@ class KMSBackend:
         self.public_key = public_key
 
     @classmethod
-    def open(cls, ref: str, *, timeout: float, client: Any = None) -> KMSBackend:
-        """``client``: a botocore KMS client to use instead of one from the standard chain
-        (tests pass one wrapped in botocore's Stubber for the error paths)."""
+    def open(cls, ref: str, *, timeout: float) -> KMSBackend:
         endpoint, key = parse(ref)
         name = ref
-        if client is None:
-            client = _client(endpoint, timeout, name)
+        client = _client(endpoint, timeout, name)
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

@@ -2,23 +2,25 @@
 S1, S2): every signature is verified locally against the signer's public key (and a pinned key),
 so another key, a prehash (Ed25519ph-style) signature, a stale version, an unstripped wrapper
 or a truncated answer never becomes a seal; a signer that fails or times out is one line and
-exit 3. The Vault stand-in (tests/signers/transit.py) lies on demand; KMS errors come from
-botocore's Stubber (the error paths a real KMS gives: throttling, access denied, a wrong key
-spec), and the local check is exercised on a Stubber answer with another key's signature."""
+exit 3. The Vault transit stand-in (tests/signers/transit.py) and the AWS KMS stand-in
+(tests/signers/kms.py, reached by a real boto3 client through AWS_ENDPOINT_URL_KMS, as the
+product reaches any KMS) lie and fail on demand: other keys, prehash signatures, KMS's own
+errors (throttling, access denied, a key of another spec)."""
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.errors import SignerError
 from merkle_backup.signers import Checked, from_private_key, open_signer
-from merkle_backup.signers.awskms import KMSBackend
 from tests.cli import run
+from tests.signers.kms import ALIAS, ARN, KMSStandIn
 from tests.signers.transit import TOKEN, TransitStandIn
 
 SEAL = "demo-small-merkle.seal"
@@ -34,6 +36,34 @@ def vault(monkeypatch: pytest.MonkeyPatch) -> Iterator[TransitStandIn]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def kms(monkeypatch: pytest.MonkeyPatch) -> Iterator[KMSStandIn]:
+    """The KMS stand-in, reached through boto3's standard chain as in production."""
+    server = KMSStandIn()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", server.endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stand-in")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stand-in")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_CA_BUNDLE",
+                 "AWS_ENDPOINT_URL", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def refused(backup: Path, ref: str, says: str) -> str:
+    """``seal --key ref``: exit 3, exactly one line on stderr saying ``says``, no traceback,
+    no seal written."""
+    code, out, err = run("seal", backup, "--key", ref, "--max-age", "1e6")
+    assert code == 3, (code, out, err)
+    assert len(err.splitlines()) == 1 and err.endswith("\n"), err
+    assert says in err and "Traceback" not in out + err, err
+    assert not (backup / SEAL).exists()
+    return err
 
 
 def test_honest_stand_in_signs_and_names_the_version(backup: Path, vault, tmp_path) -> None:
@@ -94,80 +124,77 @@ def test_checked_refuses_another_keys_signature_and_a_pin() -> None:
         Checked(Liar(), pin=other)
 
 
-# --- AWS KMS error paths (botocore Stubber on a real botocore client) ---------------------------
+# --- AWS KMS (the stand-in, tests/signers/kms.py) --------------------------------------------
 
-def _stubbed(responses: list[tuple[str, dict | None, str | None]]):  # type: ignore[no-untyped-def]
-    import boto3
-    from botocore.stub import Stubber
-
-    client = boto3.client("kms", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x")
-    stub = Stubber(client)
-    for method, response, error in responses:
-        if error:
-            stub.add_client_error(method, service_error_code=error, service_message=f"{error}!")
-        else:
-            stub.add_response(method, response)
-    stub.activate()
-    return client
+KEYREF = f"awskms:///{ALIAS}"
 
 
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-DER = KEY.public_key().public_bytes(serialization.Encoding.DER,
-                                    serialization.PublicFormat.SubjectPublicKeyInfo)
-ARN = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-PUBLIC = {"KeyId": ARN, "PublicKey": DER, "KeySpec": "ECC_NIST_EDWARDS25519",
-          "KeyUsage": "SIGN_VERIFY", "SigningAlgorithms": ["ED25519_SHA_512", "ED25519_PH_SHA_512"]}
-
-
-def test_kms_throttling_and_access_denied_are_one_line() -> None:
-    for code in ("ThrottlingException", "AccessDeniedException", "KMSInvalidStateException"):
-        client = _stubbed([("get_public_key", PUBLIC, None), ("sign", None, code)])
-        signer = Checked(KMSBackend.open("awskms:///alias/seal", timeout=5, client=client))
-        with pytest.raises(SignerError, match=f"KMS refused: {code}: {code}!"):
-            signer.sign(b"checkpoint")
-
-
-def test_kms_wrong_key_spec_and_no_pure_ed25519() -> None:
-    for public in ({**PUBLIC, "KeySpec": "ECC_NIST_P256"},
-                   {**PUBLIC, "SigningAlgorithms": ["ED25519_PH_SHA_512"]},
-                   {**PUBLIC, "KeyUsage": "ENCRYPT_DECRYPT"}):
-        client = _stubbed([("get_public_key", public, None)])
-        with pytest.raises(SignerError, match="not an ECC_NIST_EDWARDS25519 signing key"):
-            KMSBackend.open("awskms:///alias/seal", timeout=5, client=client)
-
-
-def test_kms_signs_pure_ed25519_by_arn_and_checks_the_answer() -> None:
-    """The request is RAW + ED25519_SHA_512 with the key's ARN (an alias moved later cannot
-    change the key behind a checked public key); an answer by another key is refused."""
+def test_kms_signs_pure_ed25519_by_arn_and_checks_the_answer(backup: Path, kms,
+                                                            tmp_path: Path) -> None:
+    """The public key is asked for by the alias; every Sign is RAW + ED25519_SHA_512 with the
+    key's ARN (an alias moved later cannot change the key behind a checked public key), over
+    exactly the message; the seal verifies with the key the stand-in holds. An answer by
+    another key is refused."""
+    pub = tmp_path / "kms.pub"
+    assert run("pubkey", KEYREF, "-o", pub)[0] == 0
+    code, _, err = run("seal", backup, "--key", KEYREF, "--pub", pub, "--max-age", "1e6")
+    assert code == 0, err
+    assert run("verify", backup, "--trust", pub)[0] == 0
+    assert kms.requests[0] == ("GetPublicKey", {"KeyId": ALIAS})
+    assert kms.signs() and all(
+        {k: v for k, v in body.items() if k != "Message"} ==
+        {"KeyId": ARN, "MessageType": "RAW", "SigningAlgorithm": "ED25519_SHA_512"}
+        for body in kms.signs())
     message = b"merkle-backup/checkpoint/v2\n"
-    expected = {"KeyId": ARN, "Message": message, "MessageType": "RAW",
-                "SigningAlgorithm": "ED25519_SHA_512"}
-    other = Ed25519PrivateKey.generate().sign(message)
-    import boto3
-    from botocore.stub import Stubber
-
-    client = boto3.client("kms", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x")
-    stub = Stubber(client)
-    stub.add_response("get_public_key", PUBLIC, {"KeyId": "alias/seal"})
-    stub.add_response("sign", {"KeyId": ARN, "Signature": KEY.sign(message),
-                               "SigningAlgorithm": "ED25519_SHA_512"}, expected)
-    stub.add_response("sign", {"KeyId": ARN, "Signature": other,
-                               "SigningAlgorithm": "ED25519_SHA_512"}, expected)
-    stub.activate()
-    signer = Checked(KMSBackend.open("awskms:///alias/seal", timeout=5, client=client))
-    assert signer.sign(message) == KEY.sign(message)
+    signer = open_signer(KEYREF)
+    assert signer.sign(message) == kms.key.sign(message)
+    assert kms.signs()[-1]["Message"] == base64.b64encode(message).decode()
+    kms.mode = "other-key"
     with pytest.raises(SignerError, match="does not verify with its public key"):
         signer.sign(message)
-    stub.assert_no_pending_responses()
 
 
-def test_kms_refuses_a_message_over_4096_bytes_before_calling() -> None:
-    client = _stubbed([("get_public_key", PUBLIC, None)])
-    signer = Checked(KMSBackend.open("awskms:///alias/seal", timeout=5, client=client))
+@pytest.mark.parametrize(("mode", "says"), [
+    ("other-key", "does not verify with its public key"),
+    ("prehash", "does not verify with its public key"),
+    ("algorithm", "KMS answered a ED25519_PH_SHA_512 signature, not ED25519_SHA_512"),
+])
+def test_s1_lying_kms_writes_nothing(backup: Path, kms, mode: str, says: str) -> None:
+    kms.mode = mode
+    refused(backup, KEYREF, says)
+
+
+@pytest.mark.parametrize("mode", ["throttling", "denied", "invalid-state"])
+def test_kms_throttling_and_access_denied_are_one_line(backup: Path, kms, mode: str) -> None:
+    """KMS's own errors, as HTTP 400 with its JSON error body. Throttling is retried as the
+    product configures boto3 (standard mode, max_attempts 3: 3 retries after the first call,
+    with a jittered backoff of at most 1 + 2 + 4 s, 3.5 s on average); the others are not."""
+    kms.mode = mode
+    code = {"throttling": "ThrottlingException", "denied": "AccessDeniedException",
+            "invalid-state": "KMSInvalidStateException"}[mode]
+    started = time.monotonic()
+    refused(backup, KEYREF, f"KMS refused: {code}: {code}!")
+    assert time.monotonic() - started < 15
+    assert len(kms.signs()) == (4 if mode == "throttling" else 1)
+
+
+@pytest.mark.parametrize("mode", ["p256", "ph-only", "encrypt"])
+def test_kms_wrong_key_spec_and_no_pure_ed25519(backup: Path, kms, mode: str) -> None:
+    kms.mode, kms.lie_on = mode, "GetPublicKey"
+    refused(backup, KEYREF, "not an ECC_NIST_EDWARDS25519 signing key with ED25519_SHA_512")
+    assert not kms.signs()
+
+
+def test_kms_refuses_a_message_over_4096_bytes_before_calling(kms) -> None:
+    signer = open_signer(KEYREF)
     with pytest.raises(SignerError, match="at most 4096 bytes; this one is 4097"):
         signer.sign(b"x" * 4097)
+    assert not kms.signs()
+    assert len(signer.sign(b"x" * 4096)) == 64
+
+
+def test_kms_key_not_found_is_one_line(backup: Path, kms) -> None:
+    refused(backup, "awskms:///alias/other", "KMS refused: NotFoundException: Key 'alias/other'")
 
 
 # --- nothing half-made ----------------------------------------------------------------------------
