@@ -15,8 +15,10 @@ list.
 SHA-512(message)); "algorithm" (labels its answer ED25519_PH_SHA_512); "throttling", "denied",
 "invalid-state" (ThrottlingException, AccessDeniedException, KMSInvalidStateException);
 "p256", "ph-only", "encrypt" (GetPublicKey says ECC_NIST_P256, only ED25519_PH_SHA_512, or
-usage ENCRYPT_DECRYPT). ``lie_on``: the operation the lies and failures apply to, "Sign" (the
-default) or "GetPublicKey".
+usage ENCRYPT_DECRYPT); "no-signature", "signature-number", "signature-list" (the field
+missing, 5, a list); "bad-base64"; "escape" (an error whose type and message hold terminal
+escapes, lies.ESCAPES); and the answers of tests/signers/lies.py (``RAW_LIES``). ``lie_on``:
+the operation the lies and failures apply to, "Sign" (the default) or "GetPublicKey".
 ``requests``: (operation, JSON body) of every request, in order.
 """
 
@@ -32,6 +34,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.signers.lies import ESCAPES, RAW_LIES, send_raw_lie
+
 ARN = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 ALIAS = "alias/seal"
 ERRORS = {"throttling": "ThrottlingException", "denied": "AccessDeniedException",
@@ -45,6 +49,7 @@ class KMSStandIn:
         self.mode = "honest"
         self.lie_on = "Sign"
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.closing = threading.Event()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,6 +78,7 @@ class KMSStandIn:
         return [body for operation, body in self.requests if operation == "Sign"]
 
     def close(self) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -85,9 +91,14 @@ class KMSStandIn:
         if h.path != "/" or h.headers.get("Content-Type") != "application/x-amz-json-1.1":
             return self.send(h, 400, {"__type": "UnknownOperationException", "message": h.path})
         lying = operation == self.lie_on
+        if lying and self.mode in RAW_LIES:
+            return send_raw_lie(h, self.mode, self.closing)
         if lying and self.mode in ERRORS:
             return self.send(h, 400, {"__type": ERRORS[self.mode],
                                       "message": f"{ERRORS[self.mode]}!"})
+        if lying and self.mode == "escape":
+            return self.send(h, 400, {"__type": f"AccessDenied{ESCAPES}Exception",
+                                      "message": f"no{ESCAPES}"})
         if body.get("KeyId") not in (ALIAS, ARN):
             return self.send(h, 400, {"__type": "NotFoundException",
                                       "message": f"Key '{body.get('KeyId')}' does not exist"})
@@ -107,7 +118,9 @@ class KMSStandIn:
         if self.lie_on == "GetPublicKey":
             answer.update({"p256": {"KeySpec": "ECC_NIST_P256"},
                            "ph-only": {"SigningAlgorithms": ["ED25519_PH_SHA_512"]},
-                           "encrypt": {"KeyUsage": "ENCRYPT_DECRYPT"}}.get(self.mode, {}))
+                           "encrypt": {"KeyUsage": "ENCRYPT_DECRYPT"},
+                           "signature-number": {"PublicKey": 5},
+                           "bad-base64": {"PublicKey": "not*base64!"}}.get(self.mode, {}))
         return answer
 
     def sign(self, message: bytes) -> dict[str, Any]:
@@ -118,6 +131,13 @@ class KMSStandIn:
             "KeyId": ARN, "Signature": base64.b64encode(key.sign(message)).decode(),
             "SigningAlgorithm": "ED25519_PH_SHA_512" if self.mode == "algorithm"
             else "ED25519_SHA_512"}
+        if self.lie_on == "Sign":
+            lies: dict[str, object] = {"signature-number": 5, "signature-list": ["AAAA"],
+                                       "bad-base64": "not*base64!"}
+            if self.mode in lies:
+                answer["Signature"] = lies[self.mode]
+            if self.mode == "no-signature":
+                del answer["Signature"]
         return answer
 
     @staticmethod

@@ -5,7 +5,9 @@ or a truncated answer never becomes a seal; a signer that fails or times out is 
 exit 3. The Vault transit stand-in (tests/signers/transit.py) and the AWS KMS stand-in
 (tests/signers/kms.py, reached by a real boto3 client through AWS_ENDPOINT_URL_KMS, as the
 product reaches any KMS) lie and fail on demand: other keys, prehash signatures, KMS's own
-errors (throttling, access denied, a key of another spec)."""
+errors (throttling, access denied, a key of another spec), and answers no honest server gives
+(tests/signers/lies.py: JSON 100,000 levels deep, text, nothing, HTML, 2 MiB, cut short, not
+HTTP, never; fields missing or of the wrong type; terminal escapes in an error message)."""
 
 from __future__ import annotations
 
@@ -195,6 +197,113 @@ def test_kms_refuses_a_message_over_4096_bytes_before_calling(kms) -> None:
 
 def test_kms_key_not_found_is_one_line(backup: Path, kms) -> None:
     refused(backup, "awskms:///alias/other", "KMS refused: NotFoundException: Key 'alias/other'")
+
+
+# --- the rest of the lying signers: Vault and KMS alike ------------------------------------------
+
+@pytest.fixture(params=["vault", "kms"])
+def liar(request: pytest.FixtureRequest) -> tuple[str, TransitStandIn | KMSStandIn]:
+    """(key reference, stand-in) for each of the two HTTP signers."""
+    if request.param == "vault":
+        return "hashivault://seal", request.getfixturevalue("vault")
+    return KEYREF, request.getfixturevalue("kms")
+
+
+def _lie(server: TransitStandIn | KMSStandIn, mode: str, on_open: bool) -> None:
+    server.mode = mode
+    if isinstance(server, KMSStandIn):
+        server.lie_on = "GetPublicKey" if on_open else "Sign"
+    else:
+        server.lie_on = "keys" if on_open else "sign"
+
+
+#: What each signer says: (Vault, KMS).
+SAYS = {
+    "deep": ("Vault's answer is not JSON (nested more than 64 levels deep)",
+             "KMS's answer (HTTP 200) is not a JSON object: nested more than 64 levels deep"),
+    "deep-400": ("Vault answered HTTP 400 for ",
+                 "KMS's answer (HTTP 400) is not a JSON object: nested more than 64 levels deep"),
+    "not-json": ("Vault's answer is not JSON (Expecting value: line 1 column 1",
+                 "KMS's answer (HTTP 200) is not a JSON object: Expecting value: line 1"),
+    "empty": ("Vault's answer is not JSON (Expecting value: line 1 column 1 (char 0))",
+              "KMS's answer (HTTP 200) is not a JSON object: nothing"),
+    "html-500": ("Vault answered HTTP 500 for ", "KMS refused: 500: Internal Server Error"),
+    "huge": ("Vault's answer is larger than 1048576 bytes",
+             "KMS's answer is larger than 1048576 bytes"),
+    "cut": ("Vault's answer was cut short (10 of 1000 bytes)",
+            "KMS's answer (HTTP 200) was cut short (10 of 1000 bytes)"),
+    "garbage": ("cannot reach Vault at http://127.0.0.1:",
+                "cannot reach KMS: Connection was closed before we received a valid response"),
+}
+
+
+@pytest.mark.parametrize("on_open", [False, True], ids=["sign", "open"])
+@pytest.mark.parametrize("mode", sorted(SAYS))
+def test_s1_server_answering_what_no_server_answers(backup: Path, liar, mode: str,
+                                                     on_open: bool) -> None:
+    """Whether the signer is being opened (Vault's GET of the key, KMS's GetPublicKey) or
+    asked to sign: one line, exit 3, nothing written."""
+    ref, server = liar
+    _lie(server, mode, on_open)
+    refused(backup, ref, SAYS[mode][isinstance(server, KMSStandIn)])
+
+
+@pytest.mark.parametrize(("mode", "says"), [
+    ("no-signature", ("not vault:v1:<base64> ('None'", "answered 0 bytes")),
+    ("signature-number", ("not vault:v1:<base64> ('5'",
+                          "KMS's answer does not fit the KMS API")),
+    ("signature-list", ("not vault:v1:<base64> (\"['vault:v1:AAAA']\"",
+                        "KMS's answer does not fit the KMS API")),
+    ("bad-base64", ("Vault's signature is not base64", "KMS's answer does not fit the KMS API")),
+])
+def test_s1_signature_field_missing_or_of_the_wrong_type(backup: Path, liar, mode: str,
+                                                         says: tuple[str, str]) -> None:
+    ref, server = liar
+    _lie(server, mode, on_open=False)
+    refused(backup, ref, says[isinstance(server, KMSStandIn)])
+
+
+def test_kms_public_key_of_the_wrong_type_or_not_base64(backup: Path, kms) -> None:
+    kms.lie_on = "GetPublicKey"
+    for mode in ("signature-number", "bad-base64"):
+        kms.mode = mode
+        refused(backup, KEYREF, "KMS's answer does not fit the KMS API")
+
+
+def test_s2_escapes_in_an_error_message_reach_no_terminal(backup: Path, liar) -> None:
+    """A server's error text is shown with every control character, escape sequence and bidi
+    override escaped (display.shown)."""
+    ref, server = liar
+    _lie(server, "escape", on_open=False)
+    err = refused(backup, ref, "\\x1b[1A\\x1b[2K\\rVERIFIED\\x07\\x1b]0;owned\\x07\\u202e")
+    assert not any(c in err[:-1] for c in "\x1b\r\x07\u202e"), err
+
+
+def test_s2_server_that_never_answers_is_one_line_in_bounded_time(liar) -> None:
+    """Each call is bounded by the signer's timeout (30 s on the command line; 0.5 s here);
+    boto3 tries KMS 3 times as the product configures it."""
+    ref, server = liar
+    _lie(server, "never", on_open=False)
+    signer = open_signer(ref, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(SignerError, match="cannot reach") as e:
+        signer.sign(b"checkpoint")
+    assert time.monotonic() - started < 8 and "\n" not in str(e.value)
+    _lie(server, "never", on_open=True)
+    with pytest.raises(SignerError, match="cannot reach") as e:
+        open_signer(ref, timeout=0.5)
+    assert "\n" not in str(e.value)
+
+
+def test_s2_answer_that_stops_midway_is_one_line_in_bounded_time(liar) -> None:
+    """The headers and 10 bytes, then nothing: the read times out (no retry)."""
+    ref, server = liar
+    signer = open_signer(ref, timeout=0.5)
+    _lie(server, "stall", on_open=False)
+    started = time.monotonic()
+    with pytest.raises(SignerError, match=r"cannot reach .*timed out") as e:
+        signer.sign(b"checkpoint")
+    assert time.monotonic() - started < 5 and "\n" not in str(e.value)
 
 
 # --- nothing half-made ----------------------------------------------------------------------------
