@@ -7,11 +7,14 @@ exit 3. The Vault transit stand-in (tests/signers/transit.py) and the AWS KMS st
 product reaches any KMS) lie and fail on demand: other keys, prehash signatures, KMS's own
 errors (throttling, access denied, a key of another spec), and answers no honest server gives
 (tests/signers/lies.py: JSON 100,000 levels deep, text, nothing, HTML, 2 MiB, cut short, not
-HTTP, never; fields missing or of the wrong type; terminal escapes in an error message)."""
+HTTP, never; fields missing or of the wrong type; terminal escapes in an error message). The
+ssh-agent stand-in (tests/signers/agent.py) lies and breaks the agent protocol the same way."""
 
 from __future__ import annotations
 
 import base64
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from merkle_backup.errors import SignerError
 from merkle_backup.signers import Checked, from_private_key, open_signer
 from tests.cli import run
+from tests.signers.agent import AgentStandIn
 from tests.signers.kms import ALIAS, ARN, KMSStandIn
 from tests.signers.transit import TOKEN, TransitStandIn
 
@@ -359,3 +363,56 @@ def test_log_head_signer_failing_writes_no_log_object(tmp_path: Path) -> None:
             log.append(signer, [raw])
         assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "log").rglob("*")) == before
     assert log.head().size == 1
+
+
+# --- ssh-agent: whatever listens at $SSH_AUTH_SOCK (the stand-in, tests/signers/agent.py) -------
+
+@pytest.fixture
+def fake_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentStandIn]:
+    folder = Path(tempfile.mkdtemp(prefix="mb-agent-", dir="/tmp"))  # a socket path is short
+    server = AgentStandIn(folder / "sock")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(server.path))
+    try:
+        yield server
+    finally:
+        server.close()
+        shutil.rmtree(folder)
+
+
+def test_agent_stand_in_signs_honestly(backup: Path, fake_agent) -> None:
+    code, _, err = run("seal", backup, "--key", "ssh-agent", "--max-age", "1e6")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(("lie_on", "mode", "says"), [
+    ("sign", "other-key", "does not verify with its public key"),
+    ("sign", "rsa-signature", "the agent answered a b'rsa-sha2-512' signature, not ssh-ed25519"),
+    ("sign", "escape", r"the agent answered a b'ssh-ed25519\\x1b[1A\\x1b[2K"),
+    ("sign", "type", "the agent answered message type 99, not a signature"),
+    ("sign", "huge", "the agent answered a 4294967295-byte message"),
+    ("sign", "empty", "the agent answered a 0-byte message"),
+    ("sign", "cut", "the agent closed the connection mid-answer"),
+    ("sign", "trailing", "the agent's answer has trailing bytes"),
+    ("list", "type", "the agent did not list its keys"),
+    ("list", "count", "the agent claims 2147483648 keys"),
+    ("list", "truncated", "ssh-agent: truncated answer (key blob)"),
+    ("list", "huge", "the agent answered a 4294967295-byte message"),
+    ("list", "cut", "the agent closed the connection mid-answer"),
+])
+def test_s1_lying_agent_writes_nothing(backup: Path, fake_agent, lie_on: str, mode: str,
+                                       says: str) -> None:
+    fake_agent.mode, fake_agent.lie_on = mode, lie_on
+    err = refused(backup, "ssh-agent", says)
+    assert "\x1b" not in err
+
+
+def test_s2_agent_that_never_answers_is_one_line_in_bounded_time(fake_agent) -> None:
+    signer = open_signer("ssh-agent", timeout=0.5)
+    fake_agent.mode = "never"
+    started = time.monotonic()
+    with pytest.raises(SignerError, match="the agent did not answer within 0.5 s"):
+        signer.sign(b"checkpoint")
+    assert time.monotonic() - started < 5
+    fake_agent.lie_on = "list"
+    with pytest.raises(SignerError, match="the agent did not answer within 0.5 s"):
+        open_signer("ssh-agent", timeout=0.5)
