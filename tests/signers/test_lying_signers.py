@@ -410,9 +410,27 @@ def test_s2_agent_that_never_answers_is_one_line_in_bounded_time(fake_agent) -> 
     signer = open_signer("ssh-agent", timeout=0.5)
     fake_agent.mode = "never"
     started = time.monotonic()
-    with pytest.raises(SignerError, match="the agent did not answer within 0.5 s"):
+    with pytest.raises(SignerError, match=r"the agent did not answer within 0\.5 s"):
         signer.sign(b"checkpoint")
     assert time.monotonic() - started < 5
     fake_agent.lie_on = "list"
-    with pytest.raises(SignerError, match="the agent did not answer within 0.5 s"):
+    with pytest.raises(SignerError, match=r"the agent did not answer within 0\.5 s"):
         open_signer("ssh-agent", timeout=0.5)
+
+
+# --- PKCS#11: a module-path that is not a PKCS#11 module ------------------------------------------
+
+def test_pkcs11_module_that_is_not_one_is_one_line(backup: Path, tmp_path: Path) -> None:
+    """A shared library without C_GetFunctionList (zlib), a file that is no library: python-pkcs11
+    loads each for real and the signer says so in one line."""
+    pytest.importorskip("pkcs11", reason="needs python-pkcs11 (merkle-backup[pkcs11])")
+    import ctypes.util
+
+    not_a_library = tmp_path / "module.so"
+    not_a_library.write_bytes(b"\x7fELF but not really")
+    modules = [str(not_a_library)]
+    if ctypes.util.find_library("z"):
+        modules.append(str(ctypes.util.find_library("z")))
+    for module in modules:
+        refused(backup, f"pkcs11:token=t;object=seal?module-path={module}&pin-value=1",
+                f"cannot open the token: PKCS11Error OS exception while loading {module}")
