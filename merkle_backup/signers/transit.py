@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import ipaddress
 import json
 import os
@@ -31,6 +32,7 @@ import urllib.request
 from typing import Any
 
 from merkle_backup.errors import KeyFileError, SignerError
+from merkle_backup.formats.strict import loads_json
 from merkle_backup.signing import PublicKey, check_public_key
 
 MAX_ANSWER = 1 << 20
@@ -128,6 +130,7 @@ class TransitBackend:
         try:
             with opener.open(request, timeout=self._timeout) as answer:
                 raw = answer.read(MAX_ANSWER + 1)
+                missing = answer.length if len(raw) <= MAX_ANSWER else None  # Content-Length
         except urllib.error.HTTPError as e:
             raise SignerError(f"{self.name}: Vault answered HTTP {e.code} for {method} "
                               f"{path}: {_errors(e)}") from e
@@ -135,12 +138,18 @@ class TransitBackend:
             reason = getattr(e, "reason", e)
             raise SignerError(f"{self.name}: cannot reach Vault at {self._base}: "
                               f"{str(reason)[:200]}") from e
+        except http.client.HTTPException as e:  # no status line, a line too long, cut short
+            raise SignerError(f"{self.name}: cannot reach Vault at {self._base}: its answer is "
+                              f"not HTTP ({type(e).__name__}: {str(e)[:100]})") from e
         if len(raw) > MAX_ANSWER:
             raise SignerError(f"{self.name}: Vault's answer is larger than {MAX_ANSWER} bytes")
+        if missing:
+            raise SignerError(f"{self.name}: Vault's answer was cut short ({len(raw)} of "
+                              f"{len(raw) + missing} bytes)")
         try:
-            document = json.loads(raw)
+            document = loads_json(raw)  # bounded depth: json.loads recurses (RecursionError)
         except ValueError as e:
-            raise SignerError(f"{self.name}: Vault's answer is not JSON") from e
+            raise SignerError(f"{self.name}: Vault's answer is not JSON ({str(e)[:100]})") from e
         inner = document.get("data") if isinstance(document, dict) else None
         if not isinstance(inner, dict):
             raise SignerError(f"{self.name}: Vault's answer has no data object")
@@ -156,11 +165,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def _errors(e: urllib.error.HTTPError) -> str:
     try:
-        document = json.loads(e.read(64 * 1024))
+        document = loads_json(e.read(64 * 1024))
         errors = document.get("errors") if isinstance(document, dict) else None
         if isinstance(errors, list) and errors:
             return "; ".join(str(x) for x in errors)[:300]
-    except (ValueError, OSError):
+    except (ValueError, OSError, http.client.HTTPException):
         pass
     return str(e.reason)[:300]
 

@@ -8,7 +8,12 @@ ways docs/threat-model.md S1 lists, which a real one will not do on demand.
 ``mode``: "honest"; "other-key" (signs with a key it does not publish); "unstripped" (answers
 the base64 of "vault:v1:" + signature, a wrapper a client forgot to strip); "stale-version"
 (answers a signature labelled with another version); "prehash" (signs SHA-512(input), as a
-prehash mode would); "short" (a 32-byte signature); "slow" (never answers in time).
+prehash mode would); "short" (a 32-byte signature); "slow" (never answers in time);
+"no-signature", "signature-number", "signature-list" (the field missing, 5, a list);
+"bad-base64" (``vault:v1:`` and text that is not base64); "escape" (HTTP 403 whose error
+message holds terminal escapes, lies.ESCAPES); and the answers of tests/signers/lies.py
+(``RAW_LIES``: JSON 100,000 levels deep, text, nothing, an HTML 500, 2 MiB, cut short, not HTTP,
+never). ``lie_on``: "sign" (the default) or "keys" (the ``GET`` that opens the signer).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.signers.lies import ESCAPES, RAW_LIES, send_raw_lie
+
 TOKEN = "stand-in-token"
 
 
@@ -32,6 +39,8 @@ class TransitStandIn:
         self.key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
         self.other = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
         self.mode = "honest"
+        self.lie_on = "sign"
+        self.closing = threading.Event()
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         stand_in = self
 
@@ -59,6 +68,7 @@ class TransitStandIn:
                                                   serialization.PublicFormat.Raw)
 
     def close(self) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -68,6 +78,11 @@ class TransitStandIn:
         self.requests.append((method, h.path, body))
         if h.headers.get("X-Vault-Token") != TOKEN:
             return self.send(h, 403, {"errors": ["permission denied"]})
+        lying = h.path.startswith(f"/v1/transit/{self.lie_on}/")
+        if lying and self.mode in RAW_LIES:
+            return send_raw_lie(h, self.mode, self.closing)
+        if lying and self.mode == "escape":
+            return self.send(h, 403, {"errors": [f"permission denied{ESCAPES}"]})
         if method == "GET" and h.path == "/v1/transit/keys/seal":
             keys = {"1": {"name": "ed25519", "public_key": base64.b64encode(self.public_raw)
                           .decode(), "creation_time": "2026-12-01T00:00:00Z"}}
@@ -75,8 +90,13 @@ class TransitStandIn:
                                                "latest_version": 1, "keys": keys}})
         if method == "POST" and h.path == "/v1/transit/sign/seal":
             message = base64.b64decode(body["input"])
-            return self.send(h, 200, {"data": {"signature": self.sign(message),
-                                               "key_version": 1}})
+            lies: dict[str, object] = {"no-signature": None, "signature-number": 5,
+                                       "signature-list": ["vault:v1:AAAA"],
+                                       "bad-base64": "vault:v1:not*base64!"}
+            signature = (lies.get(self.mode, self.sign(message)) if self.lie_on == "sign"
+                         else self.sign(message))
+            data = {} if signature is None else {"signature": signature}
+            return self.send(h, 200, {"data": {**data, "key_version": 1}})
         return self.send(h, 404, {"errors": []})
 
     def sign(self, message: bytes) -> str:
