@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from merkle_backup.errors import SignerError, UsageError
-from merkle_backup.signers.base import Checked, Signer
+from merkle_backup.signers.base import Checked, Signer, within
 from merkle_backup.signing import PublicKey
 
 __all__ = ["REFERENCE_SCHEMES", "Checked", "Signer", "from_private_key", "is_reference",
@@ -25,6 +25,9 @@ __all__ = ["REFERENCE_SCHEMES", "Checked", "Signer", "from_private_key", "is_ref
 #: The reference prefixes ``--key`` understands; anything else is a path (docs/format.md §6.1).
 REFERENCE_SCHEMES = ("ssh-agent", "awskms://", "hashivault://", "openbao://", "pkcs11:")
 DEFAULT_TIMEOUT = 30.0
+# A call to an agent, KMS or Vault ends within this many timeouts in all (KMS: three attempts
+# and their backoff), however slowly the other side answers (base.within).
+DEADLINE_TIMEOUTS = 4
 
 
 def is_reference(ref: str) -> bool:
@@ -36,25 +39,30 @@ def open_signer(ref: str | Path, *, pin: PublicKey | None = None,
     """The signer ``ref`` names: a key reference, or else the path of a PEM private key.
 
     ``pin``: a public key the user trusts; a signer holding another key is refused here,
-    before anything is signed. ``timeout`` bounds each call to an agent, KMS or Vault.
+    before anything is signed. ``timeout`` bounds each read from an agent, KMS or Vault, and
+    ``DEADLINE_TIMEOUTS`` of it each whole call (opening included).
     """
     text = str(ref)
     if isinstance(ref, Path) or not is_reference(text):
         from merkle_backup.signers.file import FileBackend
 
         return Checked(FileBackend.open(Path(text)), pin=pin)
+    deadline = DEADLINE_TIMEOUTS * timeout
     if text == "ssh-agent" or text.startswith("ssh-agent:"):
         from merkle_backup.signers.sshagent import AgentBackend
 
-        return Checked(AgentBackend.open(text, timeout=timeout), pin=pin)
+        agent = within(deadline, text, lambda: AgentBackend.open(text, timeout=timeout))
+        return Checked(agent, pin=pin, deadline=deadline)
     if text.startswith("awskms://"):
         from merkle_backup.signers.awskms import KMSBackend
 
-        return Checked(KMSBackend.open(text, timeout=timeout), pin=pin)
+        kms = within(deadline, text, lambda: KMSBackend.open(text, timeout=timeout))
+        return Checked(kms, pin=pin, deadline=deadline)
     if text.startswith(("hashivault://", "openbao://")):
         from merkle_backup.signers.transit import TransitBackend
 
-        return Checked(TransitBackend.open(text, timeout=timeout), pin=pin)
+        vault = within(deadline, text, lambda: TransitBackend.open(text, timeout=timeout))
+        return Checked(vault, pin=pin, deadline=deadline)
     if text.startswith("pkcs11:"):
         from merkle_backup.signers.pkcs11 import PKCS11Backend
 

@@ -119,7 +119,7 @@ def _client(endpoint: str | None, timeout: float, name: str) -> Any:
     except ImportError as e:  # pragma: no cover (boto3 is a dependency)
         raise SignerError(f"{name}: boto3 is not installed") from e
     config = Config(connect_timeout=timeout, read_timeout=timeout,
-                    retries={"max_attempts": 3, "mode": "standard"})
+                    retries={"total_max_attempts": 3, "mode": "standard"})
     try:
         client = boto3.session.Session().client("kms", endpoint_url=endpoint, config=config)
     except BotoCoreError as e:  # no region, a bad endpoint

@@ -11,7 +11,8 @@ refused with one line: ``SignerError``, exit 3.
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -19,7 +20,42 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from merkle_backup.errors import SignerError
 from merkle_backup.signing import SIGNATURE_SIZE, PublicKey, Signer
 
-__all__ = ["Backend", "Checked", "Signer", "check_signature"]
+__all__ = ["Backend", "Checked", "Overdue", "Signer", "check_signature", "within"]
+
+T = TypeVar("T")
+
+
+class Overdue(SignerError):
+    """A signer's call that did not end within its deadline (it may still be running)."""
+
+
+def within(seconds: float | None, name: str, call: Callable[[], T]) -> T:
+    """``call()`` on a thread of its own, given ``seconds`` in all to end (None: no bound).
+
+    Every backend's timeout bounds one read; a server or agent that answers a byte at a time,
+    each just within it, would hold a run for as long as it likes. This bounds the whole call:
+    Overdue, one line, and the thread is abandoned (a daemon: it cannot keep the process up).
+    """
+    if seconds is None:
+        return call()
+    box: dict[str, T] = {}
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as e:  # raised again on the caller's thread
+            failed.append(e)
+
+    worker = threading.Thread(target=run, name="merkle-backup-signer", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise Overdue(f"{name}: no whole answer within {seconds:g} s (a signer that is stuck, "
+                      "or answers a little at a time); nothing was written")
+    if failed:
+        raise failed[0]
+    return box["value"]
 
 
 class Backend(Protocol):
@@ -38,9 +74,12 @@ class Checked:
     connections are not shared between threads: seal-all signs from a thread pool), each
     verified before it is returned."""
 
-    def __init__(self, backend: Backend, *, pin: PublicKey | None = None) -> None:
+    def __init__(self, backend: Backend, *, pin: PublicKey | None = None,
+                 deadline: float | None = None) -> None:
         self._backend = backend
         self._lock = threading.Lock()
+        self._deadline = deadline  # for each signature, in all (``within``)
+        self._overdue: Overdue | None = None  # a call that never ended: the backend is busy
         key = backend.public_key
         if pin is not None and pin.raw != key.raw:
             raise SignerError(
@@ -58,13 +97,21 @@ class Checked:
 
     def sign(self, message: bytes) -> bytes:
         with self._lock:
-            signature = self._backend.raw_sign(message)
+            if self._overdue is not None:  # its abandoned call may still be using the backend
+                raise self._overdue
+            try:
+                signature = within(self._deadline, self.name,
+                                   lambda: self._backend.raw_sign(message))
+            except Overdue as e:
+                self._overdue = e
+                raise
         check_signature(self.name, self._verifier, signature, message)
         return signature
 
     def close(self) -> None:
         with self._lock:
-            self._backend.close()
+            if self._overdue is None:
+                self._backend.close()
 
     def __repr__(self) -> str:
         return f"<signer {self.name} key ID {self.public_key.key_id.hex()[:16]}>"

@@ -7,7 +7,8 @@ exists to make an agent (or whatever else listens at $SSH_AUTH_SOCK) lie or brea
 ``mode``: "honest"; "other-key" (signs with a key it does not list); "rsa-signature" (an
 ``rsa-sha2-512`` signature blob); "type" (answers message type 99); "huge" (announces a
 2^32-1 byte answer); "empty" (a 0-byte message); "cut" (announces 100 bytes, sends 5, closes);
-"never" (reads the request, answers nothing until closed); "count" (lists 2^31 keys);
+"never" (reads the request, answers nothing until closed); "drip" (a long answer, one byte
+every 0.2 s); "count" (lists 2^31 keys);
 "truncated" (lists 3 keys and sends one); "trailing" (a signature answer with bytes after it);
 "escape" (the signature type holds terminal escapes). ``lie_on``: "sign" (the default) or
 "list" (REQUEST_IDENTITIES, when the signer is opened).
@@ -23,7 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.signers.lies import ESCAPES
+from tests.signers.lies import ESCAPES, drip
 
 
 def _pack(*parts: bytes) -> bytes:
@@ -76,6 +77,8 @@ class AgentStandIn:
                 conn.sendall(self.reply(request))
                 if self.mode == "never" and self.lying(request):
                     self.closing.wait(30)
+                if self.mode == "drip" and self.lying(request):
+                    drip(lambda: conn.sendall(b"\0"), self.closing)
             except (OSError, struct.error):
                 pass
 
@@ -86,6 +89,7 @@ class AgentStandIn:
         if self.lying(request):
             lie = {"type": _frame(b"\x63"), "huge": b"\xff\xff\xff\xff", "empty": _frame(b""),
                    "cut": struct.pack(">I", 100) + b"\x0e\0\0\0", "never": b"",
+                   "drip": struct.pack(">I", 1000) + b"\x0e",
                    "count": _frame(b"\x0c" + struct.pack(">I", 1 << 31)),
                    "truncated": _frame(b"\x0c" + struct.pack(">I", 3) + _pack(self.blob, b"c"))}
             if self.mode in lie:

@@ -11,17 +11,20 @@ must turn every one into one ``SignerError`` line, in bounded time.
 * "cut": a Content-Length of 1000, 10 bytes, then the connection closed;
 * "garbage": not HTTP at all (no status line);
 * "never": the request read, then nothing until the stand-in closes; "stall": the headers and
-  10 bytes of 1000, then nothing until the stand-in closes.
+  10 bytes of 1000, then nothing until the stand-in closes; "drip": the headers, then the
+  body one byte every 0.2 s (each read of a signer with a 0.5 s timeout succeeds: only a
+  deadline on the whole call ends it).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 RAW_LIES = ("deep", "deep-400", "not-json", "empty", "html-500", "huge", "cut", "garbage",
-            "never", "stall")
+            "never", "stall", "drip")
 DEPTH = 100_000
 ESCAPES = "\x1b[1A\x1b[2K\rVERIFIED\x07\x1b]0;owned\x07\u202e"  # cursor up, erase, title, bidi
 
@@ -46,19 +49,30 @@ def send_raw_lie(h: BaseHTTPRequestHandler, mode: str, closing: threading.Event)
         "huge": (200, "application/json", b'{"pad": "' + b"x" * (2 << 20) + b'"}'),
         "cut": (200, "application/json", b'{"data": {'),
         "stall": (200, "application/json", b'{"data": {'),
+        "drip": (200, "application/json", b""),
     }[mode]
-    length = 1000 if mode in ("cut", "stall") else len(body)
+    length = 1000 if mode in ("cut", "stall", "drip") else len(body)
     head = (f"HTTP/1.1 {status} Lie\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode()
     _write(h, head + body)
     h.close_connection = True
     if mode == "stall":
         closing.wait(30)
+    if mode == "drip":
+        drip(lambda: _write(h, b" "), closing)
     if mode == "cut":
         try:
             h.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def drip(send: Callable[[], None], closing: threading.Event, every: float = 0.2) -> None:
+    """One byte every ``every`` seconds until the stand-in closes (at most 1000)."""
+    for _ in range(1000):
+        if closing.wait(every):
+            return
+        send()
 
 
 def _write(h: BaseHTTPRequestHandler, data: bytes) -> None:
