@@ -124,7 +124,14 @@ def _client(endpoint: str | None, timeout: float, name: str) -> Any:
         client = boto3.session.Session().client("kms", endpoint_url=endpoint, config=config)
     except BotoCoreError as e:  # no region, a bad endpoint
         raise SignerError(f"{name}: cannot set up a KMS client: {e}") from e
-    client.meta.events.register("before-send.kms", _Reader(client._endpoint.http_session, name))
+    # botocore's own HTTP session (private: a botocore without it is refused, never bypassed).
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    if session is None or not callable(getattr(session, "send", None)):
+        import botocore
+
+        raise SignerError(f"{name}: botocore {botocore.__version__} has no client HTTP session "
+                          "to read KMS's answers through (merkle-backup bounds them itself)")
+    client.meta.events.register("before-send.kms", _Reader(session, name))
     return client
 
 
