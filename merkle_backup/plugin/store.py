@@ -466,21 +466,35 @@ class VeleroObjectStore:
 
     def _sealed(self, backup: str, name: str) -> tuple[int, bytes] | None:
         """(size, BLAKE3) of ``name`` as the backup's seal has it; None when there is no seal."""
+        tarball = name == f"{backup}.tar.gz"
+        seal = self._seal_of(backup, name, objects=not tarball)
+        if seal is None:
+            return None
+        if tarball:
+            return seal.checkpoint.archive_size, seal.checkpoint.archive_digest
+        found = (seal.objects or {}).get(name)
+        if found is None:
+            raise NotAuthentic(f"{self._store.url(self._folder(backup) + name)}: not in backup "
+                               f"{backup}'s seal")
+        return found
+
+    def _seal_of(self, backup: str, name: str, *, objects: bool) -> _SealView | None:
+        """The backup's seal, checked (and, with a log, the latest logged); None when there is
+        none. ``objects``: its bucket objects are needed too (else its signed head may do)."""
         key = f"{self._folder(backup)}{backup}{SEAL_SUFFIX}"
         pin = self._store.pin_if_exists(key)
         if pin is None:
             return None
-        tarball = name == f"{backup}.tar.gz"
         cached = self._seals.get(backup)
-        if cached is not None and cached[0] == pin.etag and (tarball or cached[1].objects):
+        if cached is not None and cached[0] == pin.etag and (not objects or cached[1].objects):
             seal = cached[1]
         else:
-            head = self._seal_head(key, pin) if tarball else None
+            head = None if objects else self._seal_head(key, pin)
             if head is not None:
                 seal = head
             else:
                 with self._store.open_seal_copy(key, pin) as f:
-                    seal = _open_seal_view(f, self._trusted, objects=not tarball)
+                    seal = _open_seal_view(f, self._trusted, objects=objects)
             if self._tlog is not None:
                 # An older backup of this name replayed with its own valid seal: only the log
                 # knows it is not the latest (T42; the log's findings of docs/format.md §12.7).
@@ -488,16 +502,24 @@ class VeleroObjectStore:
 
                 verify_in_log(self._tlog, backup, seal.checkpoint_text)
             self._seals[backup] = (pin.etag, seal)
-        where = self._store.url(self._folder(backup) + name)
         if seal.checkpoint.backup != backup:
-            raise NotAuthentic(f"{where}: the seal in its folder is backup "
-                               f"{seal.checkpoint.backup}'s")
-        if tarball:
-            return seal.checkpoint.archive_size, seal.checkpoint.archive_digest
-        found = (seal.objects or {}).get(name)
-        if found is None:
-            raise NotAuthentic(f"{where}: not in backup {backup}'s seal")
-        return found
+            raise NotAuthentic(f"{self._store.url(self._folder(backup) + name)}: the seal in "
+                               f"its folder is backup {seal.checkpoint.backup}'s")
+        return seal
+
+    def _vouched_for(self, backup: str, name: str) -> bool:
+        """Whether Velero wrote ``name`` into ``backup``: its seal lists it or, before the seal,
+        a record of this Backup's UID names it."""
+        if (backup, name) in self._stored:
+            return True
+        seal = self._seal_of(backup, name, objects=True)
+        if seal is not None:
+            return name == f"{backup}.tar.gz" or name in (seal.objects or {})
+        head = self._read_record(backup, BACKUP_OBJECT)
+        if head is None:
+            return False
+        record = head if name == BACKUP_OBJECT else self._read_record(backup, name)
+        return record is not None and record.uid == head.uid
 
     def _seal_head(self, key: str, pin: Pin) -> _SealView | None:
         """The seal's signed checkpoint from one ranged GET of its head (what a tarball's GET
@@ -528,8 +550,21 @@ class VeleroObjectStore:
     # -- the rest passes through -------------------------------------------------------------
 
     def object_exists(self, bucket: str, key: str) -> bool:
+        """Whether ``key`` exists; for an object of a backup that its seal (or, before the
+        seal, its records) vouches for, a missing one is an error, not False: Velero reads the
+        side files through ObjectExists first (tryGet, object_store.go:418-428) and takes a
+        missing volumesnapshots, CSI snapshots, volumeinfo or podvolumebackups file for none,
+        so a deletion behind Velero would restore less than was sealed (P14)."""
         self._ready(bucket)
-        return bool(self._store.head(key) is not None)
+        if self._store.head(key) is not None:
+            return True
+        target = self._backup_object(key)
+        if target is not None and not is_ours(target[1]) and self._vouched_for(*target):
+            backup, name = target
+            raise NotAuthentic(f"{self._store.url(key)}: backup {backup} has {name} (its seal "
+                               "or Velero's record of writing it says so), but the bucket "
+                               "does not: deleted behind Velero")
+        return False
 
     def list_common_prefixes(self, bucket: str, prefix: str, delimiter: str) -> list[str]:
         self._ready(bucket)

@@ -244,6 +244,40 @@ def test_completed_backup_whose_seal_was_deleted_is_refused(velero: Velero, back
         velero.restore("nightly")
 
 
+@pytest.mark.parametrize("side", ["volumesnapshots.json.gz", "volumeinfo.json.gz"])
+def test_sealed_side_file_deleted_fails_the_restore_not_skipped(velero: Velero, backup: Path,
+                                                                moto_server, side: str) -> None:
+    """Velero reads side files with tryGet (ObjectExists, then GetObject) and takes a missing
+    one for none: deleting the volumesnapshots file would restore no volume. A file the seal
+    lists is an error when it is missing; one it does not list (the CSI snapshots file this
+    backup never had) is simply absent (P14)."""
+    velero.put_backup(backup)
+    velero.finalize(backup)
+    store = velero.process()
+    assert not store.object_exists(velero.bucket,
+                                   velero.key("nightly", "nightly-csi-volumesnapshots.json.gz"))
+    moto_server.client().delete_object(Bucket=velero.bucket,
+                                       Key=velero.key("nightly", f"nightly-{side}"))
+    with pytest.raises(NotAuthentic, match=f"has nightly-{side} .* deleted behind Velero"):
+        velero.restore("nightly")
+
+
+def test_recorded_side_file_deleted_before_the_seal_is_an_error(velero: Velero, backup: Path,
+                                                                moto_server) -> None:
+    """Before the seal (the finalizer reads itemoperations with tryGet), Velero's record of
+    writing the object vouches for it; an object of a backup with no records is simply absent
+    (ObjectExists before PutBackup)."""
+    velero.put_backup(backup)
+    moto_server.client().delete_object(
+        Bucket=velero.bucket, Key=velero.key("nightly", "nightly-itemoperations.json.gz"))
+    store = velero.process()
+    with pytest.raises(NotAuthentic, match="deleted behind Velero"):
+        store.object_exists(velero.bucket, velero.key("nightly", "nightly-itemoperations.json.gz"))
+    assert not store.object_exists(velero.bucket, velero.key("nightly", "nightly-other.json.gz"))
+    assert not store.object_exists(velero.bucket, velero.key("weekly", "velero-backup.json"))
+    assert store.object_exists(velero.bucket, velero.key("nightly", "nightly.tar.gz"))
+
+
 def test_unknown_config_key_is_refused_at_init(velero: Velero) -> None:
     velero.config["allowUnsaeled"] = "true"
     with pytest.raises(UsageError, match="allowUnsaeled"):

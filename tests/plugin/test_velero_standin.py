@@ -173,6 +173,22 @@ def test_p2_tamper_after_the_seal_fails_velero_before_the_last_byte(cluster: Clu
     assert "nightly-merkle.seal" in {k.rsplit("/", 1)[1] for k in cluster.keys("nightly")}
 
 
+def test_p14_sealed_side_file_deleted_fails_the_restore(cluster: Cluster, tmp_path: Path) -> None:
+    """Velero's restore reads volumesnapshots with tryGet (ObjectExists, then GetObject) and
+    would restore no volume if it were missing: the plugin's ObjectExists fails instead, and
+    the restore fails before anything is applied (restore_controller.go:617-620)."""
+    cluster.backup()
+    cluster.location.client().delete_object(
+        Bucket=cluster.location.bucket, Key=cluster.key_of("nightly", "nightly-volumesnapshots.json.gz"))
+    done = cluster.run("restore", "nightly", "--out", str(tmp_path / "out"))
+    bad = failed_call(done)
+    assert done.returncode == 1 and bad["method"] == "ObjectExists" and bad["code"] == "DataLoss"
+    assert bad["key"].endswith("nightly-volumesnapshots.json.gz")
+    assert "restore Failed: error fetching volumesnapshots.json.gz metadata" in done.stderr
+    assert "deleted behind Velero" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_p2_tampered_velero_backup_json_is_not_synced(cluster: Cluster) -> None:
     cluster.backup()
     data = json.loads(cluster.stored("nightly", "velero-backup.json"))
