@@ -119,3 +119,10 @@ def test_a_usage_error_is_one_escaped_line_and_exit_2(argv: list[str]) -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("merkle-backup: error: "), result.stderr
     assert "\x1b" not in result.stderr and result.stdout == ""
+
+
+def test_bare_command_still_shows_the_help() -> None:
+    """A bare `merkle-backup` is a usage error whose message is the help: shown whole."""
+    result = CliRunner().invoke(main, [], prog_name="merkle-backup")
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.startswith("Usage: merkle-backup [OPTIONS] COMMAND") and "\nCommands:\n" in result.stderr

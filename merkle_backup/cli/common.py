@@ -42,6 +42,10 @@ def exit_code_table(formatter: click.HelpFormatter) -> None:
                            col_max=4)
 
 
+# click >= 8.2 raises this usage error, whose message is the whole help, for a bare group.
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class Group(click.Group):
     """The ``merkle-backup`` group: its help ends with the exit-code table too, and a usage
     error (an unknown option, a malformed value, a missing argument) is one line and exit 2,
@@ -56,6 +60,9 @@ class Group(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except click.UsageError as e:
+            if isinstance(e, _NO_ARGS_IS_HELP):  # bare `merkle-backup`: the help, as click shows it
+                e.show()
+                sys.exit(e.exit_code)
             where = e.ctx.command_path if e.ctx is not None else "merkle-backup"
             said = " ".join(e.format_message().split())
             click.echo(f"merkle-backup: error: {shown(said)} (see '{shown(where)} --help')",
