@@ -547,7 +547,8 @@ class VeleroObjectStore:
         stream = self._store.open_stream(key, pin)
         return _verified(stream, url, expected)
 
-    # -- the rest passes through -------------------------------------------------------------
+    # -- ObjectExists (checked when the answer would hide a sealed object); the rest passes
+    # -- through -----------------------------------------------------------------------------
 
     def object_exists(self, bucket: str, key: str) -> bool:
         """Whether ``key`` exists; for an object of a backup that its seal (or, before the
