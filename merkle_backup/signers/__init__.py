@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -47,22 +48,17 @@ def open_signer(ref: str | Path, *, pin: PublicKey | None = None,
         from merkle_backup.signers.file import FileBackend
 
         return Checked(FileBackend.open(Path(text)), pin=pin)
-    deadline = DEADLINE_TIMEOUTS * timeout
+    network: Any = None  # the backends reached over a socket: each call bounded in all
     if text == "ssh-agent" or text.startswith("ssh-agent:"):
-        from merkle_backup.signers.sshagent import AgentBackend
-
-        agent = within(deadline, text, lambda: AgentBackend.open(text, timeout=timeout))
-        return Checked(agent, pin=pin, deadline=deadline)
-    if text.startswith("awskms://"):
-        from merkle_backup.signers.awskms import KMSBackend
-
-        kms = within(deadline, text, lambda: KMSBackend.open(text, timeout=timeout))
-        return Checked(kms, pin=pin, deadline=deadline)
-    if text.startswith(("hashivault://", "openbao://")):
-        from merkle_backup.signers.transit import TransitBackend
-
-        vault = within(deadline, text, lambda: TransitBackend.open(text, timeout=timeout))
-        return Checked(vault, pin=pin, deadline=deadline)
+        from merkle_backup.signers.sshagent import AgentBackend as network
+    elif text.startswith("awskms://"):
+        from merkle_backup.signers.awskms import KMSBackend as network
+    elif text.startswith(("hashivault://", "openbao://")):
+        from merkle_backup.signers.transit import TransitBackend as network
+    if network is not None:
+        deadline = DEADLINE_TIMEOUTS * timeout
+        backend = within(deadline, text, lambda: network.open(text, timeout=timeout))
+        return Checked(backend, pin=pin, deadline=deadline)
     if text.startswith("pkcs11:"):
         from merkle_backup.signers.pkcs11 import PKCS11Backend
 

@@ -69,16 +69,12 @@ def test_signature_backup_and_object_are_checked() -> None:
 def test_leaves_object_round_trip_and_tamper() -> None:
     leaves = [b"a" * 40, b"", b"\x00" * 300]
     data = records.encode_leaves(leaves)
-    import blake3
-
-    record = ObjectRecord("n", "u", "n.tar.gz", 1, bytes(32), 1,
-                          (len(leaves), blake3.blake3(data).digest()))
+    record = _leaves_record(data, len(leaves))
     assert records.decode_leaves(data, record) == leaves
     with pytest.raises(NotAuthentic):
         records.decode_leaves(data + b"\x00", record)
-    short = ObjectRecord("n", "u", "n.tar.gz", 1, bytes(32), 1, (2, blake3.blake3(data).digest()))
     with pytest.raises(FormatError):
-        records.decode_leaves(data, short)
+        records.decode_leaves(data, _leaves_record(data, 2))
 
 
 def _leaves_record(data: bytes, count: int) -> ObjectRecord:
